@@ -1,0 +1,1 @@
+//! Multi-process test builder and benchmark harness (to fill).
