@@ -1,1 +1,13 @@
-//! Simulated fleets (to fill).
+//! Simulated fleets built on the device SDK: solar meters with a plausible production curve,
+//! GPU agents and storage heartbeats, with per-device fault injection (inflated readings,
+//! replays, equivocation, garbage, offline periods, forged signatures) and the exact outcome a
+//! validator should reach for each message.
+//!
+//! Must not depend on node internals: it speaks only the wire protocol.
+
+pub mod fleet;
+pub mod publish;
+pub mod solar;
+
+pub use fleet::{expected_counts, Expect, FaultKind, Fleet, FleetConfig, Message};
+pub use publish::{PublishConfig, PublishError, PublishStats, Publisher};

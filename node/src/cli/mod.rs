@@ -3,7 +3,13 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod broker;
+mod devnet;
+mod keygen;
+mod node;
 mod proofs;
+mod sim;
+mod store;
 
 /// groundtruth: a verification network for physical infrastructure.
 #[derive(Debug, Parser)]
@@ -15,6 +21,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a whole devnet on this machine: broker, validator, simulated fleet, live counts.
+    Devnet(devnet::DevnetArgs),
+    /// Run a validator node.
+    Node(node::NodeArgs),
+    /// Run a simulated fleet against a broker (or write its genesis).
+    Sim(sim::SimArgs),
+    /// Create a device key file.
+    Keygen(keygen::KeygenArgs),
+    /// Run a standalone MQTT broker.
+    Broker(broker::BrokerArgs),
+    /// Inspect a stopped node's database.
+    Store(store::StoreArgs),
     /// Write a STARK proof file for a statement (metered output or retrievability).
     Prove(proofs::ProveArgs),
     /// Check a proof file without trusting anyone; exits non-zero with the reason if it fails.
@@ -26,6 +44,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
+        Command::Devnet(args) => devnet::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Sim(args) => sim::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Broker(args) => broker::run(args),
+        Command::Store(args) => store::run(args),
         Command::Prove(args) => proofs::prove(args),
         Command::Verify(args) => proofs::verify(args),
     };
@@ -40,7 +64,7 @@ pub fn main() -> ExitCode {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,rumqttc=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

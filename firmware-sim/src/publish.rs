@@ -1,0 +1,148 @@
+//! Publishing a fleet's messages over MQTT: several connections, QoS 1, paced in simulated
+//! time or as fast as the broker takes them.
+
+use crate::fleet::Message;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors while publishing.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The broker URL is not `mqtt://host:port`.
+    #[error("broker url {0:?} is not of the form mqtt://host:port")]
+    BrokerUrl(String),
+    /// The MQTT client refused a request.
+    #[error("mqtt client: {0}")]
+    Client(#[from] rumqttc::ClientError),
+    /// The broker did not acknowledge everything in time.
+    #[error("broker acknowledged {acked} of {sent} messages before the deadline")]
+    Unacknowledged {
+        /// Messages published.
+        sent: u64,
+        /// Messages acknowledged.
+        acked: u64,
+    },
+}
+
+/// Where and how to publish.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    /// Broker, `mqtt://host:port`.
+    pub broker: String,
+    /// Parallel MQTT connections; devices are spread over them by index.
+    pub connections: u32,
+    /// QoS 1 messages in flight per connection.
+    pub inflight: u16,
+    /// Client id prefix.
+    pub client_prefix: String,
+}
+
+/// Counters shared with whoever shows progress.
+#[derive(Debug, Default)]
+pub struct PublishStats {
+    /// Messages handed to the MQTT client.
+    pub sent: AtomicU64,
+    /// PUBACKs received.
+    pub acked: AtomicU64,
+}
+
+fn parse(url: &str) -> Result<(String, u16), PublishError> {
+    let rest = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")).unwrap_or(url);
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| PublishError::BrokerUrl(url.into()))?;
+    let port = port.parse().map_err(|_| PublishError::BrokerUrl(url.into()))?;
+    Ok((host.to_string(), port))
+}
+
+/// A set of MQTT connections that publish messages for the devices assigned to them.
+pub struct Publisher {
+    clients: Vec<AsyncClient>,
+    stats: Arc<PublishStats>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Publisher {
+    /// Connects (lazily: the connections are made by their event loops).
+    pub fn connect(config: &PublishConfig, stats: Arc<PublishStats>) -> Result<Self, PublishError> {
+        let (host, port) = parse(&config.broker)?;
+        let mut clients = Vec::new();
+        let mut loops = Vec::new();
+        for c in 0..config.connections.max(1) {
+            let mut options = MqttOptions::new(format!("{}-{c}", config.client_prefix), host.clone(), port);
+            options.set_keep_alive(Duration::from_secs(30)).set_inflight(config.inflight).set_clean_session(true);
+            let (client, mut eventloop) = AsyncClient::new(options, usize::from(config.inflight) * 2);
+            let stats = stats.clone();
+            loops.push(tokio::spawn(async move {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::PubAck(_))) => {
+                            stats.acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(target: "sim::mqtt", error = %e, "connection error; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }));
+            clients.push(client);
+        }
+        Ok(Self { clients, stats, loops })
+    }
+
+    /// Publishes messages, each on the connection of its device, in order per device.
+    pub async fn publish(&self, messages: &[Message]) -> Result<(), PublishError> {
+        let n = self.clients.len();
+        let mut per_conn: Vec<Vec<&Message>> = vec![Vec::new(); n];
+        for m in messages {
+            per_conn[m.device_index as usize % n].push(m);
+        }
+        let tasks = per_conn.into_iter().zip(self.clients.iter().cloned()).map(|(msgs, client)| {
+            let stats = self.stats.clone();
+            let owned: Vec<(String, Vec<u8>)> = msgs.into_iter().map(|m| (m.topic.clone(), m.payload.clone())).collect();
+            tokio::spawn(async move {
+                for (topic, payload) in owned {
+                    client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
+                    stats.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<(), rumqttc::ClientError>(())
+            })
+        });
+        for t in tasks.collect::<Vec<_>>() {
+            match t.await {
+                Ok(r) => r?,
+                Err(e) => tracing::error!(target: "sim::mqtt", error = %e, "publisher task failed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every sent message is acknowledged, or the deadline passes.
+    pub async fn wait_acked(&self, deadline: Duration) -> Result<(), PublishError> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let sent = self.stats.sent.load(Ordering::Relaxed);
+            let acked = self.stats.acked.load(Ordering::Relaxed);
+            if acked >= sent {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(PublishError::Unacknowledged { sent, acked });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Disconnects every connection.
+    pub async fn disconnect(self) {
+        for c in &self.clients {
+            let _ = c.disconnect().await;
+        }
+        for l in self.loops {
+            let _ = tokio::time::timeout(Duration::from_secs(2), l).await;
+        }
+    }
+}

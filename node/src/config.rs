@@ -1,0 +1,224 @@
+//! Typed node configuration. Precedence: defaults → TOML file → `GROUNDTRUTH__SECTION__KEY`
+//! environment variables → command-line flags (applied by the CLI).
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Errors loading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file (or an environment override) is not valid TOML for this schema.
+    #[error("parsing {origin}: {message}")]
+    Parse {
+        /// Where the bad text came from.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Everything a validator node needs to run.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Storage and identity.
+    pub node: NodeSection,
+    /// Where readings arrive.
+    pub mqtt: MqttSection,
+    /// Ingest pipeline sizes.
+    pub ingest: IngestSection,
+    /// Prometheus endpoint.
+    pub metrics: MetricsSection,
+}
+
+/// Storage and identity.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Human-readable node name, used in the MQTT client id and logs.
+    pub name: String,
+    /// Directory holding the sled database.
+    pub data_dir: PathBuf,
+    /// Genesis file: the device registry until the ledger takes it over.
+    pub genesis: PathBuf,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            name: "node0".into(),
+            data_dir: PathBuf::from(".devnet/node0"),
+            genesis: PathBuf::from("configs/genesis.toml"),
+        }
+    }
+}
+
+/// Where readings arrive: an embedded rumqttd broker, or an external broker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSection {
+    /// Start an embedded broker listening on `listen`.
+    pub embedded: bool,
+    /// Listen address of the embedded broker.
+    pub listen: SocketAddr,
+    /// Broker the node subscribes to (`mqtt://host:port`); the embedded one by default.
+    pub url: String,
+    /// Largest MQTT payload accepted, bytes (frames are at most 154 bytes).
+    pub max_payload_bytes: usize,
+    /// Unacknowledged QoS 1 messages the broker may have in flight to this node.
+    pub max_inflight: u16,
+    /// Keep-alive interval.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        Self {
+            embedded: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            url: "mqtt://127.0.0.1:1883".into(),
+            max_payload_bytes: 1024,
+            max_inflight: 1000,
+            keep_alive: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Ingest pipeline sizes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSection {
+    /// Most readings verified in one signature batch.
+    pub verify_batch: usize,
+    /// Most readings made durable by one flush (group commit) before they are acknowledged.
+    pub commit_batch: usize,
+    /// Capacity of each bounded queue between pipeline stages; must exceed the broker's
+    /// in-flight window so the MQTT event loop never waits on it.
+    pub queue_capacity: usize,
+    /// How often a device with a sequence gap is asked to resend, at most.
+    #[serde(with = "humantime_serde")]
+    pub resend_interval: Duration,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        Self {
+            verify_batch: 256,
+            commit_batch: 1024,
+            queue_capacity: 8192,
+            resend_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Prometheus endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address serving `/metrics` and `/healthz`.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9464)) }
+    }
+}
+
+impl NodeConfig {
+    /// Loads defaults, then the file (if any), then `GROUNDTRUTH__SECTION__KEY` overrides.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+                    origin: p.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env_overrides(&mut table, std::env::vars())?;
+        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            origin: path.map_or_else(|| "defaults".into(), |p| p.display().to_string()),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Applies `GROUNDTRUTH__SECTION__KEY=value` variables onto a TOML table. Values are parsed as
+/// TOML when they can be (numbers, booleans), else taken as strings.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (key, value) in vars {
+        let Some(rest) = key.strip_prefix("GROUNDTRUTH__") else { continue };
+        let parts: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let [section, field] = parts.as_slice() else {
+            return Err(ConfigError::Parse {
+                origin: key.clone(),
+                message: "expected GROUNDTRUTH__SECTION__KEY".into(),
+            });
+        };
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(t) => {
+                t.insert(field.clone(), parsed);
+            }
+            _ => {
+                return Err(ConfigError::Parse {
+                    origin: key.clone(),
+                    message: format!("{section} is not a section"),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut t: toml::Table = "[mqtt]\nembedded = true\n".parse().unwrap_or_default();
+        let vars = vec![
+            ("GROUNDTRUTH__MQTT__EMBEDDED".to_string(), "false".to_string()),
+            ("GROUNDTRUTH__NODE__NAME".to_string(), "validator-7".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        apply_env_overrides(&mut t, vars.into_iter()).expect("overrides apply");
+        let cfg: NodeConfig = toml::Value::Table(t).try_into().expect("valid config");
+        assert!(!cfg.mqtt.embedded);
+        assert_eq!(cfg.node.name, "validator-7");
+        assert_eq!(cfg.ingest, IngestSection::default());
+    }
+
+    #[test]
+    fn malformed_override_is_an_error() {
+        let mut t = toml::Table::new();
+        let vars = vec![("GROUNDTRUTH__MQTT".to_string(), "1".to_string())];
+        assert!(apply_env_overrides(&mut t, vars.into_iter()).is_err());
+    }
+}

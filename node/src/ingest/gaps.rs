@@ -1,0 +1,126 @@
+//! Per-device sequence tracking: which sequence numbers are settled (stored, accepted or
+//! rejected), where the gaps are, and when to ask a device to resend. Pure: the caller passes
+//! the time.
+
+use groundtruth_device_sdk::DeviceId;
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// Resend requests sent for one gap before it is reported as unfilled.
+pub const MAX_RESEND_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, Default)]
+struct DeviceSeqs {
+    /// Every seq below this is settled.
+    next: u64,
+    /// Settled seqs above `next`.
+    above: BTreeSet<u64>,
+    last_request: Option<Instant>,
+    attempts: u32,
+}
+
+/// What the tracker asks the caller to do about gaps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GapAction {
+    /// Ask `device` to resend from `from_seq`.
+    Resend {
+        /// Device with a gap.
+        device: DeviceId,
+        /// First missing sequence number.
+        from_seq: u64,
+    },
+    /// The gap at `from_seq` did not fill after [`MAX_RESEND_ATTEMPTS`] requests.
+    Unfilled {
+        /// Device with a gap.
+        device: DeviceId,
+        /// First missing sequence number.
+        from_seq: u64,
+    },
+}
+
+/// Sequence tracking for every device.
+#[derive(Debug, Default)]
+pub struct GapTracker {
+    devices: HashMap<DeviceId, DeviceSeqs>,
+}
+
+impl GapTracker {
+    /// Records that (device, seq) is settled.
+    pub fn settle(&mut self, device: DeviceId, seq: u64) {
+        let d = self.devices.entry(device).or_default();
+        if seq < d.next {
+            return;
+        }
+        if seq == d.next {
+            d.next += 1;
+            while d.above.remove(&d.next) {
+                d.next += 1;
+            }
+            d.attempts = 0;
+        } else {
+            d.above.insert(seq);
+        }
+    }
+
+    /// Number of devices with a gap.
+    pub fn open_gaps(&self) -> usize {
+        self.devices.values().filter(|d| !d.above.is_empty()).count()
+    }
+
+    /// The first missing seq of a device, if it has a gap.
+    pub fn gap_of(&self, device: &DeviceId) -> Option<u64> {
+        self.devices.get(device).filter(|d| !d.above.is_empty()).map(|d| d.next)
+    }
+
+    /// Gaps that are due a resend request at `now` (at most one per device per `interval`).
+    pub fn due(&mut self, now: Instant, interval: Duration) -> Vec<GapAction> {
+        let mut actions = Vec::new();
+        for (device, d) in &mut self.devices {
+            if d.above.is_empty() || d.attempts > MAX_RESEND_ATTEMPTS {
+                continue;
+            }
+            if d.last_request.is_some_and(|t| now.duration_since(t) < interval) {
+                continue;
+            }
+            d.last_request = Some(now);
+            d.attempts += 1;
+            if d.attempts > MAX_RESEND_ATTEMPTS {
+                actions.push(GapAction::Unfilled { device: *device, from_seq: d.next });
+            } else {
+                actions.push(GapAction::Resend { device: *device, from_seq: d.next });
+            }
+        }
+        actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_open_close_and_give_up() {
+        let dev = DeviceId([5u8; 32]);
+        let mut g = GapTracker::default();
+        g.settle(dev, 0);
+        g.settle(dev, 1);
+        assert_eq!(g.open_gaps(), 0);
+        g.settle(dev, 4);
+        assert_eq!(g.gap_of(&dev), Some(2));
+        let t0 = Instant::now();
+        let step = Duration::from_secs(1);
+        assert_eq!(g.due(t0, step), vec![GapAction::Resend { device: dev, from_seq: 2 }]);
+        assert!(g.due(t0, step).is_empty(), "rate limited");
+        g.settle(dev, 2);
+        g.settle(dev, 3);
+        assert_eq!(g.open_gaps(), 0);
+        g.settle(dev, 9);
+        let mut t = t0;
+        let mut unfilled = 0;
+        for _ in 0..10 {
+            t += step;
+            unfilled += g.due(t, step).iter().filter(|a| matches!(a, GapAction::Unfilled { .. })).count();
+        }
+        assert_eq!(unfilled, 1, "reported once");
+    }
+}

@@ -1,0 +1,300 @@
+//! Ingest: MQTT messages in, durable verified readings out.
+//!
+//! ```text
+//! MQTT event loop (tokio task) ──bounded──▶ verifier thread ──bounded──▶ committer thread
+//!   Publish + connection generation          decode, topic, registry,      seq / duplicate /
+//!                                            capacity, batch signatures    equivocation, sled,
+//!                                                                          flush, then PUBACK
+//! ```
+//! A message is acknowledged to the broker only after the flush that made its outcome durable,
+//! so a node killed at any moment loses nothing it acknowledged: the broker redelivers the rest
+//! to the node's persistent session. Redeliveries of stored readings are counted as duplicates.
+
+mod checks;
+mod gaps;
+
+pub use checks::{decide, precheck, register_continues, within_capacity, Rejection, StoreDecision};
+pub use gaps::{GapAction, GapTracker, MAX_RESEND_ATTEMPTS};
+
+use crate::config::IngestSection;
+use crate::metrics::{IngestMetrics, KindLabel};
+use crate::registry::Registry;
+use crate::store::{Status, Store, StoreError};
+use groundtruth_device_sdk::{verify_batch, DeviceId, ReadingBody, SignedReading};
+use rumqttc::{AsyncClient, Publish, QoS};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A message from the broker with the connection generation it arrived on.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The MQTT publish (topic, payload, packet id).
+    pub publish: Publish,
+    /// Connection generation; acks for older generations are not sent (the broker redelivers).
+    pub generation: u64,
+}
+
+struct Checked {
+    inbound: Inbound,
+    verdict: Result<SignedReading, Rejection>,
+}
+
+/// Shared pieces the ingest threads need.
+#[derive(Clone)]
+pub struct IngestContext {
+    /// Sizes and intervals.
+    pub config: IngestSection,
+    /// Largest accepted payload.
+    pub max_payload: usize,
+    /// Registered devices.
+    pub registry: Arc<Registry>,
+    /// Durable storage.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: IngestMetrics,
+    /// Client used to acknowledge messages and send resend requests.
+    pub client: AsyncClient,
+    /// Current MQTT connection generation.
+    pub generation: Arc<AtomicU64>,
+    /// Runtime used to drive the async client from the committer thread.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Starts the verifier and committer threads. They stop when `inbound` closes.
+pub fn spawn(
+    ctx: IngestContext,
+    inbound: tokio::sync::mpsc::Receiver<Inbound>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Checked>>(ctx.config.queue_capacity / ctx.config.verify_batch.max(1) + 1);
+    let verifier_ctx = ctx.clone();
+    let verifier = std::thread::Builder::new()
+        .name("ingest-verify".into())
+        .spawn(move || verifier_loop(&verifier_ctx, inbound, tx))?;
+    let committer = std::thread::Builder::new().name("ingest-commit".into()).spawn(move || {
+        if let Err(e) = committer_loop(&ctx, rx) {
+            tracing::error!(target: "node::ingest", error = %e, "storage failed; ingest stopped without acknowledging unstored readings");
+        }
+    })?;
+    Ok(vec![verifier, committer])
+}
+
+fn verifier_loop(
+    ctx: &IngestContext,
+    mut inbound: tokio::sync::mpsc::Receiver<Inbound>,
+    out: SyncSender<Vec<Checked>>,
+) {
+    let batch_size = ctx.config.verify_batch.max(1);
+    let mut rng = rand::rngs::OsRng;
+    while let Some(first) = inbound.blocking_recv() {
+        let mut batch = Vec::with_capacity(batch_size);
+        batch.push(first);
+        while batch.len() < batch_size {
+            match inbound.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        ctx.metrics.received.inc_by(batch.len() as u64);
+        let mut checked: Vec<Checked> = batch
+            .into_iter()
+            .map(|inbound| {
+                let verdict = precheck(&inbound.publish.topic, &inbound.publish.payload, ctx.max_payload, &ctx.registry);
+                Checked { inbound, verdict }
+            })
+            .collect();
+        let to_verify: Vec<SignedReading> = checked.iter().filter_map(|c| c.verdict.as_ref().ok().copied()).collect();
+        let valid = verify_batch(&to_verify, &mut rng);
+        let mut flags = valid.into_iter();
+        for c in checked.iter_mut().filter(|c| c.verdict.is_ok()) {
+            if !flags.next().unwrap_or(false) {
+                c.verdict = Err(Rejection::BadSignature);
+            }
+        }
+        if out.send(checked).is_err() {
+            return;
+        }
+    }
+}
+
+/// Summarises rejections in the log every `every`, by reason; each rejection itself is logged
+/// once, at debug level, so a flood of bad input cannot flood the log.
+struct RejectionSummary {
+    since: Instant,
+    every: Duration,
+    counts: HashMap<Rejection, u64>,
+}
+
+impl RejectionSummary {
+    fn record(&mut self, reason: Rejection, now: Instant) {
+        *self.counts.entry(reason).or_default() += 1;
+        if now.duration_since(self.since) >= self.every {
+            let mut parts: Vec<String> = self.counts.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            parts.sort();
+            tracing::info!(target: "node::ingest", rejected = %parts.join(" "), "rejections in the last {:?}", self.every);
+            self.counts.clear();
+            self.since = now;
+        }
+    }
+}
+
+struct Committer<'a> {
+    ctx: &'a IngestContext,
+    gaps: GapTracker,
+    /// Last accepted energy reading per device, to check register continuity without a read.
+    last_body: HashMap<DeviceId, (u64, ReadingBody)>,
+    summary: RejectionSummary,
+    kind_counters: HashMap<&'static str, prometheus_client::metrics::counter::Counter>,
+}
+
+impl Committer<'_> {
+    /// Decides and stores one checked message; returns the rejection, if any.
+    fn apply(&mut self, c: &Checked) -> Result<Option<Rejection>, StoreError> {
+        let signed = match &c.verdict {
+            Ok(s) => s,
+            Err(r) => return Ok(Some(*r)),
+        };
+        let device = signed.reading.device;
+        let seq = signed.reading.seq;
+        let frame: &[u8] = &c.inbound.publish.payload;
+        if let Some((_, existing)) = self.ctx.store.get(&device, seq)? {
+            return Ok(match decide(Some(&existing), frame) {
+                StoreDecision::Duplicate | StoreDecision::New => Some(Rejection::Duplicate),
+                StoreDecision::Equivocation => {
+                    self.ctx.store.put_evidence(&device, seq, &existing, frame)?;
+                    Some(Rejection::Equivocation)
+                }
+            });
+        }
+        let plausible = self
+            .ctx
+            .registry
+            .get(&device)
+            .is_some_and(|record| within_capacity(&signed.reading.body, record));
+        let continues = plausible && match seq.checked_sub(1) {
+            None => true,
+            Some(prev_seq) => match self.previous_body(&device, prev_seq)? {
+                Some(prev) => register_continues(&prev, &signed.reading.body),
+                None => true,
+            },
+        };
+        let (status, rejection) =
+            if continues { (Status::Accepted, None) } else { (Status::Rejected, Some(Rejection::Implausible)) };
+        self.ctx.store.put(&device, seq, status, frame)?;
+        self.gaps.settle(device, seq);
+        if status == Status::Accepted {
+            self.last_body.insert(device, (seq, signed.reading.body));
+        }
+        Ok(rejection)
+    }
+
+    fn previous_body(&self, device: &DeviceId, prev_seq: u64) -> Result<Option<ReadingBody>, StoreError> {
+        if let Some((s, body)) = self.last_body.get(device) {
+            if *s == prev_seq {
+                return Ok(Some(*body));
+            }
+        }
+        Ok(match self.ctx.store.get(device, prev_seq)? {
+            Some((Status::Accepted, frame)) => SignedReading::decode_frame(&frame).ok().map(|s| s.reading.body),
+            _ => None,
+        })
+    }
+
+    fn request_resends(&mut self, now: Instant) {
+        for action in self.gaps.due(now, self.ctx.config.resend_interval) {
+            match action {
+                GapAction::Resend { device, from_seq } => {
+                    let topic = format!("{}/resend/{device}", groundtruth_device_sdk::topics::PREFIX);
+                    if self.ctx.client.try_publish(topic, QoS::AtLeastOnce, false, from_seq.to_be_bytes().to_vec()).is_ok() {
+                        self.ctx.metrics.resend_requests.inc();
+                    }
+                }
+                GapAction::Unfilled { device, from_seq } => {
+                    self.ctx.metrics.unfilled_gaps.inc();
+                    tracing::warn!(target: "node::ingest", %device, from_seq, "sequence gap not filled after {MAX_RESEND_ATTEMPTS} resend requests");
+                }
+            }
+        }
+        self.ctx.metrics.open_gaps.set(self.gaps.open_gaps() as i64);
+    }
+}
+
+fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(), StoreError> {
+    let mut committer = Committer {
+        ctx,
+        gaps: GapTracker::default(),
+        last_body: HashMap::new(),
+        summary: RejectionSummary { since: Instant::now(), every: Duration::from_secs(10), counts: HashMap::new() },
+        kind_counters: ["energy", "gpu", "storage"]
+            .into_iter()
+            .map(|k| (k, ctx.metrics.accepted.get_or_create(&KindLabel { kind: k.into() }).clone()))
+            .collect(),
+    };
+    for key in ctx.store.keys() {
+        let (device, seq) = key?;
+        committer.gaps.settle(device, seq);
+    }
+    let mut last_gap_check = Instant::now();
+    let max_commit = ctx.config.commit_batch.max(1);
+    loop {
+        let first = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(b) => b,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                committer.request_resends(Instant::now());
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        let mut batches = vec![first];
+        let mut n: usize = batches[0].len();
+        while n < max_commit {
+            match rx.try_recv() {
+                Ok(b) => {
+                    n += b.len();
+                    batches.push(b);
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        let mut outcomes = Vec::with_capacity(n);
+        for c in batches.iter().flatten() {
+            outcomes.push(committer.apply(c)?);
+        }
+        let started = Instant::now();
+        ctx.store.flush()?;
+        ctx.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+        ctx.metrics.commit_batch.observe(n as f64);
+        // Durable: count, log and acknowledge.
+        let generation = ctx.generation.load(Ordering::Acquire);
+        let now = Instant::now();
+        for (c, outcome) in batches.iter().flatten().zip(outcomes) {
+            match outcome {
+                None => {
+                    if let Ok(s) = &c.verdict {
+                        if let Some(counter) = committer.kind_counters.get(s.reading.body.kind().name()) {
+                            counter.inc();
+                        }
+                    }
+                }
+                Some(reason) => {
+                    ctx.metrics.reject(reason);
+                    committer.summary.record(reason, now);
+                    match &c.verdict {
+                        Ok(s) => tracing::debug!(target: "node::ingest", %reason, device = %s.reading.device, seq = s.reading.seq, "reading rejected"),
+                        Err(_) => tracing::debug!(target: "node::ingest", %reason, topic = %c.inbound.publish.topic, "message rejected"),
+                    }
+                }
+            }
+            if c.inbound.generation == generation && c.inbound.publish.qos != QoS::AtMostOnce {
+                // The event loop drains the request channel; blocking here is bounded by it.
+                let _ = ctx.runtime.block_on(ctx.client.ack(&c.inbound.publish));
+            }
+        }
+        if now.duration_since(last_gap_check) >= Duration::from_secs(1) {
+            committer.request_resends(now);
+            last_gap_check = now;
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Runs a validator node: registry, store, optional embedded broker, metrics endpoint, MQTT
+//! subscription and the ingest threads.
+
+use crate::broker::{self, BrokerConfig};
+use crate::config::NodeConfig;
+use crate::ingest::{self, Inbound, IngestContext};
+use crate::metrics::{self, IngestMetrics};
+use crate::registry::{Registry, RegistryError};
+use crate::store::{Store, StoreError};
+use groundtruth_device_sdk::topics;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The device registry could not be loaded.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The store could not be opened.
+    #[error("store at {0}: {1}")]
+    Store(String, StoreError),
+    /// The broker URL is not `mqtt://host:port`.
+    #[error("broker url {0:?} is not of the form mqtt://host:port")]
+    BrokerUrl(String),
+    /// A socket or thread could not be set up.
+    #[error("{0}: {1}")]
+    Io(&'static str, std::io::Error),
+}
+
+/// Splits `mqtt://host:port` (or `tcp://`, or bare `host:port`) into host and port.
+pub fn parse_broker_url(url: &str) -> Result<(String, u16), NodeError> {
+    let rest = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")).unwrap_or(url);
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| NodeError::BrokerUrl(url.into()))?;
+    let port = port.trim_end_matches('/').parse().map_err(|_| NodeError::BrokerUrl(url.into()))?;
+    if host.is_empty() {
+        return Err(NodeError::BrokerUrl(url.into()));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// The node's metrics registry and the handles into it.
+pub struct Telemetry {
+    /// Everything served on `/metrics`.
+    pub registry: prometheus_client::registry::Registry,
+    /// Ingest counters.
+    pub ingest: IngestMetrics,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let ingest = IngestMetrics::register(&mut registry);
+        Self { registry, ingest }
+    }
+}
+
+/// Runs the node until `shutdown` completes.
+pub async fn run(
+    config: NodeConfig,
+    telemetry: Telemetry,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let registry = Arc::new(Registry::load(&config.node.genesis)?);
+    let store = Store::open(&config.node.data_dir)
+        .map_err(|e| NodeError::Store(config.node.data_dir.display().to_string(), e))?;
+    tracing::info!(target: "node", name = %config.node.name, devices = registry.len(), data_dir = %config.node.data_dir.display(), "starting");
+
+    if config.mqtt.embedded {
+        broker::start(&BrokerConfig {
+            listen: config.mqtt.listen,
+            max_payload_bytes: config.mqtt.max_payload_bytes,
+            max_inflight: 1000,
+            max_connections: 10_000,
+        })
+        .map_err(|e| NodeError::Io("embedded broker", e))?;
+        tracing::info!(target: "node::broker", listen = %config.mqtt.listen, "embedded MQTT broker listening");
+    }
+
+    let ingest_metrics = telemetry.ingest.clone();
+    let prometheus = Arc::new(telemetry.registry);
+    let listener_addr = config.metrics.listen;
+    tokio::spawn(async move {
+        if let Err(e) = metrics::serve(listener_addr, prometheus).await {
+            tracing::error!(target: "node::metrics", error = %e, "metrics endpoint stopped");
+        }
+    });
+    tracing::info!(target: "node::metrics", listen = %listener_addr, "serving /metrics");
+
+    let (host, port) = parse_broker_url(&config.mqtt.url)?;
+    let mut options = MqttOptions::new(format!("groundtruth-{}", config.node.name), host, port);
+    options
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(config.mqtt.keep_alive)
+        .set_max_packet_size(config.mqtt.max_payload_bytes + 512, 4096)
+        .set_inflight(config.mqtt.max_inflight);
+    let (client, mut eventloop) = AsyncClient::new(options, config.ingest.queue_capacity);
+    let generation = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Inbound>(config.ingest.queue_capacity);
+    let ctx = IngestContext {
+        config: config.ingest.clone(),
+        max_payload: config.mqtt.max_payload_bytes,
+        registry,
+        store,
+        metrics: ingest_metrics.clone(),
+        client: client.clone(),
+        generation: generation.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let _threads = ingest::spawn(ctx, rx).map_err(|e| NodeError::Io("ingest threads", e))?;
+
+    let mqtt_loop = async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    let inbound = Inbound { publish, generation: generation.load(Ordering::Acquire) };
+                    if tx.send(inbound).await.is_err() {
+                        tracing::error!(target: "node::mqtt", "ingest stopped; leaving the MQTT loop");
+                        return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    generation.fetch_add(1, Ordering::AcqRel);
+                    tracing::info!(target: "node::mqtt", session_present = ack.session_present, "connected to broker");
+                    if let Err(e) = client.try_subscribe(topics::READINGS_FILTER, QoS::AtLeastOnce) {
+                        tracing::error!(target: "node::mqtt", error = %e, "subscribe failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    ingest_metrics.mqtt_errors.inc();
+                    tracing::warn!(target: "node::mqtt", error = %e, "broker connection lost; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = mqtt_loop => {}
+        () = shutdown => tracing::info!(target: "node", "shutting down"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(parse_broker_url("mqtt://127.0.0.1:1883").ok(), Some(("127.0.0.1".into(), 1883)));
+        assert_eq!(parse_broker_url("localhost:9").ok(), Some(("localhost".into(), 9)));
+        assert!(parse_broker_url("mqtt://nohost").is_err());
+        assert!(parse_broker_url("mqtt://:1").is_err());
+    }
+}

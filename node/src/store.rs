@@ -1,0 +1,180 @@
+//! Durable reading storage in sled.
+//!
+//! Tree `readings`: key `device (32) ‖ seq (8, big-endian)`, value `status (1) ‖ frame`, where
+//! status 0 = accepted and 1 = authentic but rejected (e.g. implausible; kept so the sequence
+//! has no hole and the lie is on record). Tree `evidence`: key `device ‖ seq ‖ first 8 bytes of
+//! the second signature`, value `len(first) (2, BE) ‖ first frame ‖ second frame`.
+//!
+//! Nothing is acknowledged to the broker before [`Store::flush`] returns.
+
+use groundtruth_device_sdk::DeviceId;
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value does not have the expected layout (corruption or a foreign database).
+    #[error("corrupt entry under key {0}")]
+    Corrupt(String),
+}
+
+/// Result with [`StoreError`].
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Status byte of a stored reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Accepted: counts as verified input.
+    Accepted = 0,
+    /// Authentic but rejected (implausible); kept on record.
+    Rejected = 1,
+}
+
+/// A stored reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReading {
+    /// Device.
+    pub device: DeviceId,
+    /// Sequence number.
+    pub seq: u64,
+    /// Accepted or rejected.
+    pub status: Status,
+    /// The frame as received.
+    pub frame: Vec<u8>,
+}
+
+/// The node's sled database.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    readings: sled::Tree,
+    evidence: sled::Tree,
+}
+
+fn key(device: &DeviceId, seq: u64) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(&device.0);
+    k[32..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn parse_key(k: &[u8]) -> Option<(DeviceId, u64)> {
+    let device: [u8; 32] = k.get(..32)?.try_into().ok()?;
+    let seq: [u8; 8] = k.get(32..40)?.try_into().ok()?;
+    Some((DeviceId(device), u64::from_be_bytes(seq)))
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &std::path::Path) -> Result<Self> {
+        let db = sled::Config::new().path(dir).cache_capacity(64 << 20).open()?;
+        let readings = db.open_tree("readings")?;
+        let evidence = db.open_tree("evidence")?;
+        Ok(Self { db, readings, evidence })
+    }
+
+    /// What is stored at (device, seq): status and frame.
+    pub fn get(&self, device: &DeviceId, seq: u64) -> Result<Option<(Status, sled::IVec)>> {
+        let Some(v) = self.readings.get(key(device, seq))? else { return Ok(None) };
+        let status = match v.first() {
+            Some(0) => Status::Accepted,
+            Some(1) => Status::Rejected,
+            _ => return Err(StoreError::Corrupt(format!("{device}/{seq}"))),
+        };
+        Ok(Some((status, v.subslice(1, v.len() - 1))))
+    }
+
+    /// Stores a reading (not yet durable: call [`Store::flush`]).
+    pub fn put(&self, device: &DeviceId, seq: u64, status: Status, frame: &[u8]) -> Result<()> {
+        let mut v = Vec::with_capacity(frame.len() + 1);
+        v.push(status as u8);
+        v.extend_from_slice(frame);
+        self.readings.insert(key(device, seq), v)?;
+        Ok(())
+    }
+
+    /// Stores equivocation evidence: two different signed frames for one (device, seq).
+    pub fn put_evidence(&self, device: &DeviceId, seq: u64, first: &[u8], second: &[u8]) -> Result<()> {
+        let mut k = Vec::with_capacity(48);
+        k.extend_from_slice(&key(device, seq));
+        let tail = second.len().saturating_sub(64);
+        k.extend_from_slice(second.get(tail..tail + 8).unwrap_or_default());
+        let first_len = u16::try_from(first.len()).map_err(|_| StoreError::Corrupt("evidence too long".into()))?;
+        let mut v = Vec::with_capacity(2 + first.len() + second.len());
+        v.extend_from_slice(&first_len.to_be_bytes());
+        v.extend_from_slice(first);
+        v.extend_from_slice(second);
+        self.evidence.insert(k, v)?;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (fsync). Returns bytes flushed.
+    pub fn flush(&self) -> Result<usize> {
+        Ok(self.db.flush()?)
+    }
+
+    /// Every stored reading, in key order (device, then seq).
+    pub fn readings(&self) -> impl Iterator<Item = Result<StoredReading>> + '_ {
+        self.readings.iter().map(|item| {
+            let (k, v) = item?;
+            let (device, seq) = parse_key(&k).ok_or_else(|| StoreError::Corrupt(hex::encode(&k)))?;
+            let status = match v.first() {
+                Some(0) => Status::Accepted,
+                Some(1) => Status::Rejected,
+                _ => return Err(StoreError::Corrupt(format!("{device}/{seq}"))),
+            };
+            Ok(StoredReading { device, seq, status, frame: v[1..].to_vec() })
+        })
+    }
+
+    /// Every stored (device, seq) key, without values (for rebuilding in-memory indexes).
+    pub fn keys(&self) -> impl Iterator<Item = Result<(DeviceId, u64)>> + '_ {
+        self.readings.iter().keys().map(|k| {
+            let k = k?;
+            parse_key(&k).ok_or_else(|| StoreError::Corrupt(hex::encode(&k)))
+        })
+    }
+
+    /// Every piece of equivocation evidence: (device, seq, first frame, second frame).
+    pub fn evidence(&self) -> impl Iterator<Item = Result<(DeviceId, u64, Vec<u8>, Vec<u8>)>> + '_ {
+        self.evidence.iter().map(|item| {
+            let (k, v) = item?;
+            let corrupt = || StoreError::Corrupt(hex::encode(&k));
+            let (device, seq) = parse_key(&k).ok_or_else(corrupt)?;
+            let len_bytes: [u8; 2] = v.get(..2).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+            let len = usize::from(u16::from_be_bytes(len_bytes));
+            let first = v.get(2..2 + len).ok_or_else(corrupt)?.to_vec();
+            let second = v.get(2 + len..).ok_or_else(corrupt)?.to_vec();
+            Ok((device, seq, first, second))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_and_evidence_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let d = DeviceId([1u8; 32]);
+        store.put(&d, 7, Status::Accepted, b"frame-a").expect("put");
+        store.put(&d, 8, Status::Rejected, b"frame-b").expect("put");
+        store.put_evidence(&d, 7, b"frame-a", b"frame-c-with-a-long-enough-tail-for-a-signature-slice-of-eight-bytes-0123456789").expect("evidence");
+        store.flush().expect("flush");
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen");
+        let (status, frame) = store.get(&d, 7).expect("get").expect("present");
+        assert_eq!((status, frame.as_ref()), (Status::Accepted, &b"frame-a"[..]));
+        assert_eq!(store.get(&d, 8).expect("get").map(|(s, _)| s), Some(Status::Rejected));
+        assert!(store.get(&d, 9).expect("get").is_none());
+        let all: Vec<_> = store.readings().collect::<Result<_>>().expect("iterate");
+        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![7, 8]);
+        let ev: Vec<_> = store.evidence().collect::<Result<_>>().expect("evidence");
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].2, b"frame-a");
+    }
+}
