@@ -1,0 +1,211 @@
+//! The ledger's errors: why a transaction was rejected, and what can go wrong with a block or
+//! a genesis file.
+
+use crate::types::{Amount, Epoch, Height};
+
+/// Why a transaction was rejected. A rejected transaction changes nothing: no nonce bump, no
+/// fee, no state. [`TxError::reason`] gives a stable, low-cardinality code for metrics labels
+/// and API responses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// The bytes are not a canonical encoding (truncated, trailing bytes, unknown tag…).
+    #[error("malformed transaction: {0}")]
+    Malformed(&'static str),
+    /// The transaction signature does not verify under the signer's key for this chain.
+    #[error("transaction signature does not verify")]
+    BadSignature,
+    /// A key (signer, consensus key or device key) is not a valid ed25519 key or has small order.
+    #[error("weak or invalid public key: {0}")]
+    WeakKey(&'static str),
+    /// The nonce is not the signer's next nonce.
+    #[error("bad nonce: expected {expected}, got {got}")]
+    BadNonce {
+        /// The account's next nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// The fee is below the chain's minimum.
+    #[error("fee {got} below the minimum {min}")]
+    FeeTooLow {
+        /// Minimum fee (parameter `min_fee`).
+        min: Amount,
+        /// Fee offered.
+        got: Amount,
+    },
+    /// The signer's balance cannot cover the fee and the amount moved.
+    #[error("insufficient funds: {needed} needed, {available} available")]
+    InsufficientFunds {
+        /// Fee plus amount.
+        needed: Amount,
+        /// Liquid balance.
+        available: Amount,
+    },
+    /// An amount that must be positive is zero.
+    #[error("amount must be positive")]
+    ZeroAmount,
+    /// A sum would overflow.
+    #[error("arithmetic overflow")]
+    Overflow,
+    /// The signer already operates a validator.
+    #[error("signer already operates a validator")]
+    ValidatorExists,
+    /// The consensus key belongs (or belonged) to another validator.
+    #[error("consensus key already in use")]
+    ConsensusKeyInUse,
+    /// The signer (or the accused) operates no validator.
+    #[error("unknown validator")]
+    UnknownValidator,
+    /// The validator was removed and cannot bond or unjail again.
+    #[error("validator was removed")]
+    ValidatorRemoved,
+    /// The stake would fall below the minimum (and is not zero where zero is allowed).
+    #[error("stake {got} below the minimum {min}")]
+    StakeBelowMinimum {
+        /// Parameter minimum.
+        min: Amount,
+        /// Stake the transaction would leave.
+        got: Amount,
+    },
+    /// More stake is unbonded than is bonded.
+    #[error("insufficient stake: {bonded} bonded, {requested} requested")]
+    InsufficientStake {
+        /// Bonded stake.
+        bonded: Amount,
+        /// Amount requested.
+        requested: Amount,
+    },
+    /// `Unjail` for a validator that is not jailed.
+    #[error("validator is not jailed")]
+    NotJailed,
+    /// `Unjail` before the jail period ends.
+    #[error("validator is jailed until epoch {until_epoch}")]
+    StillJailed {
+        /// First epoch at which unjailing is allowed.
+        until_epoch: Epoch,
+    },
+    /// The signer is already a provider.
+    #[error("signer is already a provider")]
+    ProviderExists,
+    /// The signer (or the owner) is not a registered provider.
+    #[error("unknown provider")]
+    UnknownProvider,
+    /// A provider with active devices cannot unbond below the minimum stake.
+    #[error("provider still has active devices")]
+    ProviderHasDevices,
+    /// The device key is registered, or was used by a device before.
+    #[error("device key already used")]
+    DeviceKeyUsed,
+    /// No device with this key.
+    #[error("unknown device")]
+    UnknownDevice,
+    /// The device was retired.
+    #[error("device is retired")]
+    DeviceRetired,
+    /// The signer does not own the device.
+    #[error("signer does not own the device")]
+    NotDeviceOwner,
+    /// The device key's proof of possession does not verify.
+    #[error("device proof of possession does not verify")]
+    BadPossession,
+    /// A text field (region, reason) is empty, too long or holds control characters.
+    #[error("invalid text field {0}")]
+    InvalidText(&'static str),
+    /// A device capacity of zero.
+    #[error("device capacity must be positive")]
+    ZeroCapacity,
+    /// Only validators in the current set may submit audits or proof claims.
+    #[error("signer is not an active validator")]
+    NotActiveValidator,
+    /// Audits are accepted for the current and the previous epoch only.
+    #[error("audit for epoch {got} outside the accepted window (current epoch {current})")]
+    AuditEpoch {
+        /// Current epoch.
+        current: Epoch,
+        /// Epoch named in the audit.
+        got: Epoch,
+    },
+    /// The audit kind does not fit the subject (e.g. a GPU audit of an energy meter).
+    #[error("audit kind does not match the subject")]
+    AuditSubjectMismatch,
+    /// This (epoch, subject, kind) was audited already.
+    #[error("duplicate audit")]
+    DuplicateAudit,
+    /// The evidence does not show misbehaviour (explained).
+    #[error("invalid evidence: {0}")]
+    InvalidEvidence(&'static str),
+    /// A signature inside the evidence does not verify.
+    #[error("evidence signature does not verify")]
+    EvidenceSignature,
+    /// This misbehaviour was already punished.
+    #[error("duplicate evidence")]
+    DuplicateEvidence,
+    /// The offender named by the evidence is not on the ledger.
+    #[error("offender unknown to the ledger")]
+    UnknownOffender,
+}
+
+impl TxError {
+    /// A stable snake_case code for this rejection, for metric labels and API responses.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::BadSignature => "bad_signature",
+            Self::WeakKey(_) => "weak_key",
+            Self::BadNonce { .. } => "bad_nonce",
+            Self::FeeTooLow { .. } => "fee_too_low",
+            Self::InsufficientFunds { .. } => "insufficient_funds",
+            Self::ZeroAmount => "zero_amount",
+            Self::Overflow => "overflow",
+            Self::ValidatorExists => "validator_exists",
+            Self::ConsensusKeyInUse => "consensus_key_in_use",
+            Self::UnknownValidator => "unknown_validator",
+            Self::ValidatorRemoved => "validator_removed",
+            Self::StakeBelowMinimum { .. } => "stake_below_minimum",
+            Self::InsufficientStake { .. } => "insufficient_stake",
+            Self::NotJailed => "not_jailed",
+            Self::StillJailed { .. } => "still_jailed",
+            Self::ProviderExists => "provider_exists",
+            Self::UnknownProvider => "unknown_provider",
+            Self::ProviderHasDevices => "provider_has_devices",
+            Self::DeviceKeyUsed => "device_key_used",
+            Self::UnknownDevice => "unknown_device",
+            Self::DeviceRetired => "device_retired",
+            Self::NotDeviceOwner => "not_device_owner",
+            Self::BadPossession => "bad_possession",
+            Self::InvalidText(_) => "invalid_text",
+            Self::ZeroCapacity => "zero_capacity",
+            Self::NotActiveValidator => "not_active_validator",
+            Self::AuditEpoch { .. } => "audit_epoch",
+            Self::AuditSubjectMismatch => "audit_subject_mismatch",
+            Self::DuplicateAudit => "duplicate_audit",
+            Self::InvalidEvidence(_) => "invalid_evidence",
+            Self::EvidenceSignature => "evidence_bad_signature",
+            Self::DuplicateEvidence => "duplicate_evidence",
+            Self::UnknownOffender => "unknown_offender",
+        }
+    }
+}
+
+/// Errors outside a single transaction: a block that does not follow the state, or a genesis
+/// file that cannot become a state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The block's height is not the next height.
+    #[error("block height {got} does not follow state height {expected_previous}")]
+    BlockHeight {
+        /// The state's current height (the block must be one above).
+        expected_previous: Height,
+        /// The block's height.
+        got: Height,
+    },
+    /// The genesis file does not parse.
+    #[error("genesis does not parse: {0}")]
+    GenesisParse(String),
+    /// The genesis file parses but is inconsistent (explained).
+    #[error("invalid genesis: {0}")]
+    Genesis(String),
+}
+
+/// Result of block-level and genesis operations.
+pub type Result<T> = core::result::Result<T, LedgerError>;

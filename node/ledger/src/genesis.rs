@@ -1,0 +1,276 @@
+//! Genesis: the chain's parameters and initial accounts, validators, providers and devices,
+//! as a TOML file (`configs/genesis.toml`).
+//!
+//! ```toml
+//! chain_id = "groundtruth-devnet"
+//!
+//! [params]                      # every field optional; defaults in `Params::default`
+//! epoch_length = 100            # blocks per epoch
+//! unbonding_epochs = 2
+//!
+//! [[accounts]]
+//! address = "<64 hex>"
+//! balance = 1000000
+//!
+//! [[validators]]
+//! operator = "<64 hex>"         # account that signs ledger txs, receives rewards
+//! consensus_key = "<64 hex>"    # key that signs votes
+//! stake = 100000
+//!
+//! [[providers]]
+//! address = "<64 hex>"
+//! stake = 10000
+//! data_root = "<64 hex>"        # optional
+//!
+//! [[devices]]                   # the format ingest reads too (node/src/registry.rs)
+//! id = "<64 hex>"
+//! kind = "energy"               # energy | gpu | storage
+//! capacity = 5000               # peak W | number of GPUs | bytes
+//! region = "DE-BY"              # optional
+//! owner = "<64 hex>"            # optional; a provider's address
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LedgerError, Result};
+use crate::types::{Address, Amount, DeviceKind};
+
+/// Basis points in one whole (100 %).
+pub const BP_ONE: u16 = 10_000;
+
+/// Chain parameters. Every field has a default, so a genesis file names only what it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// Blocks per epoch (positive). The validator set, rewards and unbonding change only at
+    /// the last block of an epoch.
+    pub epoch_length: u64,
+    /// Epochs an unbonding entry waits before its stake returns to the balance.
+    pub unbonding_epochs: u64,
+    /// Least self-stake of a validator (it may also unbond to exactly zero).
+    pub min_validator_stake: Amount,
+    /// Least stake of a provider that owns active devices.
+    pub min_provider_stake: Amount,
+    /// Largest validator set (top stakes win; ties broken by consensus key).
+    pub max_validators: u32,
+    /// Epochs a jailed validator waits before `Unjail` is accepted.
+    pub jail_epochs: u64,
+    /// A validator jailed this many times is removed.
+    pub jail_threshold: u32,
+    /// Share of a validator's stake burned for a double sign, basis points.
+    pub slash_double_sign_bp: u16,
+    /// Share of a provider's stake burned for a device equivocation, basis points.
+    pub slash_device_equivocation_bp: u16,
+    /// Share of a provider's stake burned for a failed retrievability challenge, basis points.
+    pub slash_failed_retrievability_bp: u16,
+    /// Share of a provider's stake burned for a failed GPU challenge, basis points.
+    pub slash_failed_gpu_bp: u16,
+    /// Share of a validator's stake burned for a proof that fails verification, basis points.
+    pub slash_invalid_proof_bp: u16,
+    /// Reward minted at the end of epoch 0; see [`Params::reward_for_epoch`].
+    pub reward_per_epoch: Amount,
+    /// The reward halves every this many epochs (0: never).
+    pub reward_halving_epochs: u64,
+    /// Share of each epoch's reward paid to auditing validators (per audit recorded), basis
+    /// points; the rest is paid to owners of passing subjects by work units.
+    pub auditor_share_bp: u16,
+    /// Least fee a transaction must pay.
+    pub min_fee: Amount,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            epoch_length: 100,
+            unbonding_epochs: 2,
+            min_validator_stake: 1_000,
+            min_provider_stake: 100,
+            max_validators: 100,
+            jail_epochs: 1,
+            jail_threshold: 3,
+            slash_double_sign_bp: 500,
+            slash_device_equivocation_bp: 1_000,
+            slash_failed_retrievability_bp: 500,
+            slash_failed_gpu_bp: 500,
+            slash_invalid_proof_bp: 1_000,
+            reward_per_epoch: 1_000,
+            reward_halving_epochs: 0,
+            auditor_share_bp: 2_000,
+            min_fee: 0,
+        }
+    }
+}
+
+impl Params {
+    /// The reward schedule: `reward_per_epoch >> (epoch / reward_halving_epochs)`, or the
+    /// constant `reward_per_epoch` when halving is off. Only the part actually paid out is
+    /// minted (an epoch without audits mints nothing; rounding remainders are not minted).
+    pub fn reward_for_epoch(&self, epoch: u64) -> Amount {
+        if self.reward_halving_epochs == 0 {
+            return self.reward_per_epoch;
+        }
+        let halvings = epoch / self.reward_halving_epochs;
+        u32::try_from(halvings)
+            .ok()
+            .and_then(|h| self.reward_per_epoch.checked_shr(h))
+            .unwrap_or(0)
+    }
+
+    /// Checks ranges (positive epoch length, basis points ≤ 10 000, …).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(LedgerError::Genesis(format!("params: {m}")));
+        if self.epoch_length == 0 {
+            return bad("epoch_length must be positive");
+        }
+        if self.max_validators == 0 {
+            return bad("max_validators must be positive");
+        }
+        if self.jail_threshold == 0 {
+            return bad("jail_threshold must be positive");
+        }
+        for (name, bp) in [
+            ("slash_double_sign_bp", self.slash_double_sign_bp),
+            (
+                "slash_device_equivocation_bp",
+                self.slash_device_equivocation_bp,
+            ),
+            (
+                "slash_failed_retrievability_bp",
+                self.slash_failed_retrievability_bp,
+            ),
+            ("slash_failed_gpu_bp", self.slash_failed_gpu_bp),
+            ("slash_invalid_proof_bp", self.slash_invalid_proof_bp),
+            ("auditor_share_bp", self.auditor_share_bp),
+        ] {
+            if bp > BP_ONE {
+                return bad(&format!("{name} above 10000"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn encode(&self, w: &mut crate::codec::Writer) {
+        w.u64(self.epoch_length)
+            .u64(self.unbonding_epochs)
+            .u64(self.min_validator_stake)
+            .u64(self.min_provider_stake)
+            .u32(self.max_validators)
+            .u64(self.jail_epochs)
+            .u32(self.jail_threshold)
+            .u16(self.slash_double_sign_bp)
+            .u16(self.slash_device_equivocation_bp)
+            .u16(self.slash_failed_retrievability_bp)
+            .u16(self.slash_failed_gpu_bp)
+            .u16(self.slash_invalid_proof_bp)
+            .u64(self.reward_per_epoch)
+            .u64(self.reward_halving_epochs)
+            .u16(self.auditor_share_bp)
+            .u64(self.min_fee);
+    }
+}
+
+/// An initial account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    /// Account address (ed25519 public key, hex).
+    pub address: Address,
+    /// Liquid balance.
+    pub balance: Amount,
+}
+
+/// An initial validator (active from block 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisValidator {
+    /// Operator account.
+    pub operator: Address,
+    /// Vote-signing key.
+    pub consensus_key: Address,
+    /// Bonded self-stake (at least `min_validator_stake`).
+    pub stake: Amount,
+}
+
+/// An initial provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisProvider {
+    /// Provider account.
+    pub address: Address,
+    /// Bonded stake.
+    pub stake: Amount,
+    /// Committed data root (storage providers), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_root: Option<Address>,
+}
+
+/// An initial device, in the `[[devices]]` format that ingest also reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisDevice {
+    /// Device public key, hex.
+    pub id: Address,
+    /// `energy`, `gpu` or `storage`.
+    pub kind: DeviceKind,
+    /// Capacity in the kind's unit: peak watts, number of GPUs, bytes.
+    pub capacity: u64,
+    /// Region label (may be empty).
+    #[serde(default)]
+    pub region: String,
+    /// Owning provider's address; empty or absent for none.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_address",
+        serialize_with = "ser_opt_address"
+    )]
+    pub owner: Option<Address>,
+}
+
+fn de_opt_address<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> core::result::Result<Option<Address>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+fn ser_opt_address<S: serde::Serializer>(
+    a: &Option<Address>,
+    s: S,
+) -> core::result::Result<S::Ok, S::Error> {
+    match a {
+        Some(a) => s.collect_str(a),
+        None => s.serialize_str(""),
+    }
+}
+
+/// The whole genesis file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    /// Network name, signed into every transaction and vote.
+    pub chain_id: String,
+    /// Chain parameters.
+    #[serde(default)]
+    pub params: Params,
+    /// Initial accounts.
+    #[serde(default)]
+    pub accounts: Vec<GenesisAccount>,
+    /// Initial validators.
+    #[serde(default)]
+    pub validators: Vec<GenesisValidator>,
+    /// Initial providers.
+    #[serde(default)]
+    pub providers: Vec<GenesisProvider>,
+    /// Initial devices.
+    #[serde(default)]
+    pub devices: Vec<GenesisDevice>,
+}
+
+impl Genesis {
+    /// Parses TOML text (the caller reads the file; this crate does no I/O).
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| LedgerError::GenesisParse(e.to_string()))
+    }
+}

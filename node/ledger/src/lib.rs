@@ -1,0 +1,52 @@
+//! groundtruth ledger: the replicated state machine.
+//!
+//! Accounts and balances; validators with bonded self-stake, an unbonding period and jailing;
+//! providers with bonded stake; the device registry (registration with proof of possession,
+//! key rotation, retirement); audit records per epoch; rewards for audited work minted on a
+//! per-epoch schedule; slashing with a reason code and the evidence stored beside it (device
+//! equivocation, failed retrievability or GPU challenge, validator double-sign, a proof that
+//! fails verification). Signed transactions with nonces ([`tx`]), blocks ([`apply_block`]),
+//! epoch boundaries ([`end_epoch`]), the validator set for the BFT engine
+//! ([`State::validator_set`]) and a state root ([`State::state_root`]).
+//!
+//! The transition is a pure, deterministic function of the state and the block: this crate
+//! must not do I/O, read a clock, draw randomness, spawn tasks or depend on tokio, libp2p,
+//! sled or the proofs crate. Every map is a `BTreeMap`; arithmetic on transaction data is
+//! checked; nothing panics on input; a rejected transaction changes nothing.
+//!
+//! ```text
+//! genesis.toml ─► Genesis::from_toml ─► State::from_genesis
+//! decided Block ─► apply_block ─► BlockOutcome { results, events, state_root }
+//!                       └─ last block of an epoch ─► end_epoch (rewards, unbonding, set)
+//! ```
+
+pub mod codec;
+mod error;
+pub mod evidence;
+mod genesis;
+mod state;
+pub mod testkit;
+pub mod tx;
+mod types;
+
+mod apply;
+
+pub use apply::{
+    apply_block, apply_tx, check_tx, end_epoch, BlockContext, BlockOutcome, Event, TxReceipt,
+};
+pub use error::{LedgerError, Result, TxError};
+pub use evidence::{
+    vote_sign_bytes, DoubleSignEvidence, Evidence, InvalidProofClaim, SignedVote, SlashEvidence,
+    VoteKind,
+};
+pub use genesis::{
+    Genesis, GenesisAccount, GenesisDevice, GenesisProvider, GenesisValidator, Params, BP_ONE,
+};
+pub use groundtruth_device_sdk::{DeviceId, SignedReading};
+pub use state::{State, STATE_ROOT_CONTEXT};
+pub use tx::{possession_sign_bytes, Block, SignedTx, Tx, TxBody};
+pub use types::{
+    Account, Address, Amount, AuditKind, AuditRecord, AuditResult, AuditSubject, ConsensusKey,
+    Device, DeviceKind, DeviceStatus, Epoch, Height, Offender, Provider, SlashReason, SlashRecord,
+    StakeRole, Supply, UnbondingEntry, Validator, ValidatorStatus, MAX_REGION_LEN,
+};

@@ -1,0 +1,512 @@
+//! The ledger state, its queries, its invariants and its root.
+
+use std::collections::BTreeMap;
+
+use groundtruth_device_sdk::DeviceId;
+
+use crate::codec::Writer;
+use crate::error::{LedgerError, Result};
+use crate::genesis::{Genesis, Params};
+use crate::types::{
+    check_region, Account, Address, Amount, AuditKind, AuditRecord, AuditSubject, ConsensusKey,
+    Device, DeviceStatus, Epoch, Height, Offender, Provider, SlashRecord, Supply, UnbondingEntry,
+    Validator, ValidatorStatus,
+};
+
+/// Key under which the state root is derived (blake3 `derive_key` context).
+pub const STATE_ROOT_CONTEXT: &str = "groundtruth ledger state root v1";
+
+/// The whole replicated state. Every map is a `BTreeMap`, so iteration (and therefore the
+/// state root and end-of-epoch processing) is deterministic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    pub(crate) chain_id: String,
+    pub(crate) params: Params,
+    pub(crate) height: Height,
+    pub(crate) epoch: Epoch,
+    pub(crate) supply: Supply,
+    pub(crate) accounts: BTreeMap<Address, Account>,
+    /// Validators by operator.
+    pub(crate) validators: BTreeMap<Address, Validator>,
+    /// Derived index: consensus key (ever used) → operator. Not hashed into the root.
+    pub(crate) consensus_keys: BTreeMap<ConsensusKey, Address>,
+    /// The current validator set: consensus key → voting power. Recomputed at epoch
+    /// boundaries; jailing or removal takes a validator out at once.
+    pub(crate) active_set: BTreeMap<ConsensusKey, u64>,
+    pub(crate) providers: BTreeMap<Address, Provider>,
+    /// Devices by current key.
+    pub(crate) devices: BTreeMap<DeviceId, Device>,
+    /// Derived index: every device key ever used → the record's current key. Not hashed.
+    pub(crate) device_keys: BTreeMap<DeviceId, DeviceId>,
+    pub(crate) unbonding: BTreeMap<u64, UnbondingEntry>,
+    pub(crate) next_unbonding_id: u64,
+    pub(crate) audits: BTreeMap<Epoch, BTreeMap<(AuditSubject, AuditKind), AuditRecord>>,
+    pub(crate) slashes: Vec<SlashRecord>,
+    /// Rewards paid: (epoch, recipient) → amount.
+    pub(crate) rewards: BTreeMap<(Epoch, Address), Amount>,
+}
+
+impl State {
+    /// Builds the state at height 0 from a genesis, checking it: valid parameters, no weak
+    /// or duplicate keys, validators at the minimum stake, a supply that fits in `u64`.
+    pub fn from_genesis(g: &Genesis) -> Result<Self> {
+        let bad = |m: String| Err(LedgerError::Genesis(m));
+        g.params.validate()?;
+        if g.chain_id.is_empty() || g.chain_id.len() > 64 {
+            return bad("chain_id must be 1..=64 bytes".into());
+        }
+        let mut st = State {
+            chain_id: g.chain_id.clone(),
+            params: g.params.clone(),
+            height: 0,
+            epoch: 0,
+            supply: Supply::default(),
+            accounts: BTreeMap::new(),
+            validators: BTreeMap::new(),
+            consensus_keys: BTreeMap::new(),
+            active_set: BTreeMap::new(),
+            providers: BTreeMap::new(),
+            devices: BTreeMap::new(),
+            device_keys: BTreeMap::new(),
+            unbonding: BTreeMap::new(),
+            next_unbonding_id: 0,
+            audits: BTreeMap::new(),
+            slashes: Vec::new(),
+            rewards: BTreeMap::new(),
+        };
+        let mut total: Amount = 0;
+        let add = |total: &mut Amount, v: Amount| -> Result<()> {
+            *total = total
+                .checked_add(v)
+                .ok_or_else(|| LedgerError::Genesis("total supply overflows u64".into()))?;
+            Ok(())
+        };
+        for a in &g.accounts {
+            if a.address.is_weak() {
+                return bad(format!("account {} is a weak key", a.address));
+            }
+            let acct = Account {
+                balance: a.balance,
+                nonce: 0,
+            };
+            if st.accounts.insert(a.address, acct).is_some() {
+                return bad(format!("account {} listed twice", a.address));
+            }
+            add(&mut total, a.balance)?;
+        }
+        for v in &g.validators {
+            if v.operator.is_weak() || v.consensus_key.is_weak() {
+                return bad(format!("validator {} has a weak key", v.operator));
+            }
+            if v.stake == 0 || v.stake < g.params.min_validator_stake {
+                return bad(format!("validator {} below the minimum stake", v.operator));
+            }
+            if st
+                .consensus_keys
+                .insert(v.consensus_key, v.operator)
+                .is_some()
+            {
+                return bad(format!("consensus key {} listed twice", v.consensus_key));
+            }
+            let rec = Validator {
+                operator: v.operator,
+                consensus_key: v.consensus_key,
+                stake: v.stake,
+                status: ValidatorStatus::Active,
+                jail_count: 0,
+            };
+            if st.validators.insert(v.operator, rec).is_some() {
+                return bad(format!("validator operator {} listed twice", v.operator));
+            }
+            add(&mut total, v.stake)?;
+        }
+        for p in &g.providers {
+            if p.address.is_weak() {
+                return bad(format!("provider {} is a weak key", p.address));
+            }
+            let rec = Provider {
+                address: p.address,
+                stake: p.stake,
+                data_root: p.data_root.map(|r| r.0).unwrap_or([0; 32]),
+                registered_at: 0,
+            };
+            if st.providers.insert(p.address, rec).is_some() {
+                return bad(format!("provider {} listed twice", p.address));
+            }
+            add(&mut total, p.stake)?;
+        }
+        for d in &g.devices {
+            let id = DeviceId(d.id.0);
+            if id.is_weak() {
+                return bad(format!("device {} is a weak key", d.id));
+            }
+            if check_region(&d.region).is_err() {
+                return bad(format!("device {}: invalid region", d.id));
+            }
+            let rec = Device {
+                id,
+                owner: d.owner,
+                kind: d.kind,
+                capacity: d.capacity,
+                region: d.region.clone(),
+                status: DeviceStatus::Active,
+                registered_at: 0,
+                previous_keys: Vec::new(),
+            };
+            if st.devices.insert(id, rec).is_some() {
+                return bad(format!("device {} listed twice", d.id));
+            }
+            st.device_keys.insert(id, id);
+        }
+        st.supply.genesis = total;
+        st.active_set = st.compute_validator_set();
+        Ok(st)
+    }
+
+    /// The network name signed into transactions and votes.
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// Chain parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Height of the last applied block (0 at genesis).
+    pub fn height(&self) -> Height {
+        self.height
+    }
+
+    /// The epoch the next block belongs to.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Supply counters (genesis, minted, burned).
+    pub fn supply(&self) -> Supply {
+        self.supply
+    }
+
+    /// An account; absent accounts read as zero balance, nonce 0.
+    pub fn account(&self, address: &Address) -> Account {
+        self.accounts.get(address).copied().unwrap_or_default()
+    }
+
+    /// All accounts that were ever touched.
+    pub fn accounts(&self) -> impl Iterator<Item = (&Address, &Account)> {
+        self.accounts.iter()
+    }
+
+    /// A validator by operator address.
+    pub fn validator(&self, operator: &Address) -> Option<&Validator> {
+        self.validators.get(operator)
+    }
+
+    /// A validator by consensus key (including removed validators).
+    pub fn validator_by_consensus_key(&self, key: &ConsensusKey) -> Option<&Validator> {
+        self.consensus_keys
+            .get(key)
+            .and_then(|op| self.validators.get(op))
+    }
+
+    /// All validators (active, jailed and removed), by operator.
+    pub fn validators(&self) -> impl Iterator<Item = &Validator> {
+        self.validators.values()
+    }
+
+    /// The validator set for the consensus engine: `(consensus key, voting power)`, voting
+    /// power = bonded stake at the last epoch boundary, highest first (ties by key). Jailed and
+    /// removed validators are absent (zero power).
+    pub fn validator_set(&self) -> Vec<(ConsensusKey, u64)> {
+        let mut v: Vec<_> = self.active_set.iter().map(|(k, p)| (*k, *p)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// Total voting power of the current set.
+    pub fn total_voting_power(&self) -> u64 {
+        self.active_set
+            .values()
+            .fold(0u64, |acc, p| acc.saturating_add(*p))
+    }
+
+    /// A provider by address.
+    pub fn provider(&self, address: &Address) -> Option<&Provider> {
+        self.providers.get(address)
+    }
+
+    /// All providers.
+    pub fn providers(&self) -> impl Iterator<Item = &Provider> {
+        self.providers.values()
+    }
+
+    /// A device by its current key (`None` for unknown and for rotated-away keys).
+    pub fn device(&self, id: &DeviceId) -> Option<&Device> {
+        self.devices.get(id)
+    }
+
+    /// The device record that uses or once used `id` (follows key rotations).
+    pub fn device_by_any_key(&self, id: &DeviceId) -> Option<&Device> {
+        self.device_keys
+            .get(id)
+            .and_then(|cur| self.devices.get(cur))
+    }
+
+    /// All devices, by current key.
+    pub fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.devices.values()
+    }
+
+    /// Devices owned by `owner` (active and retired).
+    pub fn devices_by_owner(&self, owner: &Address) -> Vec<&Device> {
+        self.devices
+            .values()
+            .filter(|d| d.owner.as_ref() == Some(owner))
+            .collect()
+    }
+
+    /// Every slash, oldest first.
+    pub fn slashes(&self) -> &[SlashRecord] {
+        &self.slashes
+    }
+
+    /// Slashes of one offender.
+    pub fn slashes_of(&self, offender: &Offender) -> Vec<&SlashRecord> {
+        self.slashes
+            .iter()
+            .filter(|s| &s.offender == offender)
+            .collect()
+    }
+
+    /// Audits of an epoch (by the epoch audited), ordered by subject and kind.
+    pub fn audits_for_epoch(&self, epoch: Epoch) -> Vec<&AuditRecord> {
+        self.audits
+            .get(&epoch)
+            .map(|m| m.values().collect())
+            .unwrap_or_default()
+    }
+
+    /// One audit.
+    pub fn audit(
+        &self,
+        epoch: Epoch,
+        subject: &AuditSubject,
+        kind: AuditKind,
+    ) -> Option<&AuditRecord> {
+        self.audits.get(&epoch)?.get(&(*subject, kind))
+    }
+
+    /// Rewards paid at the end of `epoch`, by recipient.
+    pub fn rewards_for_epoch(&self, epoch: Epoch) -> Vec<(Address, Amount)> {
+        self.rewards
+            .range((epoch, Address([0; 32]))..=(epoch, Address([0xff; 32])))
+            .map(|((_, a), v)| (*a, *v))
+            .collect()
+    }
+
+    /// Pending unbonding entries, by id.
+    pub fn unbonding_entries(&self) -> impl Iterator<Item = (&u64, &UnbondingEntry)> {
+        self.unbonding.iter()
+    }
+
+    /// Sum of every balance, bonded stake and unbonding entry (u128: cannot overflow).
+    pub fn total_held(&self) -> u128 {
+        let balances: u128 = self.accounts.values().map(|a| u128::from(a.balance)).sum();
+        let vstake: u128 = self.validators.values().map(|v| u128::from(v.stake)).sum();
+        let pstake: u128 = self.providers.values().map(|p| u128::from(p.stake)).sum();
+        let unb: u128 = self.unbonding.values().map(|u| u128::from(u.amount)).sum();
+        balances + vstake + pstake + unb
+    }
+
+    /// Checks the invariants every state must hold; returns what is broken.
+    ///
+    /// - supply: held == genesis + minted − burned;
+    /// - the validator set holds only active validators, with power == stake at most;
+    /// - indexes agree with the records they derive from.
+    pub fn check_invariants(&self) -> core::result::Result<(), String> {
+        let expected = self
+            .supply
+            .expected_total()
+            .ok_or("supply counters overflow")?;
+        if self.total_held() != u128::from(expected) {
+            return Err(format!(
+                "supply: held {} != genesis + minted - burned {}",
+                self.total_held(),
+                expected
+            ));
+        }
+        for (key, power) in &self.active_set {
+            let v = self
+                .validator_by_consensus_key(key)
+                .ok_or("active set names an unknown key")?;
+            if v.status != ValidatorStatus::Active || *power == 0 {
+                return Err(format!("active set holds {key} with status {:?}", v.status));
+            }
+        }
+        for v in self.validators.values() {
+            if self.consensus_keys.get(&v.consensus_key) != Some(&v.operator) {
+                return Err(format!("consensus key index misses {}", v.operator));
+            }
+            if v.status == ValidatorStatus::Removed && v.stake != 0 {
+                return Err(format!("removed validator {} holds stake", v.operator));
+            }
+        }
+        for (id, d) in &self.devices {
+            if &d.id != id || self.device_keys.get(id) != Some(id) {
+                return Err(format!("device index broken for {id}"));
+            }
+            for k in &d.previous_keys {
+                if self.device_keys.get(k) != Some(id) {
+                    return Err(format!("retired key {k} not mapped to {id}"));
+                }
+            }
+        }
+        if self
+            .max_unbonding_id()
+            .is_some_and(|m| m >= self.next_unbonding_id)
+        {
+            return Err("unbonding id counter behind entries".into());
+        }
+        Ok(())
+    }
+
+    fn max_unbonding_id(&self) -> Option<u64> {
+        self.unbonding.keys().next_back().copied()
+    }
+
+    /// The validator set bonded stake gives: active validators at or above the minimum
+    /// stake, top `max_validators` by stake (ties by consensus key).
+    pub(crate) fn compute_validator_set(&self) -> BTreeMap<ConsensusKey, u64> {
+        let mut eligible: Vec<(ConsensusKey, u64)> = self
+            .validators
+            .values()
+            .filter(|v| {
+                v.status == ValidatorStatus::Active
+                    && v.stake > 0
+                    && v.stake >= self.params.min_validator_stake
+            })
+            .map(|v| (v.consensus_key, v.stake))
+            .collect();
+        eligible.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let max = usize::try_from(self.params.max_validators).unwrap_or(usize::MAX);
+        eligible.into_iter().take(max).collect()
+    }
+
+    /// blake3 commitment to the whole state.
+    ///
+    /// The root is `blake3::derive_key(STATE_ROOT_CONTEXT)` over the canonical encoding of
+    /// the state, table by table in a fixed order, each table as `tag u8 ‖ count u64 ‖
+    /// entries`, entries in key order (every map is a `BTreeMap`): header (chain id, params,
+    /// height, epoch, supply, counters), accounts, validators, validator set, providers,
+    /// devices, unbonding entries, audits, slashes, rewards. Derived indexes are not hashed.
+    ///
+    /// This is a flat sorted hash, recomputed in O(state) per block: simple and obviously
+    /// deterministic. It gives no inclusion proofs; a Merkle map (sparse Merkle tree or
+    /// JMT) would, and can replace it behind the same function.
+    pub fn state_root(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key(STATE_ROOT_CONTEXT);
+        let mut w = Writer::new();
+        w.str(&self.chain_id);
+        self.params.encode(&mut w);
+        w.u64(self.height).u64(self.epoch);
+        self.supply.encode(&mut w);
+        w.u64(self.next_unbonding_id);
+        h.update(&w.into_bytes());
+
+        fn table<'a, I, F>(h: &mut blake3::Hasher, tag: u8, len: usize, items: I, mut f: F)
+        where
+            I: Iterator,
+            F: FnMut(&mut Writer, I::Item),
+            I::Item: 'a,
+        {
+            let mut w = Writer::new();
+            w.u8(tag).u64(u64::try_from(len).unwrap_or(u64::MAX));
+            h.update(&w.into_bytes());
+            for item in items {
+                let mut w = Writer::new();
+                f(&mut w, item);
+                h.update(&w.into_bytes());
+            }
+        }
+
+        table(
+            &mut h,
+            1,
+            self.accounts.len(),
+            self.accounts.iter(),
+            |w, (a, acc)| {
+                a.encode(w);
+                acc.encode(w);
+            },
+        );
+        table(
+            &mut h,
+            2,
+            self.validators.len(),
+            self.validators.values(),
+            |w, v| v.encode(w),
+        );
+        table(
+            &mut h,
+            3,
+            self.active_set.len(),
+            self.active_set.iter(),
+            |w, (k, p)| {
+                k.encode(w);
+                w.u64(*p);
+            },
+        );
+        table(
+            &mut h,
+            4,
+            self.providers.len(),
+            self.providers.values(),
+            |w, p| p.encode(w),
+        );
+        table(
+            &mut h,
+            5,
+            self.devices.len(),
+            self.devices.values(),
+            |w, d| d.encode(w),
+        );
+        table(
+            &mut h,
+            6,
+            self.unbonding.len(),
+            self.unbonding.iter(),
+            |w, (id, u)| {
+                w.u64(*id);
+                u.encode(w);
+            },
+        );
+        let audit_count = self.audits.values().map(BTreeMap::len).sum();
+        table(
+            &mut h,
+            7,
+            audit_count,
+            self.audits.values().flat_map(BTreeMap::values),
+            |w, a| a.encode(w),
+        );
+        table(
+            &mut h,
+            8,
+            self.slashes.len(),
+            self.slashes.iter(),
+            |w, s| s.encode(w),
+        );
+        table(
+            &mut h,
+            9,
+            self.rewards.len(),
+            self.rewards.iter(),
+            |w, ((e, a), v)| {
+                w.u64(*e);
+                a.encode(w);
+                w.u64(*v);
+            },
+        );
+        *h.finalize().as_bytes()
+    }
+}

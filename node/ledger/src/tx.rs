@@ -1,0 +1,447 @@
+//! Transactions, their canonical encoding and signatures, and blocks.
+//!
+//! Encoding (all integers big-endian, see [`crate::codec`]):
+//!
+//! ```text
+//! Tx       := signer[32] nonce:u64 fee:u64 body
+//! SignedTx := Tx signature[64]
+//! body     := tag:u8 fields        (tags in TxBody's docs)
+//! Block    := height:u64 proposer:Option<[32]> count:u32 (len:u32 SignedTx)*
+//! ```
+//!
+//! The signer signs `TX_DOMAIN ‖ u32 len ‖ chain_id ‖ Tx` with its ed25519 key; the chain id
+//! (from genesis) keeps a transaction from being replayed on another network. Signatures are
+//! verified with ZIP-215 (`ed25519-consensus`), the same rule as device readings.
+
+use groundtruth_device_sdk::DeviceId;
+
+use crate::codec::{Reader, Writer};
+use crate::error::TxError;
+use crate::evidence::Evidence;
+use crate::types::{
+    decode_device, encode_device, Address, Amount, AuditKind, AuditResult, AuditSubject,
+    ConsensusKey, DeviceKind, Epoch, Height,
+};
+
+/// Domain tag of the transaction signing message.
+pub const TX_DOMAIN: &[u8] = b"groundtruth/v1/tx\0";
+/// Domain tag of a device key's proof of possession.
+pub const POSSESSION_DOMAIN: &[u8] = b"groundtruth/v1/device-possession\0";
+/// Largest encoded transaction accepted (bytes).
+pub const MAX_TX_LEN: usize = 16 * 1024;
+
+/// What a transaction does. The encoding tag of each variant is given in brackets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxBody {
+    /// \[1\] Moves liquid balance to another account.
+    Transfer {
+        /// Recipient.
+        to: Address,
+        /// Amount moved (positive).
+        amount: Amount,
+    },
+    /// \[2\] Makes the signer a validator operator with `stake` bonded under `consensus_key`.
+    /// It enters the validator set at the next epoch boundary.
+    CreateValidator {
+        /// Key that signs consensus votes (never used before, not weak).
+        consensus_key: ConsensusKey,
+        /// Initial self-stake, at least `min_validator_stake`.
+        stake: Amount,
+    },
+    /// \[3\] Bonds more self-stake to the signer's validator.
+    Bond {
+        /// Amount bonded (positive).
+        amount: Amount,
+    },
+    /// \[4\] Starts unbonding self-stake; released after `unbonding_epochs`. The stake left must
+    /// be zero or at least `min_validator_stake`.
+    Unbond {
+        /// Amount unbonded (positive).
+        amount: Amount,
+    },
+    /// \[5\] Returns a jailed validator to eligibility once its jail period is over.
+    Unjail,
+    /// \[6\] Makes the signer a provider with `stake` bonded.
+    RegisterProvider {
+        /// Initial stake, at least `min_provider_stake`.
+        stake: Amount,
+        /// Merkle root of the data a storage provider commits to (zero if none).
+        data_root: [u8; 32],
+    },
+    /// \[7\] Bonds more provider stake.
+    ProviderBond {
+        /// Amount (positive).
+        amount: Amount,
+    },
+    /// \[8\] Unbonds provider stake. While it owns active devices the stake left must stay at
+    /// least `min_provider_stake`.
+    ProviderUnbond {
+        /// Amount (positive).
+        amount: Amount,
+    },
+    /// \[9\] Registers a device owned by the signer (a provider).
+    RegisterDevice {
+        /// Device public key (never used before, not weak).
+        device: DeviceId,
+        /// Energy, GPU or storage.
+        kind: DeviceKind,
+        /// Capacity in the kind's unit (positive).
+        capacity: u64,
+        /// Region label, at most 64 bytes, no control characters.
+        region: String,
+        /// Device key's signature over [`possession_sign_bytes`] for the signer.
+        possession: [u8; 64],
+    },
+    /// \[10\] Moves a device record to a new key; the old key is retired for good.
+    RotateDeviceKey {
+        /// Current key.
+        old: DeviceId,
+        /// New key (never used before, not weak).
+        new: DeviceId,
+        /// New key's signature over [`possession_sign_bytes`] for the signer.
+        possession: [u8; 64],
+    },
+    /// \[11\] Retires a device; its key can never be registered again.
+    RetireDevice {
+        /// Device key.
+        device: DeviceId,
+    },
+    /// \[12\] Records an audit (signer: operator of a validator in the current set).
+    SubmitAudit {
+        /// Epoch audited: the current or the previous one.
+        epoch: Epoch,
+        /// Device or provider audited.
+        subject: AuditSubject,
+        /// Which audit.
+        kind: AuditKind,
+        /// Pass or fail.
+        result: AuditResult,
+        /// blake3 digest of the proof.
+        proof_digest: [u8; 32],
+        /// Verified work units (reward weight on a pass).
+        work_units: u64,
+    },
+    /// \[13\] Submits misbehaviour evidence; a valid one slashes the offender.
+    SubmitEvidence(Evidence),
+}
+
+/// The bytes a device key signs to prove that `owner` may register it:
+/// `POSSESSION_DOMAIN ‖ u32 len ‖ chain_id ‖ owner[32] ‖ device[32]`.
+pub fn possession_sign_bytes(chain_id: &str, owner: &Address, device: &DeviceId) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.raw(POSSESSION_DOMAIN)
+        .str(chain_id)
+        .raw(&owner.0)
+        .raw(&device.0);
+    w.into_bytes()
+}
+
+impl TxBody {
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            Self::Transfer { to, amount } => {
+                w.u8(1);
+                to.encode(w);
+                w.u64(*amount);
+            }
+            Self::CreateValidator {
+                consensus_key,
+                stake,
+            } => {
+                w.u8(2);
+                consensus_key.encode(w);
+                w.u64(*stake);
+            }
+            Self::Bond { amount } => {
+                w.u8(3).u64(*amount);
+            }
+            Self::Unbond { amount } => {
+                w.u8(4).u64(*amount);
+            }
+            Self::Unjail => {
+                w.u8(5);
+            }
+            Self::RegisterProvider { stake, data_root } => {
+                w.u8(6).u64(*stake).raw(data_root);
+            }
+            Self::ProviderBond { amount } => {
+                w.u8(7).u64(*amount);
+            }
+            Self::ProviderUnbond { amount } => {
+                w.u8(8).u64(*amount);
+            }
+            Self::RegisterDevice {
+                device,
+                kind,
+                capacity,
+                region,
+                possession,
+            } => {
+                w.u8(9);
+                encode_device(device, w);
+                w.u8(kind.tag()).u64(*capacity).str(region).raw(possession);
+            }
+            Self::RotateDeviceKey {
+                old,
+                new,
+                possession,
+            } => {
+                w.u8(10);
+                encode_device(old, w);
+                encode_device(new, w);
+                w.raw(possession);
+            }
+            Self::RetireDevice { device } => {
+                w.u8(11);
+                encode_device(device, w);
+            }
+            Self::SubmitAudit {
+                epoch,
+                subject,
+                kind,
+                result,
+                proof_digest,
+                work_units,
+            } => {
+                w.u8(12).u64(*epoch);
+                subject.encode(w);
+                w.u8(kind.tag())
+                    .u8(result.tag())
+                    .raw(proof_digest)
+                    .u64(*work_units);
+            }
+            Self::SubmitEvidence(e) => {
+                w.u8(13);
+                e.encode(w);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(match r.u8()? {
+            1 => Self::Transfer {
+                to: Address::decode(r)?,
+                amount: r.u64()?,
+            },
+            2 => Self::CreateValidator {
+                consensus_key: Address::decode(r)?,
+                stake: r.u64()?,
+            },
+            3 => Self::Bond { amount: r.u64()? },
+            4 => Self::Unbond { amount: r.u64()? },
+            5 => Self::Unjail,
+            6 => Self::RegisterProvider {
+                stake: r.u64()?,
+                data_root: r.array()?,
+            },
+            7 => Self::ProviderBond { amount: r.u64()? },
+            8 => Self::ProviderUnbond { amount: r.u64()? },
+            9 => Self::RegisterDevice {
+                device: decode_device(r)?,
+                kind: DeviceKind::decode(r)?,
+                capacity: r.u64()?,
+                region: r.string()?,
+                possession: r.array()?,
+            },
+            10 => Self::RotateDeviceKey {
+                old: decode_device(r)?,
+                new: decode_device(r)?,
+                possession: r.array()?,
+            },
+            11 => Self::RetireDevice {
+                device: decode_device(r)?,
+            },
+            12 => Self::SubmitAudit {
+                epoch: r.u64()?,
+                subject: AuditSubject::decode(r)?,
+                kind: AuditKind::decode(r)?,
+                result: AuditResult::decode(r)?,
+                proof_digest: r.array()?,
+                work_units: r.u64()?,
+            },
+            13 => Self::SubmitEvidence(Evidence::decode(r)?),
+            _ => return Err(TxError::Malformed("unknown transaction type")),
+        })
+    }
+
+    /// Short snake_case name of the transaction type, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Transfer { .. } => "transfer",
+            Self::CreateValidator { .. } => "create_validator",
+            Self::Bond { .. } => "bond",
+            Self::Unbond { .. } => "unbond",
+            Self::Unjail => "unjail",
+            Self::RegisterProvider { .. } => "register_provider",
+            Self::ProviderBond { .. } => "provider_bond",
+            Self::ProviderUnbond { .. } => "provider_unbond",
+            Self::RegisterDevice { .. } => "register_device",
+            Self::RotateDeviceKey { .. } => "rotate_device_key",
+            Self::RetireDevice { .. } => "retire_device",
+            Self::SubmitAudit { .. } => "submit_audit",
+            Self::SubmitEvidence(_) => "submit_evidence",
+        }
+    }
+}
+
+/// An unsigned transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tx {
+    /// The signer's public key (its account address).
+    pub signer: Address,
+    /// Must equal the signer's account nonce.
+    pub nonce: u64,
+    /// Fee paid to the block proposer's operator (at least `min_fee`; may be 0 by default).
+    pub fee: Amount,
+    /// What the transaction does.
+    pub body: TxBody,
+}
+
+impl Tx {
+    /// Canonical bytes of the unsigned transaction.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.encode_into(&mut w);
+        w.into_bytes()
+    }
+
+    fn encode_into(&self, w: &mut Writer) {
+        self.signer.encode(w);
+        w.u64(self.nonce).u64(self.fee);
+        self.body.encode(w);
+    }
+
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(Self {
+            signer: Address::decode(r)?,
+            nonce: r.u64()?,
+            fee: r.u64()?,
+            body: TxBody::decode(r)?,
+        })
+    }
+
+    /// The message the signer signs: `TX_DOMAIN ‖ u32 len ‖ chain_id ‖ Tx bytes`.
+    pub fn sign_bytes(&self, chain_id: &str) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(TX_DOMAIN).str(chain_id);
+        self.encode_into(&mut w);
+        w.into_bytes()
+    }
+
+    /// Signs with `key`, which should be the signer's key.
+    pub fn sign(self, chain_id: &str, key: &ed25519_dalek::SigningKey) -> SignedTx {
+        use ed25519_dalek::Signer;
+        let signature = key.sign(&self.sign_bytes(chain_id)).to_bytes();
+        SignedTx {
+            tx: self,
+            signature,
+        }
+    }
+}
+
+/// A transaction with its signer's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTx {
+    /// The transaction.
+    pub tx: Tx,
+    /// ed25519 signature over [`Tx::sign_bytes`].
+    pub signature: [u8; 64],
+}
+
+impl SignedTx {
+    /// Canonical bytes (what travels in mempools and blocks).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.tx.encode_into(&mut w);
+        w.raw(&self.signature);
+        w.into_bytes()
+    }
+
+    /// Decodes canonical bytes (strict: no trailing bytes; at most [`MAX_TX_LEN`]). Does not
+    /// check the signature.
+    pub fn decode(bytes: &[u8]) -> Result<Self, TxError> {
+        if bytes.len() > MAX_TX_LEN {
+            return Err(TxError::Malformed("transaction too large"));
+        }
+        let mut r = Reader::new(bytes);
+        let tx = Tx::decode_from(&mut r)?;
+        let signature = r.array()?;
+        r.finish()?;
+        Ok(Self { tx, signature })
+    }
+
+    /// blake3 of the canonical bytes; identifies the transaction.
+    pub fn hash(&self) -> [u8; 32] {
+        *blake3::hash(&self.encode()).as_bytes()
+    }
+
+    /// Checks the signature (ZIP-215) under the signer's key for `chain_id`.
+    pub fn verify(&self, chain_id: &str) -> Result<(), TxError> {
+        crate::evidence::verify_sig(
+            &self.tx.signer,
+            &self.signature,
+            &self.tx.sign_bytes(chain_id),
+        )
+        .map_err(|_| TxError::BadSignature)
+    }
+}
+
+/// A decided block as the consensus engine hands it to the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Block {
+    /// Height; must be the state's height + 1.
+    pub height: Height,
+    /// Consensus key of the proposer; fees go to its operator (burned if unknown or absent).
+    pub proposer: Option<ConsensusKey>,
+    /// Transactions in order.
+    pub txs: Vec<SignedTx>,
+}
+
+impl Block {
+    /// Canonical bytes (see the module docs).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u64(self.height);
+        match &self.proposer {
+            None => {
+                w.u8(0);
+            }
+            Some(p) => {
+                w.u8(1);
+                p.encode(&mut w);
+            }
+        }
+        w.u32(u32::try_from(self.txs.len()).unwrap_or(u32::MAX));
+        for tx in &self.txs {
+            w.bytes(&tx.encode());
+        }
+        w.into_bytes()
+    }
+
+    /// Decodes canonical bytes (strict).
+    pub fn decode(bytes: &[u8]) -> Result<Self, TxError> {
+        let mut r = Reader::new(bytes);
+        let height = r.u64()?;
+        let proposer = if r.option_tag()? {
+            Some(Address::decode(&mut r)?)
+        } else {
+            None
+        };
+        let count = r.u32()?;
+        let mut txs = Vec::new();
+        for _ in 0..count {
+            txs.push(SignedTx::decode(r.bytes()?)?);
+        }
+        r.finish()?;
+        Ok(Self {
+            height,
+            proposer,
+            txs,
+        })
+    }
+
+    /// blake3 of the canonical bytes.
+    pub fn hash(&self) -> [u8; 32] {
+        *blake3::hash(&self.encode()).as_bytes()
+    }
+}
