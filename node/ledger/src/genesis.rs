@@ -249,7 +249,9 @@ fn ser_opt_address<S: serde::Serializer>(
 /// The whole genesis file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Genesis {
-    /// Network name, signed into every transaction and vote.
+    /// Network name, signed into every transaction and vote (default `groundtruth-devnet`, so
+    /// that a devices-only file written by `groundtruth sim --write-genesis` parses too).
+    #[serde(default = "default_chain_id")]
     pub chain_id: String,
     /// Chain parameters.
     #[serde(default)]
@@ -267,6 +269,13 @@ pub struct Genesis {
     #[serde(default)]
     pub devices: Vec<GenesisDevice>,
 }
+
+fn default_chain_id() -> String {
+    DEFAULT_CHAIN_ID.to_owned()
+}
+
+/// Chain id of a genesis file that names none.
+pub const DEFAULT_CHAIN_ID: &str = "groundtruth-devnet";
 
 impl Genesis {
     /// Parses TOML text (the caller reads the file; this crate does no I/O).

@@ -41,6 +41,7 @@ pub use evidence::{
 };
 pub use genesis::{
     Genesis, GenesisAccount, GenesisDevice, GenesisProvider, GenesisValidator, Params, BP_ONE,
+    DEFAULT_CHAIN_ID,
 };
 pub use groundtruth_device_sdk::{DeviceId, SignedReading};
 pub use state::{State, STATE_ROOT_CONTEXT};
