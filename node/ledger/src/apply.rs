@@ -807,7 +807,7 @@ fn check_evidence(
             Ok(Box::new(move |st, ev| plan.commit(st, ev)))
         }
         Evidence::DoubleSign(ds) => {
-            ds.verify(&st.chain_id)?;
+            ds.verify()?;
             let operator = *st
                 .consensus_keys
                 .get(&ds.validator_key)
@@ -1099,33 +1099,63 @@ impl SlashPlan {
 /// reported in [`BlockOutcome::results`]), then, at the last block of an epoch, the epoch
 /// boundary ([`end_epoch`]). Fails only when the height does not follow the state's.
 pub fn apply_block(state: &mut State, block: &Block) -> Result<BlockOutcome> {
+    apply_block_inner(
+        state,
+        block.height,
+        block.proposer,
+        block.txs.iter().map(|t| Ok(std::borrow::Cow::Borrowed(t))),
+    )
+}
+
+/// Like [`apply_block`], for a block whose transactions are still canonical bytes (as the
+/// consensus engine decides them): a transaction that does not decode is rejected with
+/// [`TxError::Malformed`] in its slot, like any other invalid transaction.
+pub fn apply_raw_block<T: AsRef<[u8]>>(
+    state: &mut State,
+    height: Height,
+    proposer: Option<ConsensusKey>,
+    txs: &[T],
+) -> Result<BlockOutcome> {
+    apply_block_inner(
+        state,
+        height,
+        proposer,
+        txs.iter()
+            .map(|b| SignedTx::decode(b.as_ref()).map(std::borrow::Cow::Owned)),
+    )
+}
+
+fn apply_block_inner<'a, I>(
+    state: &mut State,
+    height: Height,
+    proposer: Option<ConsensusKey>,
+    txs: I,
+) -> Result<BlockOutcome>
+where
+    I: Iterator<Item = core::result::Result<std::borrow::Cow<'a, SignedTx>, TxError>>,
+{
     let next = state.height.checked_add(1);
-    if next != Some(block.height) {
+    if next != Some(height) {
         return Err(LedgerError::BlockHeight {
             expected_previous: state.height,
-            got: block.height,
+            got: height,
         });
     }
     let before = state.validator_set();
-    let ctx = BlockContext {
-        height: block.height,
-        proposer: block.proposer,
-    };
-    let results = block
-        .txs
-        .iter()
-        .map(|tx| apply_tx(state, tx, &ctx))
+    let ctx = BlockContext { height, proposer };
+    let results = txs
+        .map(|tx| tx.and_then(|tx| apply_tx(state, &tx, &ctx)))
         .collect();
-    state.height = block.height;
+    state.height = height;
     let mut end_block_events = Vec::new();
     let mut epoch_ended = None;
-    if block.height.is_multiple_of(state.params.epoch_length) {
+    if height.is_multiple_of(state.params.epoch_length) {
         epoch_ended = Some(state.epoch);
         end_block_events = end_epoch(state);
     }
     let validator_set_changed = state.validator_set() != before;
     Ok(BlockOutcome {
-        height: block.height,
+        height,
         results,
         end_block_events,
         epoch_ended,

@@ -201,8 +201,8 @@ fn every_transaction_type_round_trips_through_the_codec() {
         }),
         TxBody::SubmitEvidence(Evidence::DoubleSign(DoubleSignEvidence {
             validator_key: address(&dev),
-            vote_a: vote(CHAIN_ID, &dev, VoteKind::Prevote, 4, 0, [1; 32]),
-            vote_b: vote(CHAIN_ID, &dev, VoteKind::Prevote, 4, 0, [2; 32]),
+            vote_a: vote(&dev, VoteKind::Prevote, 4, 0, [1; 32]),
+            vote_b: vote(&dev, VoteKind::Prevote, 4, 0, [2; 32]),
         })),
         TxBody::SubmitEvidence(Evidence::InvalidProof(InvalidProofClaim {
             accused: address(u),
@@ -334,8 +334,8 @@ fn double_sign(n: &TestNet, i: usize, height: Height) -> TxBody {
     let k = &n.consensus[i];
     TxBody::SubmitEvidence(Evidence::DoubleSign(DoubleSignEvidence {
         validator_key: address(k),
-        vote_a: vote(CHAIN_ID, k, VoteKind::Precommit, height, 0, [1; 32]),
-        vote_b: vote(CHAIN_ID, k, VoteKind::Precommit, height, 0, [2; 32]),
+        vote_a: vote(k, VoteKind::Precommit, height, 0, [1; 32]),
+        vote_b: vote(k, VoteKind::Precommit, height, 0, [2; 32]),
     }))
 }
 
@@ -414,14 +414,14 @@ fn double_sign_evidence_rejections() {
             vote_b: b,
         }))
     };
-    let v = |h, r, val| vote(CHAIN_ID, k, VoteKind::Prevote, h, r, val);
+    let v = |h, r, val| vote(k, VoteKind::Prevote, h, r, val);
     // Forged: second vote signed by another key.
-    let forged = vote(CHAIN_ID, &key(99), VoteKind::Prevote, 5, 0, [2; 32]);
+    let forged = vote(&key(99), VoteKind::Prevote, 5, 0, [2; 32]);
     let tx = sign_tx(&st, reporter, 0, ev(v(5, 0, [1; 32]), forged));
     st.reject(&tx, TxError::EvidenceSignature);
     // Tampered value after signing.
     let mut b = v(5, 0, [2; 32]);
-    b.value_hash = [3; 32];
+    b.value = Some([3; 32]);
     let tx = sign_tx(&st, reporter, 0, ev(v(5, 0, [1; 32]), b));
     st.reject(&tx, TxError::EvidenceSignature);
     let tx = sign_tx(&st, reporter, 0, ev(v(5, 0, [1; 32]), v(5, 0, [1; 32])));
@@ -442,8 +442,8 @@ fn double_sign_evidence_rejections() {
         0,
         TxBody::SubmitEvidence(Evidence::DoubleSign(DoubleSignEvidence {
             validator_key: address(&stranger),
-            vote_a: vote(CHAIN_ID, &stranger, VoteKind::Prevote, 5, 0, [1; 32]),
-            vote_b: vote(CHAIN_ID, &stranger, VoteKind::Prevote, 5, 0, [2; 32]),
+            vote_a: vote(&stranger, VoteKind::Prevote, 5, 0, [1; 32]),
+            vote_b: vote(&stranger, VoteKind::Prevote, 5, 0, [2; 32]),
         })),
     );
     st.reject(&tx, TxError::UnknownOffender);
@@ -955,6 +955,17 @@ fn apply_block_checks_height_and_reports_results() {
     );
     assert_eq!(st.height(), 1);
     assert_eq!(out.epoch_ended, None);
+
+    // The same through raw bytes, with one undecodable transaction in the middle.
+    let mut raw_replica = n.state().unwrap();
+    let raw = vec![block.txs[0].encode(), vec![1, 2, 3], block.txs[1].encode()];
+    let out_raw = apply_raw_block(&mut raw_replica, 1, block.proposer, &raw).unwrap();
+    assert_eq!(out_raw.results.len(), 3);
+    assert_eq!(
+        out_raw.results[1].as_ref().unwrap_err().reason(),
+        "malformed"
+    );
+    assert_eq!(out_raw.state_root, out.state_root);
 }
 
 #[test]

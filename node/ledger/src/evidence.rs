@@ -9,8 +9,9 @@ use crate::codec::{Reader, Writer};
 use crate::error::TxError;
 use crate::types::{Address, AuditKind, AuditRecord, AuditSubject, ConsensusKey, Epoch, Height};
 
-/// Domain tag of the consensus vote message (see [`vote_sign_bytes`]).
-pub const VOTE_DOMAIN: &[u8] = b"groundtruth/v1/vote\0";
+/// Domain tag of a consensus vote's signing bytes; identical to the BFT adapter's
+/// (`node/consensus`, `types::VOTE_DOMAIN`), so the engine's own votes are the evidence.
+pub const VOTE_DOMAIN: &[u8] = b"groundtruth/consensus/vote/v1";
 
 /// Largest `reason` of an [`InvalidProofClaim`], bytes.
 pub const MAX_REASON_LEN: usize = 256;
@@ -25,43 +26,48 @@ pub enum VoteKind {
 }
 
 impl VoteKind {
+    /// Tag in the signing bytes and in this crate's codec: 0 prevote, 1 precommit.
     const fn tag(self) -> u8 {
         match self {
-            Self::Prevote => 1,
-            Self::Precommit => 2,
+            Self::Prevote => 0,
+            Self::Precommit => 1,
         }
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
         match r.u8()? {
-            1 => Ok(Self::Prevote),
-            2 => Ok(Self::Precommit),
+            0 => Ok(Self::Prevote),
+            1 => Ok(Self::Precommit),
             _ => Err(TxError::Malformed("unknown vote kind")),
         }
     }
 }
 
-/// The exact bytes a validator's consensus key signs for a vote:
+/// The exact bytes a validator's consensus key signs for a vote, as the BFT adapter
+/// (`node/consensus`, `types::Vote::to_sign_bytes`) writes them:
 ///
-/// `VOTE_DOMAIN ‖ u32 len ‖ chain_id ‖ kind (1 prevote, 2 precommit) ‖ height u64 BE ‖
-/// round u32 BE ‖ value_hash [32]` (an all-zero `value_hash` is a nil vote).
+/// `VOTE_DOMAIN ‖ kind u8 (0 prevote, 1 precommit) ‖ height u64 BE ‖ round i64 BE ‖
+/// (0 for nil | 1 ‖ value_hash[32]) ‖ validator[32]`.
 ///
-/// The consensus adapter must sign its votes over these bytes so that the engine's
-/// equivocation evidence can be checked by the ledger.
+/// There is no chain id in these bytes: a validator must not reuse its consensus key on
+/// another network (its votes there would count as evidence here).
 pub fn vote_sign_bytes(
-    chain_id: &str,
     kind: VoteKind,
     height: Height,
     round: u32,
-    value_hash: &[u8; 32],
+    value: Option<&[u8; 32]>,
+    validator: &ConsensusKey,
 ) -> Vec<u8> {
     let mut w = Writer::new();
     w.raw(VOTE_DOMAIN)
-        .str(chain_id)
         .u8(kind.tag())
         .u64(height)
-        .u32(round)
-        .raw(value_hash);
+        .u64(u64::from(round));
+    match value {
+        None => w.u8(0),
+        Some(h) => w.u8(1).raw(h),
+    };
+    w.raw(&validator.0);
     w.into_bytes()
 }
 
@@ -72,21 +78,66 @@ pub struct SignedVote {
     pub kind: VoteKind,
     /// Consensus height.
     pub height: Height,
-    /// Consensus round.
+    /// Consensus round (non-negative; the engine's `i64` round).
     pub round: u32,
-    /// Hash of the value voted for; all zeros for nil.
-    pub value_hash: [u8; 32],
+    /// Hash of the block voted for; `None` for a nil vote.
+    pub value: Option<[u8; 32]>,
     /// ed25519 signature over [`vote_sign_bytes`].
     pub signature: [u8; 64],
 }
 
 impl SignedVote {
+    /// Parses the engine's signing bytes (see [`vote_sign_bytes`]) into the signer's key and
+    /// the vote, so that the adapter can turn the engine's equivocation evidence (signing
+    /// bytes and signatures) into [`DoubleSignEvidence`]. Does not check the signature.
+    pub fn from_sign_bytes(
+        message: &[u8],
+        signature: [u8; 64],
+    ) -> Result<(ConsensusKey, Self), TxError> {
+        let rest = message
+            .strip_prefix(VOTE_DOMAIN)
+            .ok_or(TxError::InvalidEvidence("not a vote"))?;
+        let mut r = Reader::new(rest);
+        let kind = VoteKind::decode(&mut r)?;
+        let height = r.u64()?;
+        let round = u32::try_from(r.u64()?).map_err(|_| TxError::InvalidEvidence("bad round"))?;
+        let value = if r.option_tag()? {
+            Some(r.array()?)
+        } else {
+            None
+        };
+        let validator = Address::decode(&mut r)?;
+        r.finish()?;
+        Ok((
+            validator,
+            Self {
+                kind,
+                height,
+                round,
+                value,
+                signature,
+            },
+        ))
+    }
+
+    /// The signing bytes of this vote by `validator`.
+    pub fn sign_bytes(&self, validator: &ConsensusKey) -> Vec<u8> {
+        vote_sign_bytes(
+            self.kind,
+            self.height,
+            self.round,
+            self.value.as_ref(),
+            validator,
+        )
+    }
+
     fn encode(&self, w: &mut Writer) {
-        w.u8(self.kind.tag())
-            .u64(self.height)
-            .u32(self.round)
-            .raw(&self.value_hash)
-            .raw(&self.signature);
+        w.u8(self.kind.tag()).u64(self.height).u32(self.round);
+        match &self.value {
+            None => w.u8(0),
+            Some(h) => w.u8(1).raw(h),
+        };
+        w.raw(&self.signature);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
@@ -94,20 +145,18 @@ impl SignedVote {
             kind: VoteKind::decode(r)?,
             height: r.u64()?,
             round: r.u32()?,
-            value_hash: r.array()?,
+            value: if r.option_tag()? {
+                Some(r.array()?)
+            } else {
+                None
+            },
             signature: r.array()?,
         })
     }
 
-    fn verify(&self, chain_id: &str, key: &ConsensusKey) -> Result<(), TxError> {
-        let msg = vote_sign_bytes(
-            chain_id,
-            self.kind,
-            self.height,
-            self.round,
-            &self.value_hash,
-        );
-        verify_sig(key, &self.signature, &msg).map_err(|_| TxError::EvidenceSignature)
+    fn verify(&self, key: &ConsensusKey) -> Result<(), TxError> {
+        verify_sig(key, &self.signature, &self.sign_bytes(key))
+            .map_err(|_| TxError::EvidenceSignature)
     }
 }
 
@@ -123,19 +172,38 @@ pub struct DoubleSignEvidence {
 }
 
 impl DoubleSignEvidence {
+    /// Builds the evidence from the engine's two signing byte strings and signatures (as the
+    /// adapter's equivocation evidence carries them); both must be votes by one key. Does not
+    /// check signatures: [`DoubleSignEvidence::verify`] and the ledger do.
+    pub fn from_sign_bytes(
+        first: (&[u8], [u8; 64]),
+        second: (&[u8], [u8; 64]),
+    ) -> Result<Self, TxError> {
+        let (ka, vote_a) = SignedVote::from_sign_bytes(first.0, first.1)?;
+        let (kb, vote_b) = SignedVote::from_sign_bytes(second.0, second.1)?;
+        if ka != kb {
+            return Err(TxError::InvalidEvidence("votes by different validators"));
+        }
+        Ok(Self {
+            validator_key: ka,
+            vote_a,
+            vote_b,
+        })
+    }
+
     /// Checks that the two votes conflict and both signatures verify (ZIP-215).
-    pub fn verify(&self, chain_id: &str) -> Result<(), TxError> {
+    pub fn verify(&self) -> Result<(), TxError> {
         let (a, b) = (&self.vote_a, &self.vote_b);
         if a.kind != b.kind || a.height != b.height || a.round != b.round {
             return Err(TxError::InvalidEvidence(
                 "votes differ in kind, height or round",
             ));
         }
-        if a.value_hash == b.value_hash {
+        if a.value == b.value {
             return Err(TxError::InvalidEvidence("votes are for the same value"));
         }
-        a.verify(chain_id, &self.validator_key)?;
-        b.verify(chain_id, &self.validator_key)
+        a.verify(&self.validator_key)?;
+        b.verify(&self.validator_key)
     }
 }
 
@@ -294,4 +362,65 @@ pub(crate) fn verify_sig(key: &Address, sig: &[u8; 64], msg: &[u8]) -> Result<()
     let vk = ed25519_consensus::VerificationKey::try_from(key.0).map_err(|_| ())?;
     vk.verify(&ed25519_consensus::Signature::from(*sig), msg)
         .map_err(|_| ())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testkit::{address, key};
+    use ed25519_dalek::Signer;
+
+    /// The layout written out by hand, as `node/consensus` signs votes.
+    fn adapter_layout(
+        kind: u8,
+        height: u64,
+        round: i64,
+        value: Option<[u8; 32]>,
+        v: &Address,
+    ) -> Vec<u8> {
+        let mut m = b"groundtruth/consensus/vote/v1".to_vec();
+        m.push(kind);
+        m.extend_from_slice(&height.to_be_bytes());
+        m.extend_from_slice(&round.to_be_bytes());
+        match value {
+            None => m.push(0),
+            Some(h) => {
+                m.push(1);
+                m.extend_from_slice(&h);
+            }
+        }
+        m.extend_from_slice(&v.0);
+        m
+    }
+
+    #[test]
+    fn vote_sign_bytes_match_the_adapter_layout_and_parse_back() {
+        let k = key(40);
+        let a = address(&k);
+        let val = adapter_layout(1, 7, 2, Some([9; 32]), &a);
+        assert_eq!(
+            vote_sign_bytes(VoteKind::Precommit, 7, 2, Some(&[9; 32]), &a),
+            val
+        );
+        let nil = adapter_layout(1, 7, 2, None, &a);
+        assert_eq!(vote_sign_bytes(VoteKind::Precommit, 7, 2, None, &a), nil);
+
+        let (sa, sn) = (k.sign(&val).to_bytes(), k.sign(&nil).to_bytes());
+        let ev = DoubleSignEvidence::from_sign_bytes((&val, sa), (&nil, sn)).unwrap();
+        assert_eq!(ev.validator_key, a);
+        assert_eq!(ev.vote_a.value, Some([9; 32]));
+        assert_eq!(ev.vote_b.value, None);
+        assert_eq!(ev.verify(), Ok(()));
+
+        // Another validator's vote, a proposal, trailing bytes, a negative round: rejected.
+        let other = adapter_layout(1, 7, 2, None, &address(&key(41)));
+        assert!(DoubleSignEvidence::from_sign_bytes((&val, sa), (&other, sn)).is_err());
+        let mut longer = nil.clone();
+        longer.push(0);
+        assert!(SignedVote::from_sign_bytes(&longer, sn).is_err());
+        assert!(SignedVote::from_sign_bytes(b"groundtruth/consensus/proposal/v1", sn).is_err());
+        let negative = adapter_layout(0, 7, -1, None, &a);
+        assert!(SignedVote::from_sign_bytes(&negative, sn).is_err());
+    }
 }

@@ -32,7 +32,8 @@ mod types;
 mod apply;
 
 pub use apply::{
-    apply_block, apply_tx, check_tx, end_epoch, BlockContext, BlockOutcome, Event, TxReceipt,
+    apply_block, apply_raw_block, apply_tx, check_tx, end_epoch, BlockContext, BlockOutcome, Event,
+    TxReceipt,
 };
 pub use error::{LedgerError, Result, TxError};
 pub use evidence::{

@@ -51,21 +51,20 @@ pub fn possession(chain_id: &str, owner: &Address, device: &SigningKey) -> [u8; 
         .to_bytes()
 }
 
-/// A consensus vote signed by `key`.
+/// A consensus vote for `value_hash` signed by `key`.
 pub fn vote(
-    chain_id: &str,
     key: &SigningKey,
     kind: VoteKind,
     height: Height,
     round: u32,
     value_hash: [u8; 32],
 ) -> SignedVote {
-    let msg = vote_sign_bytes(chain_id, kind, height, round, &value_hash);
+    let msg = vote_sign_bytes(kind, height, round, Some(&value_hash), &address(key));
     SignedVote {
         kind,
         height,
         round,
-        value_hash,
+        value: Some(value_hash),
         signature: key.sign(&msg).to_bytes(),
     }
 }

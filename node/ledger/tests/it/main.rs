@@ -10,8 +10,9 @@ use groundtruth_ledger::testkit::{
     ENERGY_DEVICE, GPU_DEVICE, STORAGE_DEVICE,
 };
 use groundtruth_ledger::{
-    apply_block, apply_tx, AuditKind, AuditResult, AuditSubject, Block, BlockContext, DeviceKind,
-    DoubleSignEvidence, Event, Evidence, Genesis, SignedTx, State, TxBody, TxError, VoteKind,
+    apply_block, apply_raw_block, apply_tx, AuditKind, AuditResult, AuditSubject, Block,
+    BlockContext, DeviceKind, DoubleSignEvidence, Event, Evidence, Genesis, SignedTx, State,
+    TxBody, TxError, VoteKind,
 };
 use proptest::prelude::*;
 
@@ -307,8 +308,8 @@ impl World {
                     0,
                     TxBody::SubmitEvidence(Evidence::DoubleSign(DoubleSignEvidence {
                         validator_key: address(ck),
-                        vote_a: vote(CHAIN_ID, ck, VoteKind::Prevote, *height, 0, [1; 32]),
-                        vote_b: vote(CHAIN_ID, ck, VoteKind::Prevote, *height, 0, [2; 32]),
+                        vote_a: vote(ck, VoteKind::Prevote, *height, 0, [1; 32]),
+                        vote_b: vote(ck, VoteKind::Prevote, *height, 0, [2; 32]),
                     })),
                 )
             }
@@ -475,11 +476,17 @@ proptest! {
         let (blocks, roots, _) = run(&world, &actions);
         // Replay the same blocks (through their canonical bytes) from genesis.
         let mut replica = world.net.state().unwrap();
+        let mut raw_replica = world.net.state().unwrap();
         for (b, root) in blocks.iter().zip(&roots) {
             let decoded = Block::decode(&b.encode()).unwrap();
             let out = apply_block(&mut replica, &decoded).unwrap();
             prop_assert_eq!(&out.state_root, root);
+            // And as the engine hands blocks over: raw transaction bytes.
+            let raw: Vec<Vec<u8>> = b.txs.iter().map(SignedTx::encode).collect();
+            let out = apply_raw_block(&mut raw_replica, b.height, b.proposer, &raw).unwrap();
+            prop_assert_eq!(&out.state_root, root);
         }
+        prop_assert_eq!(&replica, &raw_replica);
     }
 
     /// Evidence whose second reading's signature was tampered with is rejected and changes
@@ -533,11 +540,11 @@ proptest! {
         let net = TestNet::new(4, 4);
         let mut st = net.state().unwrap();
         let ck = &net.consensus[0];
-        let mut vote_b = vote(CHAIN_ID, ck, VoteKind::Precommit, height, 0, [2; 32]);
+        let mut vote_b = vote(ck, VoteKind::Precommit, height, 0, [2; 32]);
         vote_b.signature[byte] ^= 1 << bit;
         let ev = DoubleSignEvidence {
             validator_key: address(ck),
-            vote_a: vote(CHAIN_ID, ck, VoteKind::Precommit, height, 0, [1; 32]),
+            vote_a: vote(ck, VoteKind::Precommit, height, 0, [1; 32]),
             vote_b,
         };
         let tx = sign_tx(&st, &net.users[2], 0, TxBody::SubmitEvidence(Evidence::DoubleSign(ev)));
