@@ -59,6 +59,14 @@ pub enum Error {
     #[cfg(feature = "std")]
     #[error("offline queue is full ({0} readings waiting)")]
     QueueFull(usize),
+    /// A configuration value is unusable.
+    #[cfg(feature = "std")]
+    #[error("invalid configuration: {0}")]
+    Config(std::string::String),
+    /// The publisher's background task has stopped (it was shut down or failed).
+    #[cfg(feature = "std")]
+    #[error("publisher has stopped")]
+    PublisherStopped,
     /// The MQTT client failed.
     #[cfg(feature = "std")]
     #[error("mqtt: {0}")]

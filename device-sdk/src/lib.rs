@@ -26,4 +26,17 @@ pub use signing::verify_batch;
 pub use signing::{DeviceKey, SignedReading, DOMAIN_TAG, MAX_FRAME_LEN, SIGNATURE_LEN};
 
 #[cfg(feature = "std")]
+pub mod keys;
+#[cfg(feature = "std")]
+mod publisher;
+#[cfg(feature = "std")]
+pub mod queue;
+#[cfg(feature = "std")]
 pub mod topics;
+
+#[cfg(feature = "tls")]
+pub use publisher::TlsConfig;
+#[cfg(feature = "std")]
+pub use publisher::{Publisher, PublisherConfig, PublisherStatus};
+#[cfg(feature = "std")]
+pub use queue::{OfflineQueue, QueueConfig};

@@ -21,6 +21,37 @@ pub fn device_of_readings_topic(topic: &str) -> Option<DeviceId> {
     Some(DeviceId(id))
 }
 
+/// Filter a validator's resend requests travel on, for every device: `gt/v1/resend/+`.
+pub const RESEND_FILTER: &str = "gt/v1/resend/+";
+
+/// Topic a validator publishes a resend request for one device to, and the device subscribes
+/// to: `gt/v1/resend/<device id hex>`. The payload is [`encode_resend_request`]'s.
+pub fn resend_topic(device: &DeviceId) -> String {
+    format!("{PREFIX}/resend/{device}")
+}
+
+/// Parses the device id out of a resend topic; `None` if the topic is not one.
+pub fn device_of_resend_topic(topic: &str) -> Option<DeviceId> {
+    let hex_id = topic.strip_prefix("gt/v1/resend/")?;
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(hex_id, &mut id).ok()?;
+    Some(DeviceId(id))
+}
+
+/// Length of a resend request's payload: one big-endian u64, the first sequence number wanted.
+pub const RESEND_REQUEST_LEN: usize = 8;
+
+/// Payload of a resend request asking for every retained reading with `seq >= from_seq`.
+pub fn encode_resend_request(from_seq: u64) -> [u8; RESEND_REQUEST_LEN] {
+    from_seq.to_be_bytes()
+}
+
+/// Decodes a resend request's payload; `None` unless it is exactly 8 bytes.
+pub fn decode_resend_request(payload: &[u8]) -> Option<u64> {
+    let bytes: [u8; RESEND_REQUEST_LEN] = payload.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +63,17 @@ mod tests {
         assert_eq!(device_of_readings_topic(&t), Some(id));
         assert_eq!(device_of_readings_topic("gt/v1/readings/zz"), None);
         assert_eq!(device_of_readings_topic("other/topic"), None);
+    }
+
+    #[test]
+    fn resend_topic_and_payload_round_trip() {
+        let id = DeviceId([9u8; 32]);
+        let t = resend_topic(&id);
+        assert!(t.starts_with("gt/v1/resend/"));
+        assert_eq!(device_of_resend_topic(&t), Some(id));
+        assert_eq!(device_of_resend_topic(&readings_topic(&id)), None);
+        assert_eq!(decode_resend_request(&encode_resend_request(42)), Some(42));
+        assert_eq!(decode_resend_request(&[0u8; 7]), None);
+        assert_eq!(decode_resend_request(&[0u8; 9]), None);
     }
 }
