@@ -202,6 +202,9 @@ pub enum LedgerError {
     /// The genesis file does not parse.
     #[error("genesis does not parse: {0}")]
     GenesisParse(String),
+    /// A state snapshot does not decode or breaks an invariant.
+    #[error("invalid state snapshot: {0}")]
+    Snapshot(String),
     /// The genesis file parses but is inconsistent (explained).
     #[error("invalid genesis: {0}")]
     Genesis(String),

@@ -355,6 +355,14 @@ impl SlashEvidence {
             }
         }
     }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        match r.u8()? {
+            1 => Ok(Self::Submitted(Evidence::decode(r)?)),
+            2 => Ok(Self::FailedAudit(AuditRecord::decode(r)?)),
+            _ => Err(TxError::Malformed("unknown slash evidence")),
+        }
+    }
 }
 
 /// ZIP-215 verification of an ed25519 signature.

@@ -167,6 +167,29 @@ impl Params {
             .u16(self.auditor_share_bp)
             .u64(self.min_fee);
     }
+
+    pub(crate) fn decode(
+        r: &mut crate::codec::Reader<'_>,
+    ) -> core::result::Result<Self, crate::error::TxError> {
+        Ok(Self {
+            epoch_length: r.u64()?,
+            unbonding_epochs: r.u64()?,
+            min_validator_stake: r.u64()?,
+            min_provider_stake: r.u64()?,
+            max_validators: r.u32()?,
+            jail_epochs: r.u64()?,
+            jail_threshold: r.u32()?,
+            slash_double_sign_bp: r.u16()?,
+            slash_device_equivocation_bp: r.u16()?,
+            slash_failed_retrievability_bp: r.u16()?,
+            slash_failed_gpu_bp: r.u16()?,
+            slash_invalid_proof_bp: r.u16()?,
+            reward_per_epoch: r.u64()?,
+            reward_halving_epochs: r.u64()?,
+            auditor_share_bp: r.u16()?,
+            min_fee: r.u64()?,
+        })
+    }
 }
 
 /// An initial account.

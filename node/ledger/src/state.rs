@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use groundtruth_device_sdk::DeviceId;
 
-use crate::codec::Writer;
-use crate::error::{LedgerError, Result};
+use crate::codec::{Reader, Writer};
+use crate::error::{LedgerError, Result, TxError};
 use crate::genesis::{Genesis, Params};
 use crate::types::{
     check_region, Account, Address, Amount, AuditKind, AuditRecord, AuditSubject, ConsensusKey,
@@ -393,7 +393,7 @@ impl State {
         eligible.into_iter().take(max).collect()
     }
 
-    /// blake3 commitment to the whole state.
+    /// blake3 commitment to the whole state: the keyed hash of [`State::snapshot`].
     ///
     /// The root is `blake3::derive_key(STATE_ROOT_CONTEXT)` over the canonical encoding of
     /// the state, table by table in a fixed order, each table as `tag u8 ‖ count u64 ‖
@@ -406,32 +406,65 @@ impl State {
     /// JMT) would, and can replace it behind the same function.
     pub fn state_root(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new_derive_key(STATE_ROOT_CONTEXT);
+        self.write_canonical(&mut |b| {
+            h.update(b);
+        });
+        *h.finalize().as_bytes()
+    }
+
+    /// The whole state in its canonical encoding (what [`State::state_root`] hashes), for
+    /// persisting it; [`State::from_snapshot`] reads it back.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_canonical(&mut |b| out.extend_from_slice(b));
+        out
+    }
+
+    /// Reads a [`State::snapshot`] back, rebuilding derived indexes and checking the
+    /// invariants. `from_snapshot(s)?.state_root()` is the root of the state that wrote `s`.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Self> {
+        let bad = |e: TxError| LedgerError::Snapshot(e.to_string());
+        let mut r = Reader::new(bytes);
+        let mut st = Self::read_canonical(&mut r).map_err(bad)?;
+        r.finish().map_err(bad)?;
+        st.params.validate()?;
+        for v in st.validators.values() {
+            st.consensus_keys.insert(v.consensus_key, v.operator);
+        }
+        for (id, d) in &st.devices {
+            st.device_keys.insert(*id, *id);
+            for k in &d.previous_keys {
+                st.device_keys.insert(*k, *id);
+            }
+        }
+        st.check_invariants().map_err(LedgerError::Snapshot)?;
+        Ok(st)
+    }
+
+    fn write_canonical(&self, sink: &mut dyn FnMut(&[u8])) {
         let mut w = Writer::new();
         w.str(&self.chain_id);
         self.params.encode(&mut w);
         w.u64(self.height).u64(self.epoch);
         self.supply.encode(&mut w);
         w.u64(self.next_unbonding_id);
-        h.update(&w.into_bytes());
+        sink(&w.into_bytes());
 
-        fn table<'a, I, F>(h: &mut blake3::Hasher, tag: u8, len: usize, items: I, mut f: F)
+        fn table<I, F>(sink: &mut dyn FnMut(&[u8]), tag: u8, len: usize, items: I, mut f: F)
         where
             I: Iterator,
             F: FnMut(&mut Writer, I::Item),
-            I::Item: 'a,
         {
             let mut w = Writer::new();
             w.u8(tag).u64(u64::try_from(len).unwrap_or(u64::MAX));
-            h.update(&w.into_bytes());
             for item in items {
-                let mut w = Writer::new();
                 f(&mut w, item);
-                h.update(&w.into_bytes());
             }
+            sink(&w.into_bytes());
         }
 
         table(
-            &mut h,
+            sink,
             1,
             self.accounts.len(),
             self.accounts.iter(),
@@ -441,14 +474,14 @@ impl State {
             },
         );
         table(
-            &mut h,
+            sink,
             2,
             self.validators.len(),
             self.validators.values(),
             |w, v| v.encode(w),
         );
         table(
-            &mut h,
+            sink,
             3,
             self.active_set.len(),
             self.active_set.iter(),
@@ -458,21 +491,21 @@ impl State {
             },
         );
         table(
-            &mut h,
+            sink,
             4,
             self.providers.len(),
             self.providers.values(),
             |w, p| p.encode(w),
         );
         table(
-            &mut h,
+            sink,
             5,
             self.devices.len(),
             self.devices.values(),
             |w, d| d.encode(w),
         );
         table(
-            &mut h,
+            sink,
             6,
             self.unbonding.len(),
             self.unbonding.iter(),
@@ -483,21 +516,17 @@ impl State {
         );
         let audit_count = self.audits.values().map(BTreeMap::len).sum();
         table(
-            &mut h,
+            sink,
             7,
             audit_count,
             self.audits.values().flat_map(BTreeMap::values),
             |w, a| a.encode(w),
         );
+        table(sink, 8, self.slashes.len(), self.slashes.iter(), |w, s| {
+            s.encode(w)
+        });
         table(
-            &mut h,
-            8,
-            self.slashes.len(),
-            self.slashes.iter(),
-            |w, s| s.encode(w),
-        );
-        table(
-            &mut h,
+            sink,
             9,
             self.rewards.len(),
             self.rewards.iter(),
@@ -507,6 +536,123 @@ impl State {
                 w.u64(*v);
             },
         );
-        *h.finalize().as_bytes()
+    }
+
+    fn read_canonical(r: &mut Reader<'_>) -> core::result::Result<Self, TxError> {
+        let chain_id = r.string()?;
+        let params = Params::decode(r)?;
+        let height = r.u64()?;
+        let epoch = r.u64()?;
+        let supply = Supply::decode(r)?;
+        let next_unbonding_id = r.u64()?;
+        let mut st = State {
+            chain_id,
+            params,
+            height,
+            epoch,
+            supply,
+            accounts: BTreeMap::new(),
+            validators: BTreeMap::new(),
+            consensus_keys: BTreeMap::new(),
+            active_set: BTreeMap::new(),
+            providers: BTreeMap::new(),
+            devices: BTreeMap::new(),
+            device_keys: BTreeMap::new(),
+            unbonding: BTreeMap::new(),
+            next_unbonding_id,
+            audits: BTreeMap::new(),
+            slashes: Vec::new(),
+            rewards: BTreeMap::new(),
+        };
+        fn table(
+            r: &mut Reader<'_>,
+            tag: u8,
+            mut f: impl FnMut(&mut Reader<'_>) -> core::result::Result<(), TxError>,
+        ) -> core::result::Result<(), TxError> {
+            if r.u8()? != tag {
+                return Err(TxError::Malformed("snapshot table out of order"));
+            }
+            for _ in 0..r.u64()? {
+                f(r)?;
+            }
+            Ok(())
+        }
+        // Keys must come strictly ascending, as they were written: one encoding per state.
+        fn ascending<K: Ord>(last: &mut Option<K>, k: K) -> core::result::Result<(), TxError> {
+            if last.as_ref().is_some_and(|l| *l >= k) {
+                return Err(TxError::Malformed("snapshot keys out of order"));
+            }
+            *last = Some(k);
+            Ok(())
+        }
+        let mut last = None;
+        table(r, 1, |r| {
+            let a = Address::decode(r)?;
+            ascending(&mut last, a)?;
+            st.accounts.insert(a, Account::decode(r)?);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 2, |r| {
+            let v = Validator::decode(r)?;
+            ascending(&mut last, v.operator)?;
+            st.validators.insert(v.operator, v);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 3, |r| {
+            let k = Address::decode(r)?;
+            ascending(&mut last, k)?;
+            st.active_set.insert(k, r.u64()?);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 4, |r| {
+            let p = Provider::decode(r)?;
+            ascending(&mut last, p.address)?;
+            st.providers.insert(p.address, p);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 5, |r| {
+            let d = Device::decode(r)?;
+            ascending(&mut last, d.id)?;
+            st.devices.insert(d.id, d);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 6, |r| {
+            let id = r.u64()?;
+            ascending(&mut last, id)?;
+            st.unbonding.insert(id, UnbondingEntry::decode(r)?);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 7, |r| {
+            let a = AuditRecord::decode(r)?;
+            ascending(&mut last, (a.epoch, a.subject, a.kind))?;
+            st.audits
+                .entry(a.epoch)
+                .or_default()
+                .insert((a.subject, a.kind), a);
+            Ok(())
+        })?;
+        table(r, 8, |r| {
+            let s = SlashRecord::decode(r)?;
+            if usize::try_from(s.id).ok() != Some(st.slashes.len()) {
+                return Err(TxError::Malformed("slash ids not contiguous"));
+            }
+            st.slashes.push(s);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 9, |r| {
+            let e = r.u64()?;
+            let a = Address::decode(r)?;
+            ascending(&mut last, (e, a))?;
+            st.rewards.insert((e, a), r.u64()?);
+            Ok(())
+        })?;
+        Ok(st)
     }
 }

@@ -110,6 +110,13 @@ impl Account {
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.u64(self.balance).u64(self.nonce);
     }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(Self {
+            balance: r.u64()?,
+            nonce: r.u64()?,
+        })
+    }
 }
 
 /// Where a validator stands.
@@ -154,6 +161,23 @@ impl Validator {
         };
         w.u32(self.jail_count);
     }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(Self {
+            operator: Address::decode(r)?,
+            consensus_key: Address::decode(r)?,
+            stake: r.u64()?,
+            status: match r.u8()? {
+                1 => ValidatorStatus::Active,
+                2 => ValidatorStatus::Jailed {
+                    until_epoch: r.u64()?,
+                },
+                3 => ValidatorStatus::Removed,
+                _ => return Err(TxError::Malformed("unknown validator status")),
+            },
+            jail_count: r.u32()?,
+        })
+    }
 }
 
 /// A provider: an account that bonded stake to own devices (meters, storage, GPUs).
@@ -175,6 +199,15 @@ impl Provider {
         w.u64(self.stake)
             .raw(&self.data_root)
             .u64(self.registered_at);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(Self {
+            address: Address::decode(r)?,
+            stake: r.u64()?,
+            data_root: r.array()?,
+            registered_at: r.u64()?,
+        })
     }
 }
 
@@ -286,6 +319,39 @@ impl Device {
             encode_device(k, w);
         }
     }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        let id = decode_device(r)?;
+        let owner = if r.option_tag()? {
+            Some(Address::decode(r)?)
+        } else {
+            None
+        };
+        let kind = DeviceKind::decode(r)?;
+        let capacity = r.u64()?;
+        let region = r.string()?;
+        let status = match r.u8()? {
+            1 => DeviceStatus::Active,
+            2 => DeviceStatus::Retired,
+            _ => return Err(TxError::Malformed("unknown device status")),
+        };
+        let registered_at = r.u64()?;
+        let n = r.u32()?;
+        let mut previous_keys = Vec::new();
+        for _ in 0..n {
+            previous_keys.push(decode_device(r)?);
+        }
+        Ok(Self {
+            id,
+            owner,
+            kind,
+            capacity,
+            region,
+            status,
+            registered_at,
+            previous_keys,
+        })
+    }
 }
 
 /// Which stake an unbonding entry came from.
@@ -326,6 +392,19 @@ impl UnbondingEntry {
         w.u8(self.role.tag())
             .u64(self.amount)
             .u64(self.matures_at_epoch);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(Self {
+            owner: Address::decode(r)?,
+            role: match r.u8()? {
+                1 => StakeRole::Validator,
+                2 => StakeRole::Provider,
+                _ => return Err(TxError::Malformed("unknown stake role")),
+            },
+            amount: r.u64()?,
+            matures_at_epoch: r.u64()?,
+        })
     }
 }
 
@@ -478,6 +557,20 @@ impl AuditRecord {
             .u64(self.height)
             .u64(self.recorded_in_epoch);
     }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(Self {
+            epoch: r.u64()?,
+            validator: Address::decode(r)?,
+            subject: AuditSubject::decode(r)?,
+            kind: AuditKind::decode(r)?,
+            result: AuditResult::decode(r)?,
+            proof_digest: r.array()?,
+            work_units: r.u64()?,
+            height: r.u64()?,
+            recorded_in_epoch: r.u64()?,
+        })
+    }
 }
 
 /// Why a stake was slashed.
@@ -516,6 +609,17 @@ impl SlashReason {
             Self::InvalidProof => 5,
         }
     }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(match r.u8()? {
+            1 => Self::DeviceEquivocation,
+            2 => Self::FailedRetrievability,
+            3 => Self::FailedGpuChallenge,
+            4 => Self::DoubleSign,
+            5 => Self::InvalidProof,
+            _ => return Err(TxError::Malformed("unknown slash reason")),
+        })
+    }
 }
 
 /// Whose stake was slashed.
@@ -538,6 +642,14 @@ impl Offender {
                 w.u8(2);
                 a.encode(w);
             }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        match r.u8()? {
+            1 => Ok(Self::Validator(Address::decode(r)?)),
+            2 => Ok(Self::Provider(Address::decode(r)?)),
+            _ => Err(TxError::Malformed("unknown offender")),
         }
     }
 }
@@ -599,6 +711,21 @@ impl SlashRecord {
         self.evidence.encode(w);
         w.bool(self.jailed).bool(self.removed);
     }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(Self {
+            id: r.u64()?,
+            height: r.u64()?,
+            epoch: r.u64()?,
+            offender: Offender::decode(r)?,
+            reason: SlashReason::decode(r)?,
+            amount: r.u64()?,
+            reporter: Address::decode(r)?,
+            evidence: SlashEvidence::decode(r)?,
+            jailed: r.bool()?,
+            removed: r.bool()?,
+        })
+    }
 }
 
 /// Running totals that make supply accounting checkable:
@@ -623,5 +750,13 @@ impl Supply {
 
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.u64(self.genesis).u64(self.minted).u64(self.burned);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(Self {
+            genesis: r.u64()?,
+            minted: r.u64()?,
+            burned: r.u64()?,
+        })
     }
 }

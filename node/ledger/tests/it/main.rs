@@ -459,6 +459,13 @@ fn run(world: &World, actions: &[Action]) -> (Vec<Block>, Vec<[u8; 32]>, usize) 
             assert!(p > 0 && v.status == groundtruth_ledger::ValidatorStatus::Active);
         }
         assert_eq!(out.state_root, st.state_root());
+        // The snapshot reads back to the same state, and the root is its keyed hash.
+        let snap = st.snapshot();
+        assert_eq!(State::from_snapshot(&snap).unwrap(), st);
+        let keyed = blake3::Hasher::new_derive_key(groundtruth_ledger::STATE_ROOT_CONTEXT)
+            .update(&snap)
+            .finalize();
+        assert_eq!(*keyed.as_bytes(), out.state_root);
         roots.push(out.state_root);
         blocks.push(block);
     }
@@ -552,6 +559,21 @@ proptest! {
         let r = apply_tx(&mut st, &tx, &BlockContext { height: 1, proposer: None });
         prop_assert_eq!(r.unwrap_err(), TxError::EvidenceSignature);
         prop_assert_eq!(st.state_root(), root);
+    }
+
+    /// A snapshot with one byte changed either fails to load or loads a different state
+    /// (never panics).
+    #[test]
+    fn corrupted_snapshots_are_rejected_or_differ(flip in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let st = TestNet::new(4, 4).state().unwrap();
+        let mut snap = st.snapshot();
+        let i = flip.index(snap.len());
+        snap[i] ^= 1 << bit;
+        if let Ok(other) = State::from_snapshot(&snap) {
+            prop_assert_ne!(other.state_root(), st.state_root());
+        }
+        snap.truncate(i);
+        prop_assert!(State::from_snapshot(&snap).is_err());
     }
 
     /// Decoding arbitrary bytes never panics; whatever decodes re-encodes to the same bytes.
