@@ -739,6 +739,61 @@ fn check_body(
             }))
         }
         TxBody::SubmitEvidence(evidence) => check_evidence(stage, signer, evidence, ctx),
+        TxBody::Delegate { validator, amount } => {
+            positive(*amount)?;
+            let v = st
+                .validators
+                .get(validator)
+                .ok_or(TxError::UnknownValidator)?;
+            if v.status == ValidatorStatus::Removed {
+                return Err(TxError::ValidatorRemoved);
+            }
+            let key = (*validator, signer);
+            let new = st
+                .delegations
+                .get(&key)
+                .copied()
+                .unwrap_or(0)
+                .checked_add(*amount)
+                .ok_or(TxError::Overflow)?;
+            stage.debit(&signer, *amount)?;
+            let amount = *amount;
+            Ok(Box::new(move |st, ev| {
+                st.delegations.insert(key, new);
+                ev.push(Event::Bonded {
+                    owner: signer,
+                    role: StakeRole::Delegation { validator: key.0 },
+                    amount,
+                });
+            }))
+        }
+        TxBody::Undelegate { validator, amount } => {
+            positive(*amount)?;
+            let key = (*validator, signer);
+            let bonded = st.delegations.get(&key).copied().unwrap_or(0);
+            let left = bonded
+                .checked_sub(*amount)
+                .ok_or(TxError::InsufficientStake {
+                    bonded,
+                    requested: *amount,
+                })?;
+            let entry = plan_unbonding(
+                st,
+                signer,
+                StakeRole::Delegation {
+                    validator: *validator,
+                },
+                *amount,
+            )?;
+            Ok(Box::new(move |st, ev| {
+                if left == 0 {
+                    st.delegations.remove(&key);
+                } else {
+                    st.delegations.insert(key, left);
+                }
+                entry.commit(st, ev);
+            }))
+        }
     }
 }
 
@@ -925,6 +980,7 @@ fn plan_unbonding(
 struct SlashPlan {
     record: SlashRecord,
     new_bonded: Amount,
+    delegation_cuts: Vec<((Address, Address), Amount)>,
     unbonding_cuts: Vec<(u64, Amount)>,
     new_status: Option<ValidatorStatus>,
     new_jail_count: u32,
@@ -937,9 +993,9 @@ fn fraction(base: Amount, bp: u16) -> Amount {
     Amount::try_from(v).unwrap_or(base)
 }
 
-/// Plans a slash of `bp` of the offender's stake at risk (bonded stake plus its unbonding
-/// entries of the same role), burned from bonded stake first, then from unbonding entries
-/// oldest first. A validator is jailed, or removed when this is its `jail_threshold`-th
+/// Plans a slash of `bp` of each piece of the offender's stake at risk: its bonded stake,
+/// for a validator the stake delegated to it, and the unbonding entries of either (each
+/// piece rounded down). A validator is jailed, or removed when this is its `jail_threshold`-th
 /// jailing or its stake falls below `min_validator_stake`; a removed validator's remaining
 /// stake starts unbonding.
 fn plan_slash(
@@ -953,40 +1009,36 @@ fn plan_slash(
 ) -> core::result::Result<SlashPlan, TxError> {
     let st = stage.state;
     let p = &st.params;
-    let (owner, role, bonded) = match offender {
-        Offender::Validator(a) => (
-            a,
-            StakeRole::Validator,
-            st.validators.get(&a).map(|v| v.stake).unwrap_or(0),
-        ),
-        Offender::Provider(a) => (
-            a,
-            StakeRole::Provider,
-            st.providers.get(&a).map(|p| p.stake).unwrap_or(0),
-        ),
+    let bonded = match offender {
+        Offender::Validator(a) => st.validators.get(&a).map(|v| v.stake).unwrap_or(0),
+        Offender::Provider(a) => st.providers.get(&a).map(|p| p.stake).unwrap_or(0),
     };
-    let entries: Vec<(u64, Amount)> = st
-        .unbonding
-        .iter()
-        .filter(|(_, u)| u.owner == owner && u.role == role)
-        .map(|(id, u)| (*id, u.amount))
-        .collect();
-    let mut at_risk = bonded;
-    for (_, a) in &entries {
-        at_risk = at_risk.checked_add(*a).ok_or(TxError::Overflow)?;
-    }
-    let amount = fraction(at_risk, bp);
-    let from_bonded = amount.min(bonded);
-    let new_bonded = bonded - from_bonded;
-    let mut rest = amount - from_bonded;
-    let mut unbonding_cuts = Vec::new();
-    for (id, a) in entries {
-        if rest == 0 {
-            break;
+    let cut = |x: Amount| fraction(x, bp);
+    let new_bonded = bonded - cut(bonded);
+    let mut amount = cut(bonded);
+    let mut delegation_cuts = Vec::new();
+    if let Offender::Validator(op) = offender {
+        for (d, a) in st.delegations_to(&op) {
+            let c = cut(a);
+            if c > 0 {
+                amount = amount.checked_add(c).ok_or(TxError::Overflow)?;
+                delegation_cuts.push(((op, d), a - c));
+            }
         }
-        let cut = rest.min(a);
-        rest -= cut;
-        unbonding_cuts.push((id, a - cut));
+    }
+    let mut unbonding_cuts = Vec::new();
+    for (id, u) in &st.unbonding {
+        let at_risk = match (offender, u.role) {
+            (Offender::Validator(op), StakeRole::Validator) => u.owner == op,
+            (Offender::Validator(op), StakeRole::Delegation { validator }) => validator == op,
+            (Offender::Provider(pr), StakeRole::Provider) => u.owner == pr,
+            _ => false,
+        };
+        let c = cut(u.amount);
+        if at_risk && c > 0 {
+            amount = amount.checked_add(c).ok_or(TxError::Overflow)?;
+            unbonding_cuts.push((*id, u.amount - c));
+        }
     }
     stage.burn(amount)?;
 
@@ -1036,6 +1088,7 @@ fn plan_slash(
             removed,
         },
         new_bonded: if removed { 0 } else { new_bonded },
+        delegation_cuts,
         unbonding_cuts,
         new_status,
         new_jail_count,
@@ -1063,6 +1116,13 @@ impl SlashPlan {
                 if let Some(p) = st.providers.get_mut(&a) {
                     p.stake = self.new_bonded;
                 }
+            }
+        }
+        for (key, left) in &self.delegation_cuts {
+            if *left == 0 {
+                st.delegations.remove(key);
+            } else {
+                st.delegations.insert(*key, *left);
             }
         }
         for (id, left) in &self.unbonding_cuts {

@@ -1025,3 +1025,61 @@ fn every_reason_code_is_snake_case() {
             .all(|c| c.is_ascii_lowercase() || c == '_'));
     }
 }
+
+#[test]
+fn delegation_adds_power_is_slashed_and_unbonds() {
+    let (n, mut st) = net();
+    let (alice, op) = (&n.users[2], address(&n.operators[0]));
+    let delegate = |amount| TxBody::Delegate {
+        validator: op,
+        amount,
+    };
+    st.reject(
+        &sign_tx(
+            &st,
+            alice,
+            0,
+            TxBody::Delegate {
+                validator: address(alice),
+                amount: 5,
+            },
+        ),
+        TxError::UnknownValidator,
+    );
+    st.reject(&sign_tx(&st, alice, 0, delegate(0)), TxError::ZeroAmount);
+    st.accept(&sign_tx(&st, alice, 0, delegate(4_000)));
+    st.accept(&sign_tx(&st, alice, 0, delegate(1_000)));
+    assert_eq!(st.delegation(&op, &address(alice)), 5_000);
+    assert_eq!(st.delegated_to(&op), 5_000);
+    advance_to_epoch(&mut st, 1);
+    assert!(st
+        .validator_set()
+        .contains(&(address(&n.consensus[0]), 15_000)));
+
+    // Undelegate part: it unbonds and is still slashable.
+    let undelegate = |amount| TxBody::Undelegate {
+        validator: op,
+        amount,
+    };
+    st.reject(
+        &sign_tx(&st, alice, 0, undelegate(5_001)),
+        TxError::InsufficientStake {
+            bonded: 5_000,
+            requested: 5_001,
+        },
+    );
+    st.accept(&sign_tx(&st, alice, 0, undelegate(1_000)));
+    // Double sign: 5 % of self stake (500), of the delegation (200), of the unbonding (50).
+    let r = st.accept(&sign_tx(&st, &n.users[3], 0, double_sign(&n, 0, 7)));
+    assert!(r
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Slashed { amount: 750, .. })));
+    assert_eq!(st.delegation(&op, &address(alice)), 3_800);
+    assert_eq!(st.unbonding_entries().next().unwrap().1.amount, 950);
+    let balance = st.account(&address(alice)).balance;
+    advance_to_epoch(&mut st, 3);
+    assert_eq!(st.account(&address(alice)).balance, balance + 950);
+    st.accept(&sign_tx(&st, alice, 0, undelegate(3_800)));
+    assert!(st.delegations_to(&op).is_empty());
+}

@@ -1,9 +1,9 @@
 //! groundtruth ledger: the replicated state machine.
 //!
-//! Accounts and balances; validators with bonded self-stake, an unbonding period and jailing;
-//! providers with bonded stake; the device registry (registration with proof of possession,
-//! key rotation, retirement); audit records per epoch; rewards for audited work minted on a
-//! per-epoch schedule; slashing with a reason code and the evidence stored beside it (device
+//! Accounts and balances; validators with bonded self-stake and delegations, an unbonding
+//! period and jailing; providers with bonded stake; the device registry (registration with
+//! proof of possession, key rotation, retirement); audit records per epoch; rewards for
+//! audited work minted on a per-epoch schedule; slashing with a reason code and the evidence stored beside it (device
 //! equivocation, failed retrievability or GPU challenge, validator double-sign, a proof that
 //! fails verification). Signed transactions with nonces ([`tx`]), blocks ([`apply_block`]),
 //! epoch boundaries ([`end_epoch`]), the validator set for the BFT engine

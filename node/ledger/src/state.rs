@@ -40,6 +40,8 @@ pub struct State {
     pub(crate) device_keys: BTreeMap<DeviceId, DeviceId>,
     pub(crate) unbonding: BTreeMap<u64, UnbondingEntry>,
     pub(crate) next_unbonding_id: u64,
+    /// Delegated stake: (validator operator, delegator) → amount (never zero).
+    pub(crate) delegations: BTreeMap<(Address, Address), Amount>,
     pub(crate) audits: BTreeMap<Epoch, BTreeMap<(AuditSubject, AuditKind), AuditRecord>>,
     pub(crate) slashes: Vec<SlashRecord>,
     /// Rewards paid: (epoch, recipient) → amount.
@@ -70,6 +72,7 @@ impl State {
             device_keys: BTreeMap::new(),
             unbonding: BTreeMap::new(),
             next_unbonding_id: 0,
+            delegations: BTreeMap::new(),
             audits: BTreeMap::new(),
             slashes: Vec::new(),
             rewards: BTreeMap::new(),
@@ -216,12 +219,35 @@ impl State {
     }
 
     /// The validator set for the consensus engine: `(consensus key, voting power)`, voting
-    /// power = bonded stake at the last epoch boundary, highest first (ties by key). Jailed and
-    /// removed validators are absent (zero power).
+    /// power = self-stake + delegated stake at the last epoch boundary, highest first (ties by
+    /// key). Jailed and removed validators are absent (zero power).
     pub fn validator_set(&self) -> Vec<(ConsensusKey, u64)> {
         let mut v: Vec<_> = self.active_set.iter().map(|(k, p)| (*k, *p)).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         v
+    }
+
+    /// Stake `delegator` delegated to the validator operated by `validator` (0 if none).
+    pub fn delegation(&self, validator: &Address, delegator: &Address) -> Amount {
+        self.delegations
+            .get(&(*validator, *delegator))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Delegations to one validator, by delegator.
+    pub fn delegations_to(&self, validator: &Address) -> Vec<(Address, Amount)> {
+        self.delegations
+            .range((*validator, Address([0; 32]))..=(*validator, Address([0xff; 32])))
+            .map(|((_, d), a)| (*d, *a))
+            .collect()
+    }
+
+    /// Total stake delegated to one validator (fits in `u64`: it is part of the supply).
+    pub fn delegated_to(&self, validator: &Address) -> Amount {
+        self.delegations
+            .range((*validator, Address([0; 32]))..=(*validator, Address([0xff; 32])))
+            .fold(0u64, |acc, (_, a)| acc.saturating_add(*a))
     }
 
     /// Total voting power of the current set.
@@ -310,18 +336,21 @@ impl State {
         self.unbonding.iter()
     }
 
-    /// Sum of every balance, bonded stake and unbonding entry (u128: cannot overflow).
+    /// Sum of every balance, bonded and delegated stake and unbonding entry (u128: cannot
+    /// overflow).
     pub fn total_held(&self) -> u128 {
         let balances: u128 = self.accounts.values().map(|a| u128::from(a.balance)).sum();
         let vstake: u128 = self.validators.values().map(|v| u128::from(v.stake)).sum();
         let pstake: u128 = self.providers.values().map(|p| u128::from(p.stake)).sum();
         let unb: u128 = self.unbonding.values().map(|u| u128::from(u.amount)).sum();
-        balances + vstake + pstake + unb
+        let del: u128 = self.delegations.values().map(|a| u128::from(*a)).sum();
+        balances + vstake + pstake + unb + del
     }
 
     /// Checks the invariants every state must hold; returns what is broken.
     ///
     /// - supply: held == genesis + minted − burned;
+    /// - delegations are positive and point at known validators;
     /// - the validator set holds only active validators, with power == stake at most;
     /// - indexes agree with the records they derive from.
     pub fn check_invariants(&self) -> core::result::Result<(), String> {
@@ -362,6 +391,11 @@ impl State {
                 }
             }
         }
+        for ((v, d), a) in &self.delegations {
+            if *a == 0 || !self.validators.contains_key(v) {
+                return Err(format!("bad delegation {d} -> {v}"));
+            }
+        }
         if self
             .max_unbonding_id()
             .is_some_and(|m| m >= self.next_unbonding_id)
@@ -375,8 +409,9 @@ impl State {
         self.unbonding.keys().next_back().copied()
     }
 
-    /// The validator set bonded stake gives: active validators at or above the minimum
-    /// stake, top `max_validators` by stake (ties by consensus key).
+    /// The validator set bonded stake gives: active validators whose self-stake is at or
+    /// above the minimum, with power = self-stake + delegated stake, top `max_validators` by
+    /// power (ties by consensus key).
     pub(crate) fn compute_validator_set(&self) -> BTreeMap<ConsensusKey, u64> {
         let mut eligible: Vec<(ConsensusKey, u64)> = self
             .validators
@@ -386,7 +421,10 @@ impl State {
                     && v.stake > 0
                     && v.stake >= self.params.min_validator_stake
             })
-            .map(|v| (v.consensus_key, v.stake))
+            .map(|v| {
+                let power = v.stake.saturating_add(self.delegated_to(&v.operator));
+                (v.consensus_key, power)
+            })
             .collect();
         eligible.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let max = usize::try_from(self.params.max_validators).unwrap_or(usize::MAX);
@@ -399,7 +437,8 @@ impl State {
     /// the state, table by table in a fixed order, each table as `tag u8 ‖ count u64 ‖
     /// entries`, entries in key order (every map is a `BTreeMap`): header (chain id, params,
     /// height, epoch, supply, counters), accounts, validators, validator set, providers,
-    /// devices, unbonding entries, audits, slashes, rewards. Derived indexes are not hashed.
+    /// devices, unbonding entries, audits, slashes, rewards, delegations. Derived indexes are
+    /// not hashed.
     ///
     /// This is a flat sorted hash, recomputed in O(state) per block: simple and obviously
     /// deterministic. It gives no inclusion proofs; a Merkle map (sparse Merkle tree or
@@ -536,6 +575,17 @@ impl State {
                 w.u64(*v);
             },
         );
+        table(
+            sink,
+            10,
+            self.delegations.len(),
+            self.delegations.iter(),
+            |w, ((v, d), a)| {
+                v.encode(w);
+                d.encode(w);
+                w.u64(*a);
+            },
+        );
     }
 
     fn read_canonical(r: &mut Reader<'_>) -> core::result::Result<Self, TxError> {
@@ -560,6 +610,7 @@ impl State {
             device_keys: BTreeMap::new(),
             unbonding: BTreeMap::new(),
             next_unbonding_id,
+            delegations: BTreeMap::new(),
             audits: BTreeMap::new(),
             slashes: Vec::new(),
             rewards: BTreeMap::new(),
@@ -651,6 +702,14 @@ impl State {
             let a = Address::decode(r)?;
             ascending(&mut last, (e, a))?;
             st.rewards.insert((e, a), r.u64()?);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 10, |r| {
+            let v = Address::decode(r)?;
+            let d = Address::decode(r)?;
+            ascending(&mut last, (v, d))?;
+            st.delegations.insert((v, d), r.u64()?);
             Ok(())
         })?;
         Ok(st)

@@ -123,6 +123,21 @@ pub enum TxBody {
     },
     /// \[13\] Submits misbehaviour evidence; a valid one slashes the offender.
     SubmitEvidence(Evidence),
+    /// \[14\] Delegates stake to a validator (adds to its voting power at the next epoch
+    /// boundary; slashed with it). Delegators earn no rewards in this version.
+    Delegate {
+        /// The validator's operator address.
+        validator: Address,
+        /// Amount (positive).
+        amount: Amount,
+    },
+    /// \[15\] Starts unbonding delegated stake; released after `unbonding_epochs`.
+    Undelegate {
+        /// The validator's operator address.
+        validator: Address,
+        /// Amount (positive, at most the delegation).
+        amount: Amount,
+    },
 }
 
 /// The bytes a device key signs to prove that `owner` may register it:
@@ -214,6 +229,16 @@ impl TxBody {
                 w.u8(13);
                 e.encode(w);
             }
+            Self::Delegate { validator, amount } => {
+                w.u8(14);
+                validator.encode(w);
+                w.u64(*amount);
+            }
+            Self::Undelegate { validator, amount } => {
+                w.u8(15);
+                validator.encode(w);
+                w.u64(*amount);
+            }
         }
     }
 
@@ -260,6 +285,14 @@ impl TxBody {
                 work_units: r.u64()?,
             },
             13 => Self::SubmitEvidence(Evidence::decode(r)?),
+            14 => Self::Delegate {
+                validator: Address::decode(r)?,
+                amount: r.u64()?,
+            },
+            15 => Self::Undelegate {
+                validator: Address::decode(r)?,
+                amount: r.u64()?,
+            },
             _ => return Err(TxError::Malformed("unknown transaction type")),
         })
     }
@@ -280,6 +313,8 @@ impl TxBody {
             Self::RetireDevice { .. } => "retire_device",
             Self::SubmitAudit { .. } => "submit_audit",
             Self::SubmitEvidence(_) => "submit_evidence",
+            Self::Delegate { .. } => "delegate",
+            Self::Undelegate { .. } => "undelegate",
         }
     }
 }

@@ -141,7 +141,8 @@ pub struct Validator {
     pub operator: Address,
     /// Key the validator signs consensus votes with; what the BFT engine sees.
     pub consensus_key: ConsensusKey,
-    /// Bonded self-stake; voting power at the next epoch boundary.
+    /// Bonded self-stake. Voting power at the next epoch boundary is this plus the stake
+    /// delegated to it ([`crate::State::delegated_to`]).
     pub stake: Amount,
     /// Active, jailed or removed.
     pub status: ValidatorStatus,
@@ -361,13 +362,37 @@ pub enum StakeRole {
     Validator,
     /// A provider's stake.
     Provider,
+    /// Stake delegated to the validator with this operator address.
+    Delegation {
+        /// The validator's operator.
+        validator: Address,
+    },
 }
 
 impl StakeRole {
-    fn tag(self) -> u8 {
+    fn encode(&self, w: &mut Writer) {
         match self {
-            Self::Validator => 1,
-            Self::Provider => 2,
+            Self::Validator => {
+                w.u8(1);
+            }
+            Self::Provider => {
+                w.u8(2);
+            }
+            Self::Delegation { validator } => {
+                w.u8(3);
+                validator.encode(w);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        match r.u8()? {
+            1 => Ok(Self::Validator),
+            2 => Ok(Self::Provider),
+            3 => Ok(Self::Delegation {
+                validator: Address::decode(r)?,
+            }),
+            _ => Err(TxError::Malformed("unknown stake role")),
         }
     }
 }
@@ -389,19 +414,14 @@ pub struct UnbondingEntry {
 impl UnbondingEntry {
     pub(crate) fn encode(&self, w: &mut Writer) {
         self.owner.encode(w);
-        w.u8(self.role.tag())
-            .u64(self.amount)
-            .u64(self.matures_at_epoch);
+        self.role.encode(w);
+        w.u64(self.amount).u64(self.matures_at_epoch);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
         Ok(Self {
             owner: Address::decode(r)?,
-            role: match r.u8()? {
-                1 => StakeRole::Validator,
-                2 => StakeRole::Provider,
-                _ => return Err(TxError::Malformed("unknown stake role")),
-            },
+            role: StakeRole::decode(r)?,
             amount: r.u64()?,
             matures_at_epoch: r.u64()?,
         })
@@ -667,7 +687,8 @@ pub struct SlashRecord {
     pub offender: Offender,
     /// Why.
     pub reason: SlashReason,
-    /// Amount burned (bonded stake first, then unbonding entries).
+    /// Amount burned: the slash fraction of each piece of stake at risk (bonded, delegated to
+    /// a validator, unbonding from either).
     pub amount: Amount,
     /// Account that submitted the evidence (the auditing validator's operator for failed audits).
     pub reporter: Address,

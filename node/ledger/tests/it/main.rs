@@ -32,6 +32,16 @@ const DEVICE_SEEDS: [u8; 8] = [
 
 #[derive(Debug, Clone)]
 enum Action {
+    Delegate {
+        who: usize,
+        validator: usize,
+        amount: u64,
+    },
+    Undelegate {
+        who: usize,
+        validator: usize,
+        amount: u64,
+    },
     Transfer {
         from: usize,
         to: usize,
@@ -148,6 +158,10 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (s.clone(), d.clone(), 0u64..3).prop_map(|(who, dev, seq)| Action::Equivocation { who, dev, seq }),
         1 => (s.clone(), d.clone(), 0u64..3)
             .prop_map(|(who, dev, seq)| Action::ForgedEquivocation { who, dev, seq }),
+        2 => (s.clone(), 0usize..5, amount())
+            .prop_map(|(who, validator, amount)| Action::Delegate { who, validator, amount }),
+        2 => (s.clone(), 0usize..5, amount())
+            .prop_map(|(who, validator, amount)| Action::Undelegate { who, validator, amount }),
         1 => s.clone().prop_map(|who| Action::BadSignature { who }),
         1 => s.prop_map(|who| Action::StaleNonce { who }),
         3 => Just(Action::EndBlock),
@@ -330,6 +344,32 @@ impl World {
                     }),
                 )
             }
+            Action::Delegate {
+                who,
+                validator,
+                amount,
+            } => sign_tx(
+                st,
+                self.signer(*who),
+                0,
+                TxBody::Delegate {
+                    validator: address(self.signer(*validator)),
+                    amount: *amount,
+                },
+            ),
+            Action::Undelegate {
+                who,
+                validator,
+                amount,
+            } => sign_tx(
+                st,
+                self.signer(*who),
+                0,
+                TxBody::Undelegate {
+                    validator: address(self.signer(*validator)),
+                    amount: *amount,
+                },
+            ),
             Action::BadSignature { who } => {
                 let mut tx = sign_tx(
                     st,
