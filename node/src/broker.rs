@@ -49,11 +49,13 @@ pub fn start(config: &BrokerConfig) -> std::io::Result<()> {
         ..Default::default()
     };
     let mut broker = rumqttd::Broker::new(rumqttd_config);
-    std::thread::Builder::new().name("mqtt-broker".into()).spawn(move || {
-        if let Err(e) = broker.start() {
-            tracing::error!(target: "node::broker", error = %e, "embedded broker stopped");
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("mqtt-broker".into())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!(target: "node::broker", error = %e, "embedded broker stopped");
+            }
+        })?;
     // Wait until it accepts connections.
     for _ in 0..200 {
         if std::net::TcpStream::connect(config.listen).is_ok() {
@@ -61,5 +63,8 @@ pub fn start(config: &BrokerConfig) -> std::io::Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("broker did not listen on {}", config.listen)))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("broker did not listen on {}", config.listen),
+    ))
 }

@@ -132,7 +132,9 @@ pub struct MetricsSection {
 
 impl Default for MetricsSection {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9464)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
     }
 }
 
@@ -141,20 +143,25 @@ impl NodeConfig {
     pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
         let mut table = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-                    origin: p.display().to_string(),
-                    message: e.to_string(),
-                })?
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        origin: p.display().to_string(),
+                        message: e.to_string(),
+                    })?
             }
             None => toml::Table::new(),
         };
         apply_env_overrides(&mut table, std::env::vars())?;
-        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
-            origin: path.map_or_else(|| "defaults".into(), |p| p.display().to_string()),
-            message: e.to_string(),
-        })
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                origin: path.map_or_else(|| "defaults".into(), |p| p.display().to_string()),
+                message: e.to_string(),
+            })
     }
 }
 
@@ -165,7 +172,9 @@ fn apply_env_overrides(
     vars: impl Iterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
     for (key, value) in vars {
-        let Some(rest) = key.strip_prefix("GROUNDTRUTH__") else { continue };
+        let Some(rest) = key.strip_prefix("GROUNDTRUTH__") else {
+            continue;
+        };
         let parts: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
         let [section, field] = parts.as_slice() else {
             return Err(ConfigError::Parse {
@@ -204,8 +213,14 @@ mod tests {
     fn env_overrides_file_values() {
         let mut t: toml::Table = "[mqtt]\nembedded = true\n".parse().unwrap_or_default();
         let vars = vec![
-            ("GROUNDTRUTH__MQTT__EMBEDDED".to_string(), "false".to_string()),
-            ("GROUNDTRUTH__NODE__NAME".to_string(), "validator-7".to_string()),
+            (
+                "GROUNDTRUTH__MQTT__EMBEDDED".to_string(),
+                "false".to_string(),
+            ),
+            (
+                "GROUNDTRUTH__NODE__NAME".to_string(),
+                "validator-7".to_string(),
+            ),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         apply_env_overrides(&mut t, vars.into_iter()).expect("overrides apply");

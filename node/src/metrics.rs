@@ -46,6 +46,8 @@ pub struct IngestMetrics {
     pub unfilled_gaps: Counter,
     /// MQTT connection errors.
     pub mqtt_errors: Counter,
+    /// Accepted readings in the store (survives restarts: counted from disk at start-up).
+    pub stored_accepted: Gauge,
 }
 
 impl IngestMetrics {
@@ -55,7 +57,16 @@ impl IngestMetrics {
         let rejected = Family::<ReasonLabel, Counter>::default();
         let rejected_by = Rejection::ALL
             .iter()
-            .map(|r| (*r, rejected.get_or_create(&ReasonLabel { reason: r.reason().into() }).clone()))
+            .map(|r| {
+                (
+                    *r,
+                    rejected
+                        .get_or_create(&ReasonLabel {
+                            reason: r.reason().into(),
+                        })
+                        .clone(),
+                )
+            })
             .collect();
         let m = Self {
             received: Counter::default(),
@@ -68,16 +79,58 @@ impl IngestMetrics {
             open_gaps: Gauge::default(),
             unfilled_gaps: Counter::default(),
             mqtt_errors: Counter::default(),
+            stored_accepted: Gauge::default(),
         };
-        sub.register("received", "Messages taken from the broker", m.received.clone());
-        sub.register("accepted", "Readings accepted and durable, by kind", m.accepted.clone());
-        sub.register("rejected", "Messages rejected, by reason", m.rejected.clone());
-        sub.register("flush_seconds", "Duration of one group-commit flush", m.flush_seconds.clone());
-        sub.register("commit_batch", "Readings per group commit", m.commit_batch.clone());
-        sub.register("resend_requests", "Resend requests sent for sequence gaps", m.resend_requests.clone());
-        sub.register("open_gaps", "Devices with an open sequence gap", m.open_gaps.clone());
-        sub.register("unfilled_gaps", "Gaps given up after the last resend request", m.unfilled_gaps.clone());
-        sub.register("mqtt_errors", "MQTT connection errors", m.mqtt_errors.clone());
+        sub.register(
+            "received",
+            "Messages taken from the broker",
+            m.received.clone(),
+        );
+        sub.register(
+            "accepted",
+            "Readings accepted and durable, by kind",
+            m.accepted.clone(),
+        );
+        sub.register(
+            "rejected",
+            "Messages rejected, by reason",
+            m.rejected.clone(),
+        );
+        sub.register(
+            "flush_seconds",
+            "Duration of one group-commit flush",
+            m.flush_seconds.clone(),
+        );
+        sub.register(
+            "commit_batch",
+            "Readings per group commit",
+            m.commit_batch.clone(),
+        );
+        sub.register(
+            "resend_requests",
+            "Resend requests sent for sequence gaps",
+            m.resend_requests.clone(),
+        );
+        sub.register(
+            "open_gaps",
+            "Devices with an open sequence gap",
+            m.open_gaps.clone(),
+        );
+        sub.register(
+            "unfilled_gaps",
+            "Gaps given up after the last resend request",
+            m.unfilled_gaps.clone(),
+        );
+        sub.register(
+            "mqtt_errors",
+            "MQTT connection errors",
+            m.mqtt_errors.clone(),
+        );
+        sub.register(
+            "stored_accepted",
+            "Accepted readings in the store",
+            m.stored_accepted.clone(),
+        );
         m
     }
 
@@ -108,7 +161,10 @@ pub async fn serve(listen: std::net::SocketAddr, registry: Arc<Registry>) -> std
                 let registry = registry.clone();
                 async move {
                     (
-                        [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
                         render(&registry),
                     )
                 }

@@ -62,9 +62,10 @@ impl Registry {
     /// Loads the `[[devices]]` of a genesis file.
     pub fn load(path: &Path) -> Result<Self, RegistryError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| RegistryError::Read(origin.clone(), e))?;
-        let genesis: GenesisDevices =
-            toml::from_str(&text).map_err(|e| RegistryError::Invalid(origin.clone(), e.to_string()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| RegistryError::Read(origin.clone(), e))?;
+        let genesis: GenesisDevices = toml::from_str(&text)
+            .map_err(|e| RegistryError::Invalid(origin.clone(), e.to_string()))?;
         Self::from_entries(&genesis.devices).map_err(|m| RegistryError::Invalid(origin, m))
     }
 
@@ -73,7 +74,8 @@ impl Registry {
         let mut devices = HashMap::with_capacity(entries.len());
         for e in entries {
             let mut id = [0u8; 32];
-            hex::decode_to_slice(&e.id, &mut id).map_err(|_| format!("device id {:?} is not 64 hex characters", e.id))?;
+            hex::decode_to_slice(&e.id, &mut id)
+                .map_err(|_| format!("device id {:?} is not 64 hex characters", e.id))?;
             let id = DeviceId(id);
             if id.is_weak() {
                 return Err(format!("device {} has a weak (small-order) key", e.id));
@@ -84,7 +86,16 @@ impl Registry {
                 "storage" => ReadingKind::Storage,
                 other => return Err(format!("device {}: unknown kind {other:?}", e.id)),
             };
-            if devices.insert(id, DeviceRecord { kind, capacity: e.capacity }).is_some() {
+            if devices
+                .insert(
+                    id,
+                    DeviceRecord {
+                        kind,
+                        capacity: e.capacity,
+                    },
+                )
+                .is_some()
+            {
                 return Err(format!("device {} registered twice", e.id));
             }
         }

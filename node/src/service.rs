@@ -32,9 +32,17 @@ pub enum NodeError {
 
 /// Splits `mqtt://host:port` (or `tcp://`, or bare `host:port`) into host and port.
 pub fn parse_broker_url(url: &str) -> Result<(String, u16), NodeError> {
-    let rest = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")).unwrap_or(url);
-    let (host, port) = rest.rsplit_once(':').ok_or_else(|| NodeError::BrokerUrl(url.into()))?;
-    let port = port.trim_end_matches('/').parse().map_err(|_| NodeError::BrokerUrl(url.into()))?;
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .unwrap_or(url);
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| NodeError::BrokerUrl(url.into()))?;
+    let port = port
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|_| NodeError::BrokerUrl(url.into()))?;
     if host.is_empty() {
         return Err(NodeError::BrokerUrl(url.into()));
     }
@@ -116,7 +124,10 @@ pub async fn run(
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let inbound = Inbound { publish, generation: generation.load(Ordering::Acquire) };
+                    let inbound = Inbound {
+                        publish,
+                        generation: generation.load(Ordering::Acquire),
+                    };
                     if tx.send(inbound).await.is_err() {
                         tracing::error!(target: "node::mqtt", "ingest stopped; leaving the MQTT loop");
                         return;
@@ -125,7 +136,8 @@ pub async fn run(
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     generation.fetch_add(1, Ordering::AcqRel);
                     tracing::info!(target: "node::mqtt", session_present = ack.session_present, "connected to broker");
-                    if let Err(e) = client.try_subscribe(topics::READINGS_FILTER, QoS::AtLeastOnce) {
+                    if let Err(e) = client.try_subscribe(topics::READINGS_FILTER, QoS::AtLeastOnce)
+                    {
                         tracing::error!(target: "node::mqtt", error = %e, "subscribe failed");
                     }
                 }
@@ -151,8 +163,14 @@ mod tests {
 
     #[test]
     fn broker_urls() {
-        assert_eq!(parse_broker_url("mqtt://127.0.0.1:1883").ok(), Some(("127.0.0.1".into(), 1883)));
-        assert_eq!(parse_broker_url("localhost:9").ok(), Some(("localhost".into(), 9)));
+        assert_eq!(
+            parse_broker_url("mqtt://127.0.0.1:1883").ok(),
+            Some(("127.0.0.1".into(), 1883))
+        );
+        assert_eq!(
+            parse_broker_url("localhost:9").ok(),
+            Some(("localhost".into(), 9))
+        );
         assert!(parse_broker_url("mqtt://nohost").is_err());
         assert!(parse_broker_url("mqtt://:1").is_err());
     }

@@ -69,15 +69,24 @@ fn parse_key(k: &[u8]) -> Option<(DeviceId, u64)> {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &std::path::Path) -> Result<Self> {
-        let db = sled::Config::new().path(dir).cache_capacity(64 << 20).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 << 20)
+            .open()?;
         let readings = db.open_tree("readings")?;
         let evidence = db.open_tree("evidence")?;
-        Ok(Self { db, readings, evidence })
+        Ok(Self {
+            db,
+            readings,
+            evidence,
+        })
     }
 
     /// What is stored at (device, seq): status and frame.
     pub fn get(&self, device: &DeviceId, seq: u64) -> Result<Option<(Status, sled::IVec)>> {
-        let Some(v) = self.readings.get(key(device, seq))? else { return Ok(None) };
+        let Some(v) = self.readings.get(key(device, seq))? else {
+            return Ok(None);
+        };
         let status = match v.first() {
             Some(0) => Status::Accepted,
             Some(1) => Status::Rejected,
@@ -96,12 +105,19 @@ impl Store {
     }
 
     /// Stores equivocation evidence: two different signed frames for one (device, seq).
-    pub fn put_evidence(&self, device: &DeviceId, seq: u64, first: &[u8], second: &[u8]) -> Result<()> {
+    pub fn put_evidence(
+        &self,
+        device: &DeviceId,
+        seq: u64,
+        first: &[u8],
+        second: &[u8],
+    ) -> Result<()> {
         let mut k = Vec::with_capacity(48);
         k.extend_from_slice(&key(device, seq));
         let tail = second.len().saturating_sub(64);
         k.extend_from_slice(second.get(tail..tail + 8).unwrap_or_default());
-        let first_len = u16::try_from(first.len()).map_err(|_| StoreError::Corrupt("evidence too long".into()))?;
+        let first_len = u16::try_from(first.len())
+            .map_err(|_| StoreError::Corrupt("evidence too long".into()))?;
         let mut v = Vec::with_capacity(2 + first.len() + second.len());
         v.extend_from_slice(&first_len.to_be_bytes());
         v.extend_from_slice(first);
@@ -119,13 +135,19 @@ impl Store {
     pub fn readings(&self) -> impl Iterator<Item = Result<StoredReading>> + '_ {
         self.readings.iter().map(|item| {
             let (k, v) = item?;
-            let (device, seq) = parse_key(&k).ok_or_else(|| StoreError::Corrupt(hex::encode(&k)))?;
+            let (device, seq) =
+                parse_key(&k).ok_or_else(|| StoreError::Corrupt(hex::encode(&k)))?;
             let status = match v.first() {
                 Some(0) => Status::Accepted,
                 Some(1) => Status::Rejected,
                 _ => return Err(StoreError::Corrupt(format!("{device}/{seq}"))),
             };
-            Ok(StoredReading { device, seq, status, frame: v[1..].to_vec() })
+            Ok(StoredReading {
+                device,
+                seq,
+                status,
+                frame: v[1..].to_vec(),
+            })
         })
     }
 
@@ -143,7 +165,10 @@ impl Store {
             let (k, v) = item?;
             let corrupt = || StoreError::Corrupt(hex::encode(&k));
             let (device, seq) = parse_key(&k).ok_or_else(corrupt)?;
-            let len_bytes: [u8; 2] = v.get(..2).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+            let len_bytes: [u8; 2] = v
+                .get(..2)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(corrupt)?;
             let len = usize::from(u16::from_be_bytes(len_bytes));
             let first = v.get(2..2 + len).ok_or_else(corrupt)?.to_vec();
             let second = v.get(2 + len..).ok_or_else(corrupt)?.to_vec();
@@ -163,13 +188,26 @@ mod tests {
         let d = DeviceId([1u8; 32]);
         store.put(&d, 7, Status::Accepted, b"frame-a").expect("put");
         store.put(&d, 8, Status::Rejected, b"frame-b").expect("put");
-        store.put_evidence(&d, 7, b"frame-a", b"frame-c-with-a-long-enough-tail-for-a-signature-slice-of-eight-bytes-0123456789").expect("evidence");
+        store
+            .put_evidence(
+                &d,
+                7,
+                b"frame-a",
+                b"frame-c-with-a-long-enough-tail-for-a-signature-slice-of-eight-bytes-0123456789",
+            )
+            .expect("evidence");
         store.flush().expect("flush");
         drop(store);
         let store = Store::open(dir.path()).expect("reopen");
         let (status, frame) = store.get(&d, 7).expect("get").expect("present");
-        assert_eq!((status, frame.as_ref()), (Status::Accepted, &b"frame-a"[..]));
-        assert_eq!(store.get(&d, 8).expect("get").map(|(s, _)| s), Some(Status::Rejected));
+        assert_eq!(
+            (status, frame.as_ref()),
+            (Status::Accepted, &b"frame-a"[..])
+        );
+        assert_eq!(
+            store.get(&d, 8).expect("get").map(|(s, _)| s),
+            Some(Status::Rejected)
+        );
         assert!(store.get(&d, 9).expect("get").is_none());
         let all: Vec<_> = store.readings().collect::<Result<_>>().expect("iterate");
         assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![7, 8]);

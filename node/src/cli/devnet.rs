@@ -47,7 +47,10 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     config.mqtt.url = format!("mqtt://{}", args.broker_listen);
     config.metrics.listen = args.metrics_listen;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let telemetry = Telemetry::default();
         let ingest = telemetry.ingest.clone();

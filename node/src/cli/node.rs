@@ -68,9 +68,16 @@ impl NodeArgs {
 /// Runs `groundtruth node` until Ctrl-C.
 pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let config = args.resolve()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(crate::service::run(config, crate::service::Telemetry::default(), async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(crate::service::run(
+        config,
+        crate::service::Telemetry::default(),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

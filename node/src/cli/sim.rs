@@ -1,6 +1,8 @@
 //! `groundtruth sim`: run a simulated fleet against a broker, or write its genesis.
 
-use groundtruth_firmware_sim::{expected_counts, FaultKind, Fleet, FleetConfig, Message, PublishConfig, PublishStats, Publisher};
+use groundtruth_firmware_sim::{
+    expected_counts, FaultKind, Fleet, FleetConfig, Message, PublishConfig, PublishStats, Publisher,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -68,7 +70,11 @@ impl FleetArgs {
             storage_devices: self.storage,
             unknown_devices: self.unknown,
             interval_s: self.interval_s,
-            faulty_fraction: if faults.is_empty() { 0.0 } else { self.faulty_fraction },
+            faulty_fraction: if faults.is_empty() {
+                0.0
+            } else {
+                self.faulty_fraction
+            },
             fault_rate: self.fault_rate,
             faults,
             ..FleetConfig::default()
@@ -124,7 +130,10 @@ fn manifest_of(messages: &[Message]) -> Manifest {
     accepted.sort();
     Manifest {
         messages: messages.len() as u64,
-        expected: expected_counts(messages).into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        expected: expected_counts(messages)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
         accepted,
     }
 }
@@ -134,10 +143,17 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let mut fleet = Fleet::new(args.fleet.fleet_config()?);
     if let Some(path) = &args.write_genesis {
         std::fs::write(path, fleet.genesis_toml())?;
-        println!("wrote {} devices to {}", fleet.genesis_devices().len(), path.display());
+        println!(
+            "wrote {} devices to {}",
+            fleet.genesis_devices().len(),
+            path.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let stats = Arc::new(PublishStats::default());
         let publisher = Publisher::connect(
@@ -150,13 +166,19 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             stats.clone(),
         )?;
         let mut all: Vec<Message> = Vec::new();
-        let bar = if args.intervals > 0 { ProgressBar::new(args.intervals) } else { ProgressBar::new_spinner() };
+        let bar = if args.intervals > 0 {
+            ProgressBar::new(args.intervals)
+        } else {
+            ProgressBar::new_spinner()
+        };
         bar.set_style(
             ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} intervals {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let step_time = if args.speedup > 0.0 {
-            Some(Duration::from_secs_f64(f64::from(args.fleet.interval_s) / args.speedup))
+            Some(Duration::from_secs_f64(
+                f64::from(args.fleet.interval_s) / args.speedup,
+            ))
         } else {
             None
         };
@@ -179,7 +201,11 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             publisher.wait_acked(Duration::from_secs(120)).await?;
             let secs = started.elapsed().as_secs_f64();
             bar.finish_and_clear();
-            println!("published {} messages in {secs:.2} s ({:.0}/s, all acknowledged by the broker)", all.len(), all.len() as f64 / secs);
+            println!(
+                "published {} messages in {secs:.2} s ({:.0}/s, all acknowledged by the broker)",
+                all.len(),
+                all.len() as f64 / secs
+            );
         } else {
             let mut i = 0u64;
             loop {
@@ -208,7 +234,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             all.extend(held);
             publisher.wait_acked(Duration::from_secs(120)).await?;
             bar.finish_and_clear();
-            println!("published {} messages, all acknowledged by the broker", stats.sent.load(Ordering::Relaxed));
+            println!(
+                "published {} messages, all acknowledged by the broker",
+                stats.sent.load(Ordering::Relaxed)
+            );
         }
         publisher.disconnect().await;
         if let Some(path) = &args.manifest {

@@ -81,7 +81,9 @@ pub fn precheck(
     if topic_device != signed.reading.device {
         return Err(Rejection::TopicMismatch);
     }
-    let record = registry.get(&signed.reading.device).ok_or(Rejection::UnknownDevice)?;
+    let record = registry
+        .get(&signed.reading.device)
+        .ok_or(Rejection::UnknownDevice)?;
     if record.kind != signed.reading.body.kind() {
         return Err(Rejection::KindMismatch);
     }
@@ -184,13 +186,25 @@ mod tests {
         let (key, registry) = setup(6000);
         let topic = topics::readings_topic(&key.device_id());
         let frame = energy(&key, 0, 10, 10).to_frame();
-        assert_eq!(precheck(&topic, &frame, 10, &registry), Err(Rejection::Oversize));
-        assert_eq!(precheck(&topic, &frame[1..], 1024, &registry), Err(Rejection::Malformed));
-        assert_eq!(precheck("gt/v1/readings/00", &frame, 1024, &registry), Err(Rejection::TopicMismatch));
+        assert_eq!(
+            precheck(&topic, &frame, 10, &registry),
+            Err(Rejection::Oversize)
+        );
+        assert_eq!(
+            precheck(&topic, &frame[1..], 1024, &registry),
+            Err(Rejection::Malformed)
+        );
+        assert_eq!(
+            precheck("gt/v1/readings/00", &frame, 1024, &registry),
+            Err(Rejection::TopicMismatch)
+        );
         let stranger = DeviceKey::from_seed(&[9u8; 32]);
         let other = energy(&stranger, 0, 10, 10).to_frame();
         let other_topic = topics::readings_topic(&stranger.device_id());
-        assert_eq!(precheck(&other_topic, &other, 1024, &registry), Err(Rejection::UnknownDevice));
+        assert_eq!(
+            precheck(&other_topic, &other, 1024, &registry),
+            Err(Rejection::UnknownDevice)
+        );
     }
 
     #[test]
@@ -206,5 +220,30 @@ mod tests {
         assert_eq!(decide(None, &fa), StoreDecision::New);
         assert_eq!(decide(Some(&fa), &fa), StoreDecision::Duplicate);
         assert_eq!(decide(Some(&fa), &fb), StoreDecision::Equivocation);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Any bytes on any topic get a verdict, never a panic.
+        #[test]
+        fn arbitrary_input_never_panics(topic in ".{0,80}", payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let (key, registry) = setup(6000);
+            let _ = precheck(&topic, &payload, 1024, &registry);
+            let device_topic = topics::readings_topic(&key.device_id());
+            let _ = precheck(&device_topic, &payload, 1024, &registry);
+        }
+
+        /// Flipping any byte of a valid frame never yields an accepted, differently-signed reading.
+        #[test]
+        fn tampered_frames_fail(index in 0usize..142, flip in 1u8..=255) {
+            let (key, registry) = setup(6000);
+            let topic = topics::readings_topic(&key.device_id());
+            let mut frame = energy(&key, 3, 10, 110).to_frame();
+            let i = index % frame.len();
+            frame[i] ^= flip;
+            if let Ok(signed) = precheck(&topic, &frame, 1024, &registry) {
+                proptest::prop_assert!(signed.verify().is_err());
+            }
+        }
     }
 }

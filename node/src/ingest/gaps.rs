@@ -64,12 +64,18 @@ impl GapTracker {
 
     /// Number of devices with a gap.
     pub fn open_gaps(&self) -> usize {
-        self.devices.values().filter(|d| !d.above.is_empty()).count()
+        self.devices
+            .values()
+            .filter(|d| !d.above.is_empty())
+            .count()
     }
 
     /// The first missing seq of a device, if it has a gap.
     pub fn gap_of(&self, device: &DeviceId) -> Option<u64> {
-        self.devices.get(device).filter(|d| !d.above.is_empty()).map(|d| d.next)
+        self.devices
+            .get(device)
+            .filter(|d| !d.above.is_empty())
+            .map(|d| d.next)
     }
 
     /// Gaps that are due a resend request at `now` (at most one per device per `interval`).
@@ -79,15 +85,23 @@ impl GapTracker {
             if d.above.is_empty() || d.attempts > MAX_RESEND_ATTEMPTS {
                 continue;
             }
-            if d.last_request.is_some_and(|t| now.duration_since(t) < interval) {
+            if d.last_request
+                .is_some_and(|t| now.duration_since(t) < interval)
+            {
                 continue;
             }
             d.last_request = Some(now);
             d.attempts += 1;
             if d.attempts > MAX_RESEND_ATTEMPTS {
-                actions.push(GapAction::Unfilled { device: *device, from_seq: d.next });
+                actions.push(GapAction::Unfilled {
+                    device: *device,
+                    from_seq: d.next,
+                });
             } else {
-                actions.push(GapAction::Resend { device: *device, from_seq: d.next });
+                actions.push(GapAction::Resend {
+                    device: *device,
+                    from_seq: d.next,
+                });
             }
         }
         actions
@@ -109,7 +123,13 @@ mod tests {
         assert_eq!(g.gap_of(&dev), Some(2));
         let t0 = Instant::now();
         let step = Duration::from_secs(1);
-        assert_eq!(g.due(t0, step), vec![GapAction::Resend { device: dev, from_seq: 2 }]);
+        assert_eq!(
+            g.due(t0, step),
+            vec![GapAction::Resend {
+                device: dev,
+                from_seq: 2
+            }]
+        );
         assert!(g.due(t0, step).is_empty(), "rate limited");
         g.settle(dev, 2);
         g.settle(dev, 3);
@@ -119,7 +139,11 @@ mod tests {
         let mut unfilled = 0;
         for _ in 0..10 {
             t += step;
-            unfilled += g.due(t, step).iter().filter(|a| matches!(a, GapAction::Unfilled { .. })).count();
+            unfilled += g
+                .due(t, step)
+                .iter()
+                .filter(|a| matches!(a, GapAction::Unfilled { .. }))
+                .count();
         }
         assert_eq!(unfilled, 1, "reported once");
     }

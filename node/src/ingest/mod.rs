@@ -68,7 +68,9 @@ pub fn spawn(
     ctx: IngestContext,
     inbound: tokio::sync::mpsc::Receiver<Inbound>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Checked>>(ctx.config.queue_capacity / ctx.config.verify_batch.max(1) + 1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Checked>>(
+        ctx.config.queue_capacity / ctx.config.verify_batch.max(1) + 1,
+    );
     let verifier_ctx = ctx.clone();
     let verifier = std::thread::Builder::new()
         .name("ingest-verify".into())
@@ -101,11 +103,19 @@ fn verifier_loop(
         let mut checked: Vec<Checked> = batch
             .into_iter()
             .map(|inbound| {
-                let verdict = precheck(&inbound.publish.topic, &inbound.publish.payload, ctx.max_payload, &ctx.registry);
+                let verdict = precheck(
+                    &inbound.publish.topic,
+                    &inbound.publish.payload,
+                    ctx.max_payload,
+                    &ctx.registry,
+                );
                 Checked { inbound, verdict }
             })
             .collect();
-        let to_verify: Vec<SignedReading> = checked.iter().filter_map(|c| c.verdict.as_ref().ok().copied()).collect();
+        let to_verify: Vec<SignedReading> = checked
+            .iter()
+            .filter_map(|c| c.verdict.as_ref().ok().copied())
+            .collect();
         let valid = verify_batch(&to_verify, &mut rng);
         let mut flags = valid.into_iter();
         for c in checked.iter_mut().filter(|c| c.verdict.is_ok()) {
@@ -131,7 +141,11 @@ impl RejectionSummary {
     fn record(&mut self, reason: Rejection, now: Instant) {
         *self.counts.entry(reason).or_default() += 1;
         if now.duration_since(self.since) >= self.every {
-            let mut parts: Vec<String> = self.counts.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            let mut parts: Vec<String> = self
+                .counts
+                .iter()
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect();
             parts.sort();
             tracing::info!(target: "node::ingest", rejected = %parts.join(" "), "rejections in the last {:?}", self.every);
             self.counts.clear();
@@ -163,7 +177,9 @@ impl Committer<'_> {
             return Ok(match decide(Some(&existing), frame) {
                 StoreDecision::Duplicate | StoreDecision::New => Some(Rejection::Duplicate),
                 StoreDecision::Equivocation => {
-                    self.ctx.store.put_evidence(&device, seq, &existing, frame)?;
+                    self.ctx
+                        .store
+                        .put_evidence(&device, seq, &existing, frame)?;
                     Some(Rejection::Equivocation)
                 }
             });
@@ -173,15 +189,19 @@ impl Committer<'_> {
             .registry
             .get(&device)
             .is_some_and(|record| within_capacity(&signed.reading.body, record));
-        let continues = plausible && match seq.checked_sub(1) {
-            None => true,
-            Some(prev_seq) => match self.previous_body(&device, prev_seq)? {
-                Some(prev) => register_continues(&prev, &signed.reading.body),
+        let continues = plausible
+            && match seq.checked_sub(1) {
                 None => true,
-            },
+                Some(prev_seq) => match self.previous_body(&device, prev_seq)? {
+                    Some(prev) => register_continues(&prev, &signed.reading.body),
+                    None => true,
+                },
+            };
+        let (status, rejection) = if continues {
+            (Status::Accepted, None)
+        } else {
+            (Status::Rejected, Some(Rejection::Implausible))
         };
-        let (status, rejection) =
-            if continues { (Status::Accepted, None) } else { (Status::Rejected, Some(Rejection::Implausible)) };
         self.ctx.store.put(&device, seq, status, frame)?;
         self.gaps.settle(device, seq);
         if status == Status::Accepted {
@@ -190,14 +210,20 @@ impl Committer<'_> {
         Ok(rejection)
     }
 
-    fn previous_body(&self, device: &DeviceId, prev_seq: u64) -> Result<Option<ReadingBody>, StoreError> {
+    fn previous_body(
+        &self,
+        device: &DeviceId,
+        prev_seq: u64,
+    ) -> Result<Option<ReadingBody>, StoreError> {
         if let Some((s, body)) = self.last_body.get(device) {
             if *s == prev_seq {
                 return Ok(Some(*body));
             }
         }
         Ok(match self.ctx.store.get(device, prev_seq)? {
-            Some((Status::Accepted, frame)) => SignedReading::decode_frame(&frame).ok().map(|s| s.reading.body),
+            Some((Status::Accepted, frame)) => SignedReading::decode_frame(&frame)
+                .ok()
+                .map(|s| s.reading.body),
             _ => None,
         })
     }
@@ -206,8 +232,19 @@ impl Committer<'_> {
         for action in self.gaps.due(now, self.ctx.config.resend_interval) {
             match action {
                 GapAction::Resend { device, from_seq } => {
-                    let topic = format!("{}/resend/{device}", groundtruth_device_sdk::topics::PREFIX);
-                    if self.ctx.client.try_publish(topic, QoS::AtLeastOnce, false, from_seq.to_be_bytes().to_vec()).is_ok() {
+                    let topic =
+                        format!("{}/resend/{device}", groundtruth_device_sdk::topics::PREFIX);
+                    if self
+                        .ctx
+                        .client
+                        .try_publish(
+                            topic,
+                            QoS::AtLeastOnce,
+                            false,
+                            from_seq.to_be_bytes().to_vec(),
+                        )
+                        .is_ok()
+                    {
                         self.ctx.metrics.resend_requests.inc();
                     }
                 }
@@ -226,16 +263,33 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
         ctx,
         gaps: GapTracker::default(),
         last_body: HashMap::new(),
-        summary: RejectionSummary { since: Instant::now(), every: Duration::from_secs(10), counts: HashMap::new() },
+        summary: RejectionSummary {
+            since: Instant::now(),
+            every: Duration::from_secs(10),
+            counts: HashMap::new(),
+        },
         kind_counters: ["energy", "gpu", "storage"]
             .into_iter()
-            .map(|k| (k, ctx.metrics.accepted.get_or_create(&KindLabel { kind: k.into() }).clone()))
+            .map(|k| {
+                (
+                    k,
+                    ctx.metrics
+                        .accepted
+                        .get_or_create(&KindLabel { kind: k.into() })
+                        .clone(),
+                )
+            })
             .collect(),
     };
-    for key in ctx.store.keys() {
-        let (device, seq) = key?;
-        committer.gaps.settle(device, seq);
+    let mut stored_accepted = 0i64;
+    for r in ctx.store.readings() {
+        let r = r?;
+        committer.gaps.settle(r.device, r.seq);
+        if r.status == Status::Accepted {
+            stored_accepted += 1;
+        }
     }
+    ctx.metrics.stored_accepted.set(stored_accepted);
     let mut last_gap_check = Instant::now();
     let max_commit = ctx.config.commit_batch.max(1);
     loop {
@@ -264,7 +318,9 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
         }
         let started = Instant::now();
         ctx.store.flush()?;
-        ctx.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+        ctx.metrics
+            .flush_seconds
+            .observe(started.elapsed().as_secs_f64());
         ctx.metrics.commit_batch.observe(n as f64);
         // Durable: count, log and acknowledge.
         let generation = ctx.generation.load(Ordering::Acquire);
@@ -273,17 +329,24 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
             match outcome {
                 None => {
                     if let Ok(s) = &c.verdict {
-                        if let Some(counter) = committer.kind_counters.get(s.reading.body.kind().name()) {
+                        if let Some(counter) =
+                            committer.kind_counters.get(s.reading.body.kind().name())
+                        {
                             counter.inc();
                         }
+                        ctx.metrics.stored_accepted.inc();
                     }
                 }
                 Some(reason) => {
                     ctx.metrics.reject(reason);
                     committer.summary.record(reason, now);
                     match &c.verdict {
-                        Ok(s) => tracing::debug!(target: "node::ingest", %reason, device = %s.reading.device, seq = s.reading.seq, "reading rejected"),
-                        Err(_) => tracing::debug!(target: "node::ingest", %reason, topic = %c.inbound.publish.topic, "message rejected"),
+                        Ok(s) => {
+                            tracing::debug!(target: "node::ingest", %reason, device = %s.reading.device, seq = s.reading.seq, "reading rejected")
+                        }
+                        Err(_) => {
+                            tracing::debug!(target: "node::ingest", %reason, topic = %c.inbound.publish.topic, "message rejected")
+                        }
                     }
                 }
             }

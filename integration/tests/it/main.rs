@@ -1,0 +1,4 @@
+//! Multi-process end-to-end tests: real brokers, real node processes, real fleets.
+
+mod crash;
+mod ingest;
