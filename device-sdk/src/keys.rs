@@ -125,8 +125,7 @@ pub fn load(path: &Path) -> Result<DeviceKey> {
         return Err(key_err(path, "not a regular file"));
     }
     check_private(path, &meta)?;
-    let text =
-        fs::read_to_string(path).map_err(|e| key_err(path, format!("cannot read: {e}")))?;
+    let text = fs::read_to_string(path).map_err(|e| key_err(path, format!("cannot read: {e}")))?;
     decode_key_file(&text).map_err(|reason| key_err(path, reason))
 }
 
@@ -147,7 +146,9 @@ fn check_private(path: &Path, meta: &fs::Metadata) -> Result<()> {
     if mode & 0o077 != 0 {
         return Err(key_err(
             path,
-            format!("permissions {mode:04o} let group or others access the key; run `chmod 600` on it"),
+            format!(
+                "permissions {mode:04o} let group or others access the key; run `chmod 600` on it"
+            ),
         ));
     }
     Ok(())
@@ -230,7 +231,10 @@ mod tests {
             let err = load(&path).expect_err("must refuse");
             let msg = err.to_string();
             assert!(msg.contains("chmod 600"), "{msg}");
-            assert!(!msg.contains(&hex::encode([1u8; 32])), "secret leaked: {msg}");
+            assert!(
+                !msg.contains(&hex::encode([1u8; 32])),
+                "secret leaked: {msg}"
+            );
         }
     }
 

@@ -61,7 +61,10 @@ impl core::fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("TlsConfig")
             .field("ca_pem_len", &self.ca_pem.len())
-            .field("client_auth", &self.client_auth.as_ref().map(|_| "redacted"))
+            .field(
+                "client_auth",
+                &self.client_auth.as_ref().map(|_| "redacted"),
+            )
             .finish()
     }
 }
@@ -135,13 +138,11 @@ impl PublisherConfig {
             .set_max_packet_size(16 * 1024, 16 * 1024);
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
-            o.set_transport(rumqttc::Transport::Tls(
-                rumqttc::TlsConfiguration::Simple {
-                    ca: tls.ca_pem.clone(),
-                    alpn: None,
-                    client_auth: tls.client_auth.clone(),
-                },
-            ));
+            o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+                ca: tls.ca_pem.clone(),
+                alpn: None,
+                client_auth: tls.client_auth.clone(),
+            }));
         }
         Ok(o)
     }

@@ -180,7 +180,9 @@ impl OfflineQueue {
         if acked_next > next_seq {
             return Err(qerr(
                 &dir,
-                format!("cursor acknowledges up to {acked_next} but only {next_seq} readings exist"),
+                format!(
+                    "cursor acknowledges up to {acked_next} but only {next_seq} readings exist"
+                ),
             ));
         }
         if acked_next < next_seq
@@ -358,7 +360,12 @@ impl OfflineQueue {
         // already covers everything the rewrite drops.
         let tmp = self.config.dir.join(LOG_TMP);
         let mut out = Vec::with_capacity(
-            LOG_HEADER.len() + self.frames.iter().map(|f| f.len() + RECORD_HEADER).sum::<usize>(),
+            LOG_HEADER.len()
+                + self
+                    .frames
+                    .iter()
+                    .map(|f| f.len() + RECORD_HEADER)
+                    .sum::<usize>(),
         );
         out.extend_from_slice(LOG_HEADER);
         for f in &self.frames {
@@ -656,7 +663,10 @@ mod tests {
         assert_eq!(q.next_seq(), 200);
         assert_eq!(q.acked_next(), 190);
         assert_eq!(q.oldest_held(), 182);
-        assert_eq!(q.pending().map(|(s, _)| s).collect::<Vec<_>>(), (190..200).collect::<Vec<_>>());
+        assert_eq!(
+            q.pending().map(|(s, _)| s).collect::<Vec<_>>(),
+            (190..200).collect::<Vec<_>>()
+        );
     }
 
     #[test]
