@@ -94,7 +94,10 @@ impl ProofEnvelope {
                 p.u8(VALUE_BITS as u8);
                 p.bytes(&s.commitment);
                 p.u64(s.num_readings);
-                p.u32(u32::try_from(s.devices.len()).map_err(|_| ProofError::Decode("too many devices"))?);
+                p.u32(
+                    u32::try_from(s.devices.len())
+                        .map_err(|_| ProofError::Decode("too many devices"))?,
+                );
                 for d in &s.devices {
                     p.bytes(&d.id);
                     p.u64(d.cap);
@@ -132,7 +135,9 @@ impl ProofEnvelope {
             .ok_or(ProofError::Decode("unknown security level"))?;
         let bits = r.u16("missing security bits")?;
         if u32::from(bits) != security.conjectured_bits() {
-            return Err(ProofError::Decode("stated security bits do not match the level"));
+            return Err(ProofError::Decode(
+                "stated security bits do not match the level",
+            ));
         }
         let mut p = Reader::new(r.blob("truncated public inputs")?);
         let statement = match kind {
@@ -156,7 +161,11 @@ impl ProofEnvelope {
                         total: p.u64("truncated device")?,
                     });
                 }
-                Statement::MeteredOutput(MeteredStatement { commitment, num_readings, devices })
+                Statement::MeteredOutput(MeteredStatement {
+                    commitment,
+                    num_readings,
+                    devices,
+                })
             }
             2 => {
                 let chunk_size = p.u32("missing chunk size")?;
@@ -177,7 +186,11 @@ impl ProofEnvelope {
         p.finish("trailing bytes in public inputs")?;
         let proof = r.blob("truncated proof")?.to_vec();
         r.finish("trailing bytes after proof")?;
-        Ok(Self { statement, security, proof })
+        Ok(Self {
+            statement,
+            security,
+            proof,
+        })
     }
 
     /// Blake3 digest of the encoding: the id a ledger records for this proof.
@@ -219,8 +232,7 @@ where
         }
         if info.main_trace_width() != shape.main_width
             || info.aux_segment_width() != shape.aux_width
-            || (shape.aux_width > 0
-                && info.get_num_aux_segment_rand_elements() != shape.aux_rands)
+            || (shape.aux_width > 0 && info.get_num_aux_segment_rand_elements() != shape.aux_rands)
         {
             return Err(ProofError::TraceShape("trace width"));
         }
@@ -233,6 +245,7 @@ where
         >(proof, pubs, &acceptable)?;
         Ok(())
     };
-    std::panic::catch_unwind(run)
-        .unwrap_or(Err(ProofError::ProofDecode("verifier panicked on malformed proof".into())))
+    std::panic::catch_unwind(run).unwrap_or(Err(ProofError::ProofDecode(
+        "verifier panicked on malformed proof".into(),
+    )))
 }

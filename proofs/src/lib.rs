@@ -41,7 +41,11 @@ pub fn prove_metered(series: &[DeviceSeries], level: SecurityLevel) -> Result<Pr
     let pubs = statement.air_inputs()?;
     let trace = metered::prover::build_trace(series, &pubs);
     let proof = metered::prover::prove_trace(trace, pubs, level.options())?;
-    Ok(ProofEnvelope { statement: Statement::MeteredOutput(statement), security: level, proof })
+    Ok(ProofEnvelope {
+        statement: Statement::MeteredOutput(statement),
+        security: level,
+        proof,
+    })
 }
 
 /// Verifies a metered-output envelope and returns its statement.
@@ -80,11 +84,19 @@ pub fn prove_retrievability(
             .iter()
             .map(|p| field::digest_from_bytes(p).ok_or(ProofError::ResponseShape("path digest")))
             .collect::<Result<Vec<_>>>()?;
-        samples.push(por::prover::Sample { index: o.index, chunk: o.chunk.clone(), path });
+        samples.push(por::prover::Sample {
+            index: o.index,
+            chunk: o.chunk.clone(),
+            path,
+        });
     }
     let trace = por::prover::build_trace(&samples, challenge.depth as usize);
     let proof = por::prover::prove_trace(trace, pubs, level.options())?;
-    Ok(ProofEnvelope { statement: Statement::Retrievability(statement), security: level, proof })
+    Ok(ProofEnvelope {
+        statement: Statement::Retrievability(statement),
+        security: level,
+        proof,
+    })
 }
 
 /// Verifies a retrievability envelope and returns its statement.

@@ -86,7 +86,9 @@ mod tests {
             let mut next = state;
             apply_round(&mut next, round);
             let ark1: Vec<_> = (0..STATE_WIDTH).map(|l| cols[1 + l][round]).collect();
-            let ark2: Vec<_> = (0..STATE_WIDTH).map(|l| cols[1 + STATE_WIDTH + l][round]).collect();
+            let ark2: Vec<_> = (0..STATE_WIDTH)
+                .map(|l| cols[1 + STATE_WIDTH + l][round])
+                .collect();
             let mut out = [BaseElement::ZERO; STATE_WIDTH];
             round_residual(&state, &next, &ark1, &ark2, &mut out);
             assert!(out.iter().all(|x| *x == BaseElement::ZERO));

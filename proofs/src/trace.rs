@@ -20,7 +20,10 @@ impl AirTrace {
         } else {
             TraceInfo::new_multi_segment(width, aux_width, aux_rands, length, Vec::new())
         };
-        Self { info, main: ColMatrix::new(columns) }
+        Self {
+            info,
+            main: ColMatrix::new(columns),
+        }
     }
 
     /// Value at (column, row).
@@ -151,13 +154,18 @@ macro_rules! default_prover_types {
             )
         }
 
-        fn build_constraint_commitment<E: winter_math::FieldElement<BaseField = Self::BaseField>>(
+        fn build_constraint_commitment<
+            E: winter_math::FieldElement<BaseField = Self::BaseField>,
+        >(
             &self,
             composition_poly_trace: winter_prover::CompositionPolyTrace<E>,
             num_constraint_composition_columns: usize,
             domain: &winter_prover::StarkDomain<Self::BaseField>,
             partition_options: winter_air::PartitionOptions,
-        ) -> (Self::ConstraintCommitment<E>, winter_prover::CompositionPoly<E>) {
+        ) -> (
+            Self::ConstraintCommitment<E>,
+            winter_prover::CompositionPoly<E>,
+        ) {
             winter_prover::DefaultConstraintCommitment::new(
                 composition_poly_trace,
                 num_constraint_composition_columns,

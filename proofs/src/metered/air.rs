@@ -147,12 +147,22 @@ impl Air for MeteredAir {
         // Rescue rounds on rows 0..7 of each cycle; on row 7 absorb the 8 elements of the cycle
         // (7 buffered + this row's) into the rate, keep the capacity.
         let mut res = [E::ZERO; STATE_WIDTH];
-        rescue::round_residual(&cur[H..H + STATE_WIDTH], &nxt[H..H + STATE_WIDTH], ark1, ark2, &mut res);
+        rescue::round_residual(
+            &cur[H..H + STATE_WIDTH],
+            &nxt[H..H + STATE_WIDTH],
+            ark1,
+            ark2,
+            &mut res,
+        );
         for k in 0..4 {
             result[k] = flag * res[k] + not_flag * (nxt[H + k] - cur[H + k]);
         }
         for k in 4..STATE_WIDTH {
-            let block = if k == STATE_WIDTH - 1 { e } else { cur[BUF + (STATE_WIDTH - 2 - k)] };
+            let block = if k == STATE_WIDTH - 1 {
+                e
+            } else {
+                cur[BUF + (STATE_WIDTH - 2 - k)]
+            };
             result[k] = flag * res[k] + not_flag * (nxt[H + k] - cur[H + k] - block);
         }
         // Shift register of hashed elements.
@@ -201,11 +211,19 @@ impl Air for MeteredAir {
         let digest_row = Self::digest_row(n);
         let mut out = Vec::with_capacity(20);
         for k in 0..STATE_WIDTH {
-            let v = if k < 4 { self.pubs.iv[k] } else { BaseElement::ZERO };
+            let v = if k < 4 {
+                self.pubs.iv[k]
+            } else {
+                BaseElement::ZERO
+            };
             out.push(Assertion::single(H + k, 0, v));
         }
         for k in 0..4 {
-            out.push(Assertion::single(H + 4 + k, digest_row, self.pubs.commitment[k]));
+            out.push(Assertion::single(
+                H + 4 + k,
+                digest_row,
+                self.pubs.commitment[k],
+            ));
         }
         out.push(Assertion::single(DEV, 0, BaseElement::ZERO));
         out.push(Assertion::single(DEV, n, d));
@@ -227,7 +245,10 @@ impl Air for MeteredAir {
                 + r[3].mul_base(*total);
             product *= r[0] - t;
         }
-        vec![Assertion::single(0, 0, E::ONE), Assertion::single(0, self.trace_length() - 1, product)]
+        vec![
+            Assertion::single(0, 0, E::ONE),
+            Assertion::single(0, self.trace_length() - 1, product),
+        ]
     }
 
     fn get_periodic_column_values(&self) -> Vec<Vec<BaseElement>> {

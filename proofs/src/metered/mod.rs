@@ -90,7 +90,11 @@ impl MeteredStatement {
                 total: s.values.iter().sum(),
             })
             .collect();
-        Ok(Self { commitment: readings_commitment(series)?, num_readings: n, devices })
+        Ok(Self {
+            commitment: readings_commitment(series)?,
+            num_readings: n,
+            devices,
+        })
     }
 
     /// Checks the ranges the AIR relies on (all values far below the field modulus).
@@ -100,7 +104,9 @@ impl MeteredStatement {
             return Err(ProofError::InvalidPublicInputs("device count out of range"));
         }
         if self.num_readings < d || self.num_readings > MAX_READINGS {
-            return Err(ProofError::InvalidPublicInputs("reading count out of range"));
+            return Err(ProofError::InvalidPublicInputs(
+                "reading count out of range",
+            ));
         }
         for dev in &self.devices {
             if dev.cap > MAX_CAP {
@@ -116,15 +122,18 @@ impl MeteredStatement {
             }
         }
         if crate::field::digest_from_bytes(&self.commitment).is_none() {
-            return Err(ProofError::InvalidPublicInputs("commitment is not canonical"));
+            return Err(ProofError::InvalidPublicInputs(
+                "commitment is not canonical",
+            ));
         }
         Ok(())
     }
 
     pub(crate) fn air_inputs(&self) -> Result<air::MeteredPublic> {
         self.validate()?;
-        let commitment = crate::field::digest_from_bytes(&self.commitment)
-            .ok_or(ProofError::InvalidPublicInputs("commitment is not canonical"))?;
+        let commitment = crate::field::digest_from_bytes(&self.commitment).ok_or(
+            ProofError::InvalidPublicInputs("commitment is not canonical"),
+        )?;
         let ids: Vec<[u8; 32]> = self.devices.iter().map(|d| d.id).collect();
         let n = usize::try_from(self.num_readings)
             .map_err(|_| ProofError::InvalidPublicInputs("reading count out of range"))?;
@@ -157,7 +166,12 @@ pub(crate) fn validate_series(series: &[DeviceSeries]) -> Result<u64> {
         let mut total: u64 = 0;
         for (i, &v) in s.values.iter().enumerate() {
             if v > s.cap {
-                return Err(ProofError::ReadingOverCap { device: di, index: i, value: v, cap: s.cap });
+                return Err(ProofError::ReadingOverCap {
+                    device: di,
+                    index: i,
+                    value: v,
+                    cap: s.cap,
+                });
             }
             total = total.saturating_add(v);
         }

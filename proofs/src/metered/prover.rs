@@ -4,7 +4,10 @@ use winter_air::{AuxRandElements, ProofOptions};
 use winter_math::{fields::f64::BaseElement, FieldElement};
 use winter_prover::{matrix::ColMatrix, Prover, Trace};
 
-use super::air::{self, MeteredAir, MeteredPublic, ACC, AUX_RANDS, AUX_WIDTH, BUF, BUF_LEN, DD, DEV, DV, H, REG, WIDTH};
+use super::air::{
+    self, MeteredAir, MeteredPublic, ACC, AUX_RANDS, AUX_WIDTH, BUF, BUF_LEN, DD, DEV, DV, H, REG,
+    WIDTH,
+};
 use super::{encode, trace_length, DeviceSeries, DIGITS};
 use crate::error::{ProofError, Result};
 use crate::field::fe;
@@ -138,8 +141,14 @@ impl Prover for MeteredProver {
 }
 
 /// Proves a (possibly hand-made) trace; returns winterfell proof bytes.
-pub(crate) fn prove_trace(trace: AirTrace, pubs: MeteredPublic, options: ProofOptions) -> Result<Vec<u8>> {
+pub(crate) fn prove_trace(
+    trace: AirTrace,
+    pubs: MeteredPublic,
+    options: ProofOptions,
+) -> Result<Vec<u8>> {
     let prover = MeteredProver { options, pubs };
-    let proof = prover.prove(trace).map_err(|e| ProofError::Prover(e.to_string()))?;
+    let proof = prover
+        .prove(trace)
+        .map_err(|e| ProofError::Prover(e.to_string()))?;
     Ok(proof.to_bytes())
 }

@@ -11,8 +11,18 @@ use crate::trace::{failing_constraints, prove_dishonest, AirTrace, Dishonest};
 
 fn batch() -> Vec<DeviceSeries> {
     vec![
-        DeviceSeries { id: [1; 32], cap: 500, start_register: 10_000, values: vec![5, 0, 500, 17, 42, 3, 9, 11, 250] },
-        DeviceSeries { id: [2; 32], cap: 60, start_register: 7, values: vec![60, 1, 2, 3, 4, 5, 6] },
+        DeviceSeries {
+            id: [1; 32],
+            cap: 500,
+            start_register: 10_000,
+            values: vec![5, 0, 500, 17, 42, 3, 9, 11, 250],
+        },
+        DeviceSeries {
+            id: [2; 32],
+            cap: 60,
+            start_register: 7,
+            values: vec![60, 1, 2, 3, 4, 5, 6],
+        },
     ]
 }
 
@@ -26,7 +36,8 @@ fn setup() -> (MeteredStatement, MeteredPublic, AirTrace) {
 
 fn air(pubs: &MeteredPublic) -> MeteredAir {
     let len = trace_length(pubs.num_readings);
-    let info = TraceInfo::new_multi_segment(air::WIDTH, air::AUX_WIDTH, air::AUX_RANDS, len, vec![]);
+    let info =
+        TraceInfo::new_multi_segment(air::WIDTH, air::AUX_WIDTH, air::AUX_RANDS, len, vec![]);
     MeteredAir::new(info, pubs.clone(), SecurityLevel::Default100.options())
 }
 
@@ -35,7 +46,9 @@ fn assert_rejected(trace: AirTrace, st: &MeteredStatement, pubs: &MeteredPublic)
     let pubs2 = pubs.clone();
     let st2 = st.clone();
     let outcome = prove_dishonest(
-        std::panic::AssertUnwindSafe(move || prove_trace(trace, pubs2, SecurityLevel::Default100.options())),
+        std::panic::AssertUnwindSafe(move || {
+            prove_trace(trace, pubs2, SecurityLevel::Default100.options())
+        }),
         move |proof| {
             let env = crate::ProofEnvelope {
                 statement: crate::Statement::MeteredOutput(st2),
@@ -58,7 +71,10 @@ fn honest_trace_satisfies_every_constraint_and_digest_matches_native_commitment(
     let row = MeteredAir::digest_row(pubs.num_readings);
     let digest: Vec<u64> = (0..4).map(|k| trace.get(H + 4 + k, row).as_int()).collect();
     let native = crate::field::digest_from_bytes(&st.commitment).unwrap();
-    assert_eq!(digest, native.iter().map(|e| e.as_int()).collect::<Vec<_>>());
+    assert_eq!(
+        digest,
+        native.iter().map(|e| e.as_int()).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -83,7 +99,10 @@ fn field_wraparound_value_is_not_a_digit() {
     // Put cap − value = p − 1 (a "negative" slack) directly in one digit cell.
     trace.set(DD, 3, BaseElement::ZERO - BaseElement::ONE);
     let failing = failing_constraints(&air(&pubs), &trace);
-    assert!(failing.contains(&(STATE_WIDTH + air::BUF_LEN + 4 + DIGITS)), "{failing:?}");
+    assert!(
+        failing.contains(&(STATE_WIDTH + air::BUF_LEN + 4 + DIGITS)),
+        "{failing:?}"
+    );
     assert_rejected(trace, &st, &pubs);
 }
 
@@ -93,7 +112,10 @@ fn broken_register_fails_the_register_constraint() {
     let r = trace.get(REG, 4);
     trace.set(REG, 4, r + BaseElement::ONE);
     let failing = failing_constraints(&air(&pubs), &trace);
-    assert!(failing.contains(&(STATE_WIDTH + air::BUF_LEN + 2)), "{failing:?}");
+    assert!(
+        failing.contains(&(STATE_WIDTH + air::BUF_LEN + 2)),
+        "{failing:?}"
+    );
     assert_rejected(trace, &st, &pubs);
 }
 
@@ -103,7 +125,10 @@ fn broken_accumulator_fails() {
     let a = trace.get(ACC, 5);
     trace.set(ACC, 5, a + BaseElement::ONE);
     let failing = failing_constraints(&air(&pubs), &trace);
-    assert!(failing.contains(&(STATE_WIDTH + air::BUF_LEN + 3)), "{failing:?}");
+    assert!(
+        failing.contains(&(STATE_WIDTH + air::BUF_LEN + 3)),
+        "{failing:?}"
+    );
     assert_rejected(trace, &st, &pubs);
 }
 

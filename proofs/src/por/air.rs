@@ -82,12 +82,22 @@ impl Air for PorAir {
         let ark1 = &periodic[1..1 + STATE_WIDTH];
         let ark2 = &periodic[1 + STATE_WIDTH..1 + 2 * STATE_WIDTH];
         let base = rescue::NUM_PERIODIC;
-        let (carry, merge, pow, reset) =
-            (periodic[base], periodic[base + 1], periodic[base + 2], periodic[base + 3]);
+        let (carry, merge, pow, reset) = (
+            periodic[base],
+            periodic[base + 1],
+            periodic[base + 2],
+            periodic[base + 3],
+        );
         let b = cur[B];
 
         let mut res = [E::ZERO; STATE_WIDTH];
-        rescue::round_residual(&cur[H..H + STATE_WIDTH], &nxt[H..H + STATE_WIDTH], ark1, ark2, &mut res);
+        rescue::round_residual(
+            &cur[H..H + STATE_WIDTH],
+            &nxt[H..H + STATE_WIDTH],
+            ark1,
+            ark2,
+            &mut res,
+        );
         // Capacity: carried while absorbing chunk blocks, set to [8, 0, 0, 0] when a merge starts.
         for k in 0..4 {
             let merge_init = if k == 0 { E::from(fe(8)) } else { E::ZERO };
@@ -127,7 +137,12 @@ impl Air for PorAir {
             out.push(at(H + 4 + k, root_row, self.pubs.root[k]));
         }
         out.push(Assertion::single(A, 0, BaseElement::ZERO));
-        out.push(Assertion::sequence(A, SEGMENT - 1, SEGMENT, self.pubs.indices.clone()));
+        out.push(Assertion::sequence(
+            A,
+            SEGMENT - 1,
+            SEGMENT,
+            self.pubs.indices.clone(),
+        ));
         out
     }
 

@@ -7,7 +7,9 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{empty_digests, leaf_digest, merge, Challenge, ChunkOpening, Response, CHUNK_SIZE, MAX_DEPTH};
+use super::{
+    empty_digests, leaf_digest, merge, Challenge, ChunkOpening, Response, CHUNK_SIZE, MAX_DEPTH,
+};
 use crate::error::{ProofError, Result};
 use crate::field::{digest_from_bytes, digest_to_bytes, Digest4};
 
@@ -40,7 +42,14 @@ impl StreamingTree {
         if depth == 0 || depth > MAX_DEPTH {
             return Err(ProofError::InvalidInput("depth out of range"));
         }
-        Ok(Self { depth, empty: empty_digests(depth), stack: Vec::new(), leaves: 0, wanted, found: BTreeMap::new() })
+        Ok(Self {
+            depth,
+            empty: empty_digests(depth),
+            stack: Vec::new(),
+            leaves: 0,
+            wanted,
+            found: BTreeMap::new(),
+        })
     }
 
     fn record(&mut self, level: u8, pos: u64, d: Digest4) {
@@ -101,8 +110,9 @@ fn files_of(path: &Path) -> Result<(Vec<PathBuf>, u64)> {
         if meta.is_file() {
             out.push(p.to_path_buf());
         } else if meta.is_dir() {
-            let mut entries: Vec<PathBuf> =
-                std::fs::read_dir(p)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?;
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<std::io::Result<_>>()?;
             entries.sort();
             for e in entries {
                 walk(&e, out)?;
@@ -198,11 +208,21 @@ fn run_pass(
     }
     let num_chunks = tree.leaves;
     let root = tree.finish();
-    Ok(Pass { root, num_chunks, data_len: bytes, found: tree.found, chunks })
+    Ok(Pass {
+        root,
+        num_chunks,
+        data_len: bytes,
+        found: tree.found,
+        chunks,
+    })
 }
 
 fn file_readers(files: Vec<PathBuf>) -> Box<ReaderIter<'static>> {
-    Box::new(files.into_iter().map(|f| -> Result<Box<dyn Read>> { Ok(Box::new(File::open(f)?)) }))
+    Box::new(
+        files
+            .into_iter()
+            .map(|f| -> Result<Box<dyn Read>> { Ok(Box::new(File::open(f)?)) }),
+    )
 }
 
 fn commitment_of(pass: &Pass, depth: u8) -> DataCommitment {
@@ -235,7 +255,13 @@ pub fn commit_path(
     let (files, total) = files_of(path)?;
     let cb = progress.map(|p| move |b: u64| p(b, total));
     let cb_ref = cb.as_ref().map(|c| c as &dyn Fn(u64));
-    let pass = run_pass(&mut *file_readers(files), depth, BTreeSet::new(), &BTreeSet::new(), cb_ref)?;
+    let pass = run_pass(
+        &mut *file_readers(files),
+        depth,
+        BTreeSet::new(),
+        &BTreeSet::new(),
+        cb_ref,
+    )?;
     Ok(commitment_of(&pass, depth))
 }
 
@@ -253,12 +279,20 @@ fn respond_with(
     }
     let wanted_chunks: BTreeSet<u64> = indices.iter().copied().collect();
     let pass = run_pass(readers, challenge.depth, wanted, &wanted_chunks, progress)?;
-    if digest_from_bytes(&challenge.root) != Some(pass.root) || pass.num_chunks != challenge.num_chunks {
-        return Err(ProofError::InvalidInput("data does not match the committed root"));
+    if digest_from_bytes(&challenge.root) != Some(pass.root)
+        || pass.num_chunks != challenge.num_chunks
+    {
+        return Err(ProofError::InvalidInput(
+            "data does not match the committed root",
+        ));
     }
     let mut openings = Vec::with_capacity(indices.len());
     for &i in &indices {
-        let chunk = pass.chunks.get(&i).cloned().ok_or(ProofError::InvalidInput("chunk missing"))?;
+        let chunk = pass
+            .chunks
+            .get(&i)
+            .cloned()
+            .ok_or(ProofError::InvalidInput("chunk missing"))?;
         let mut path = Vec::with_capacity(challenge.depth as usize);
         for level in 0..challenge.depth {
             let d = pass
@@ -267,7 +301,11 @@ fn respond_with(
                 .ok_or(ProofError::InvalidInput("sibling missing"))?;
             path.push(digest_to_bytes(d));
         }
-        openings.push(ChunkOpening { index: i, chunk, path });
+        openings.push(ChunkOpening {
+            index: i,
+            chunk,
+            path,
+        });
     }
     Ok(Response { openings })
 }
@@ -330,10 +368,23 @@ mod tests {
 
     #[test]
     fn streaming_root_matches_naive_tree() {
-        for len in [0usize, 1, 1023, 1024, 1025, 5 * 1024 + 17, 64 * 1024 + 3, 70 * 1024] {
+        for len in [
+            0usize,
+            1,
+            1023,
+            1024,
+            1025,
+            5 * 1024 + 17,
+            64 * 1024 + 3,
+            70 * 1024,
+        ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let c = commit_reader(&data[..], 8, None).unwrap();
-            assert_eq!(digest_from_bytes(&c.root), Some(naive_root(&data, 8)), "len {len}");
+            assert_eq!(
+                digest_from_bytes(&c.root),
+                Some(naive_root(&data, 8)),
+                "len {len}"
+            );
             assert_eq!(c.num_chunks, len.div_ceil(CHUNK_SIZE) as u64);
             assert_eq!(c.data_len, len as u64);
         }
@@ -352,12 +403,21 @@ mod tests {
         assert_eq!(seen.get(), 8000);
         let concat: Vec<u8> = a.iter().chain(b.iter()).copied().collect();
         assert_eq!(c, commit_reader(&concat[..], 12, None).unwrap());
-        let ch = Challenge { root: c.root, depth: 12, num_chunks: c.num_chunks, seed: [7; 32], k: 3 };
+        let ch = Challenge {
+            root: c.root,
+            depth: 12,
+            num_chunks: c.num_chunks,
+            seed: [7; 32],
+            k: 3,
+        };
         let resp = respond_path(dir.path(), &ch, None).unwrap();
         assert_eq!(resp.openings.len(), 4);
         ch.check_response(&resp).unwrap();
         let mut bad = resp.clone();
         bad.openings[1].chunk[5] ^= 1;
-        assert!(matches!(ch.check_response(&bad), Err(ProofError::OpeningMismatch { sample: 1, .. })));
+        assert!(matches!(
+            ch.check_response(&bad),
+            Err(ProofError::OpeningMismatch { sample: 1, .. })
+        ));
     }
 }

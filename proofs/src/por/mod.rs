@@ -9,9 +9,9 @@ pub(crate) mod prover;
 #[cfg(all(test, feature = "prover"))]
 mod tests;
 
-pub use commit::{commit_path, commit_reader, respond_path, respond_reader, DataCommitment};
 #[cfg(feature = "prover")]
 pub use commit::progress_bar;
+pub use commit::{commit_path, commit_reader, respond_path, respond_reader, DataCommitment};
 
 use serde::{Deserialize, Serialize};
 use winter_crypto::{hashers::Rp64_256, ElementHasher, Hasher};
@@ -28,8 +28,9 @@ pub const BYTES_PER_ELEM: usize = 7;
 pub const ELEMS_PER_CHUNK: usize = CHUNK_SIZE.div_ceil(BYTES_PER_ELEM);
 /// Rescue permutations needed to hash one chunk: ⌈147 / 8⌉ = 19.
 pub const LEAF_SLOTS: usize = ELEMS_PER_CHUNK.div_ceil(8);
-/// Deepest supported tree (the 64-slot segment holds 19 leaf slots + 45 merges).
-pub const MAX_DEPTH: u8 = 45;
+/// Deepest supported tree (the 64-slot segment holds 19 leaf slots, up to 44 merges and at least
+/// one idle slot).
+pub const MAX_DEPTH: u8 = 44;
 /// Most challenges per proof.
 pub const MAX_K: u32 = 4096;
 /// Domain-separation tag of the index derivation.
@@ -206,7 +207,11 @@ impl Challenge {
             for (level, sib) in o.path.iter().enumerate() {
                 let sib = digest_from_bytes(sib)
                     .ok_or(ProofError::ResponseShape("non-canonical path digest"))?;
-                node = if (idx >> level) & 1 == 0 { merge(&node, &sib) } else { merge(&sib, &node) };
+                node = if (idx >> level) & 1 == 0 {
+                    merge(&node, &sib)
+                } else {
+                    merge(&sib, &node)
+                };
             }
             if node != root {
                 return Err(ProofError::OpeningMismatch { sample, index: idx });

@@ -62,6 +62,16 @@ pub(crate) fn build_trace(samples: &[Sample], depth: usize) -> AirTrace {
                 state[0] = fe(8);
                 state[4..8].copy_from_slice(&l);
                 state[8..12].copy_from_slice(&rgt);
+            } else if slot + 1 == LEAF_SLOTS + depth {
+                // First idle slot: random state, so that two samples of the same chunk do not
+                // make the trace periodic (which lowers its degree and trips winterfell's
+                // debug-mode degree check). Idle transitions are unconstrained.
+                for v in state.iter_mut() {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    *v = fe(rng >> 1);
+                }
             }
             cols[B][r] = fe(b);
             cols[A][r] = fe(a);
@@ -85,8 +95,14 @@ impl Prover for PorProver {
 }
 
 /// Proves a (possibly hand-made) trace; returns winterfell proof bytes.
-pub(crate) fn prove_trace(trace: AirTrace, pubs: PorPublic, options: ProofOptions) -> Result<Vec<u8>> {
+pub(crate) fn prove_trace(
+    trace: AirTrace,
+    pubs: PorPublic,
+    options: ProofOptions,
+) -> Result<Vec<u8>> {
     let prover = PorProver { options, pubs };
-    let proof = prover.prove(trace).map_err(|e| ProofError::Prover(e.to_string()))?;
+    let proof = prover
+        .prove(trace)
+        .map_err(|e| ProofError::Prover(e.to_string()))?;
     Ok(proof.to_bytes())
 }
