@@ -1,0 +1,181 @@
+//! The boundary between consensus and the replicated state machine.
+//!
+//! The application (the ledger) sees only plain data: heights, transaction bytes, public keys,
+//! signatures and state roots. No Malachite type crosses this boundary, so the ledger can stay
+//! a pure, deterministic crate.
+
+use bytes::Bytes;
+
+/// A validator as the application sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidatorInfo {
+    /// ed25519 public key (also the validator's consensus address).
+    pub public_key: [u8; 32],
+    /// Voting power, e.g. bonded stake. Zero-power entries are ignored.
+    pub voting_power: u64,
+}
+
+/// One precommit signature of a commit certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitSignature {
+    /// The signer's public key.
+    pub validator: [u8; 32],
+    /// ed25519 signature over the precommit's signing bytes
+    /// (see [`precommit_sign_bytes`]).
+    pub signature: [u8; 64],
+}
+
+/// Proof that a block was decided: precommits from more than 2/3 of the voting power.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitCertificate {
+    /// Height of the block.
+    pub height: u64,
+    /// Round in which it was decided.
+    pub round: u32,
+    /// Hash of the encoded block.
+    pub block_hash: [u8; 32],
+    /// Precommit signatures, sorted by validator.
+    pub signatures: Vec<CommitSignature>,
+}
+
+/// The bytes a validator signed in its precommit for `block_hash` at `(height, round)`.
+/// Lets anyone check a [`CommitCertificate`] with plain ed25519.
+pub fn precommit_sign_bytes(
+    height: u64,
+    round: u32,
+    block_hash: [u8; 32],
+    validator: [u8; 32],
+) -> Vec<u8> {
+    crate::types::Vote {
+        vote_type: malachitebft_app_channel::app::types::core::VoteType::Precommit,
+        height: crate::types::Height(height),
+        round: malachitebft_app_channel::app::types::core::Round::new(round),
+        value: malachitebft_app_channel::app::types::core::NilOrVal::Val(crate::types::BlockHash(
+            block_hash,
+        )),
+        validator: crate::types::Address(validator),
+        extension: None,
+    }
+    .to_sign_bytes()
+}
+
+/// A decided block handed to [`Application::commit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecidedBlock {
+    /// Height (1-based, contiguous).
+    pub height: u64,
+    /// Transactions in execution order.
+    pub txs: Vec<Bytes>,
+    /// The certificate that decided it.
+    pub certificate: CommitCertificate,
+}
+
+/// One signed consensus message inside evidence: the exact bytes signed and the signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedBytes {
+    /// The signing bytes (domain-separated; see `types::Vote::to_sign_bytes`).
+    pub message: Vec<u8>,
+    /// ed25519 signature over `message`.
+    pub signature: [u8; 64],
+}
+
+/// What kind of equivocation.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum EvidenceKind {
+    /// Two different votes of one type for one height and round.
+    DoubleVote,
+    /// Two different proposals for one height and round.
+    DoubleProposal,
+}
+
+/// Proof that a validator signed two conflicting messages; becomes a slashing transaction.
+///
+/// Self-contained: [`Evidence::verify`] (or any ed25519 library) checks it without consensus
+/// state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    /// Kind of equivocation.
+    pub kind: EvidenceKind,
+    /// The offender's public key.
+    pub validator: [u8; 32],
+    /// Height of both messages.
+    pub height: u64,
+    /// Round of both messages.
+    pub round: u32,
+    /// First message.
+    pub first: SignedBytes,
+    /// Conflicting message.
+    pub second: SignedBytes,
+}
+
+impl Evidence {
+    /// Checks both signatures under `validator` and that the messages differ while sharing a
+    /// domain tag, height and round (the bytes after the tag start with height and round for
+    /// proposals, and with the vote type, height and round for votes).
+    pub fn verify(&self) -> bool {
+        use malachitebft_signing_ed25519::{PublicKey, Signature};
+        let Ok(pk) = PublicKey::from_bytes(self.validator) else {
+            return false;
+        };
+        let sig_ok = |m: &SignedBytes| {
+            pk.verify(&m.message, &Signature::from_bytes(m.signature))
+                .is_ok()
+        };
+        let (domain, prefix) = match self.kind {
+            EvidenceKind::DoubleVote => (crate::types::VOTE_DOMAIN, 1 + 8 + 8),
+            EvidenceKind::DoubleProposal => (crate::types::PROPOSAL_DOMAIN, 8 + 8),
+        };
+        let header = |m: &SignedBytes| {
+            m.message
+                .strip_prefix(domain)
+                .and_then(|rest| rest.get(..prefix).map(<[u8]>::to_vec))
+        };
+        let (Some(a), Some(b)) = (header(&self.first), header(&self.second)) else {
+            return false;
+        };
+        let mut expect = Vec::with_capacity(16);
+        expect.extend_from_slice(&self.height.to_be_bytes());
+        expect.extend_from_slice(&i64::from(self.round).to_be_bytes());
+        a == b
+            && a.ends_with(&expect)
+            && self.first.message != self.second.message
+            && sig_ok(&self.first)
+            && sig_ok(&self.second)
+    }
+}
+
+/// The replicated state machine driven by consensus.
+///
+/// Every method is called from the consensus task, one at a time, in height order, and must
+/// be deterministic: all validators call `commit` with the same blocks and must reach the
+/// same state root. Keep them fast (they run on the consensus event loop).
+pub trait Application: Send + 'static {
+    /// The validator set that decides block `height`, as `(public key, voting power)`.
+    /// Called for the next height right after `commit` of the previous one (and at start-up),
+    /// so a set that changes at an epoch boundary takes effect at the first height after it.
+    /// Must not be empty.
+    fn validator_set(&self, height: u64) -> Vec<ValidatorInfo>;
+
+    /// Builds the transaction list of a block this node proposes at `height` from mempool
+    /// `candidates` (oldest first, already bounded by the block size limit). Return the ones
+    /// to include, in execution order; the default includes all of them.
+    fn prepare_block(&mut self, height: u64, candidates: Vec<Bytes>) -> Vec<Bytes> {
+        let _ = height;
+        candidates
+    }
+
+    /// Whether a block proposed by another validator (or received through sync) is
+    /// acceptable at `height`, given the state after `height - 1`. Must not change state.
+    fn validate_block(&self, height: u64, txs: &[Bytes]) -> bool;
+
+    /// Applies a decided block and returns the state root after it.
+    fn commit(&mut self, block: &DecidedBlock) -> [u8; 32];
+
+    /// Equivocation found by the engine in the last height. Typically queued as a slashing
+    /// transaction for a later block.
+    fn on_misbehavior(&mut self, evidence: Evidence);
+
+    /// The last height applied and the state root after it, or `None` for a fresh state.
+    /// On start-up, decided blocks above this height are replayed from the block store.
+    fn last_committed(&self) -> Option<(u64, [u8; 32])>;
+}

@@ -1,0 +1,159 @@
+//! Typed configuration of a consensus node. Binaries read files; this crate takes structs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use malachitebft_app_channel::app::types::core::LinearTimeouts;
+
+use crate::error::{Error, Result};
+
+/// Round timeouts (Tendermint's `timeoutPropose`, `timeoutPrevote`, `timeoutPrecommit`),
+/// each growing by its delta per round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long to wait for a proposal in round 0.
+    pub propose: Duration,
+    /// Added to `propose` per round.
+    pub propose_delta: Duration,
+    /// How long to wait for more prevotes after seeing 2/3 of any.
+    pub prevote: Duration,
+    /// Added to `prevote` per round.
+    pub prevote_delta: Duration,
+    /// How long to wait for more precommits after seeing 2/3 of any.
+    pub precommit: Duration,
+    /// Added to `precommit` per round.
+    pub precommit_delta: Duration,
+    /// After this long in a round, rebroadcast own votes (liveness under message loss).
+    pub rebroadcast: Duration,
+    /// Upper bound of any round timeout.
+    pub max: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            propose: Duration::from_secs(3),
+            propose_delta: Duration::from_millis(500),
+            prevote: Duration::from_secs(1),
+            prevote_delta: Duration::from_millis(500),
+            precommit: Duration::from_secs(1),
+            precommit_delta: Duration::from_millis(500),
+            rebroadcast: Duration::from_secs(5),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl From<Timeouts> for LinearTimeouts {
+    fn from(t: Timeouts) -> Self {
+        LinearTimeouts {
+            propose: t.propose,
+            propose_delta: t.propose_delta,
+            prevote: t.prevote,
+            prevote_delta: t.prevote_delta,
+            precommit: t.precommit,
+            precommit_delta: t.precommit_delta,
+            rebroadcast: t.rebroadcast,
+            max_timeout: t.max,
+        }
+    }
+}
+
+/// Configuration of one consensus node.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsensusConfig {
+    /// Directory for the engine's write-ahead log (`wal/`) and the block store (`blocks/`).
+    pub home: PathBuf,
+    /// Human-readable node name (logs, peer identification).
+    pub moniker: String,
+    /// TCP address Malachite's own libp2p swarm listens on.
+    pub listen_addr: SocketAddr,
+    /// Other validators' consensus listen addresses (persistent peers, redialed when lost).
+    pub peers: Vec<SocketAddr>,
+    /// The validator's ed25519 secret key (32-byte seed). The consensus address is its
+    /// public key; the libp2p identity is derived from it (stable across restarts).
+    pub signing_key: [u8; 32],
+    /// Round timeouts.
+    pub timeouts: Timeouts,
+    /// Minimum duration of a height (`None`: start the next height as soon as one is decided).
+    pub block_time: Option<Duration>,
+    /// Maximum encoded size of a block, in bytes.
+    pub max_block_bytes: usize,
+    /// Size of the chunks a proposed block is streamed in, in bytes.
+    pub part_bytes: usize,
+    /// Maximum number of pending transactions in the mempool.
+    pub mempool_max_txs: usize,
+    /// Maximum total size of pending transactions in the mempool, in bytes.
+    pub mempool_max_bytes: usize,
+    /// How often to tell peers our decided height (drives catch-up through sync).
+    pub sync_status_interval: Duration,
+    /// Timeout of one sync request.
+    pub sync_request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ConsensusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsensusConfig")
+            .field("home", &self.home)
+            .field("moniker", &self.moniker)
+            .field("listen_addr", &self.listen_addr)
+            .field("peers", &self.peers)
+            .field("signing_key", &"<redacted>")
+            .field("timeouts", &self.timeouts)
+            .field("block_time", &self.block_time)
+            .field("max_block_bytes", &self.max_block_bytes)
+            .field("part_bytes", &self.part_bytes)
+            .field("mempool_max_txs", &self.mempool_max_txs)
+            .field("mempool_max_bytes", &self.mempool_max_bytes)
+            .field("sync_status_interval", &self.sync_status_interval)
+            .field("sync_request_timeout", &self.sync_request_timeout)
+            .finish()
+    }
+}
+
+impl ConsensusConfig {
+    /// A configuration with defaults for everything but the node's identity and addresses.
+    pub fn new(
+        home: impl Into<PathBuf>,
+        signing_key: [u8; 32],
+        listen_addr: SocketAddr,
+        peers: Vec<SocketAddr>,
+    ) -> Self {
+        Self {
+            home: home.into(),
+            moniker: format!("validator-{listen_addr}"),
+            listen_addr,
+            peers,
+            signing_key,
+            timeouts: Timeouts::default(),
+            block_time: Some(Duration::from_millis(500)),
+            max_block_bytes: 1 << 20,
+            part_bytes: 64 << 10,
+            mempool_max_txs: 50_000,
+            mempool_max_bytes: 64 << 20,
+            sync_status_interval: Duration::from_secs(2),
+            sync_request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Checks the limits are usable.
+    pub fn validate(&self) -> Result<()> {
+        if self.part_bytes == 0 || self.part_bytes > (1 << 20) {
+            return Err(Error::Config("part_bytes must be in 1..=1 MiB".into()));
+        }
+        // Malachite's gossip limit is 4 MiB per message; sync responses are limited to 10 MiB.
+        if self.max_block_bytes < 1024 || self.max_block_bytes > (4 << 20) {
+            return Err(Error::Config(
+                "max_block_bytes must be in 1 KiB..=4 MiB".into(),
+            ));
+        }
+        if self.mempool_max_txs == 0 || self.mempool_max_bytes == 0 {
+            return Err(Error::Config("mempool limits must be positive".into()));
+        }
+        if self.peers.contains(&self.listen_addr) {
+            return Err(Error::Config("peers must not contain listen_addr".into()));
+        }
+        Ok(())
+    }
+}
