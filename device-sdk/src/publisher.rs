@@ -234,6 +234,7 @@ impl Publisher {
             window,
             reconnect_delay: config.reconnect_delay,
             connected: false,
+            failed_attempts: 0,
             sent_next: status.acked_next,
             awaiting_pkid: VecDeque::new(),
             inflight: HashMap::new(),
@@ -364,6 +365,8 @@ struct Driver {
     window: usize,
     reconnect_delay: Duration,
     connected: bool,
+    /// Connection attempts failed since the last CONNACK (the first is logged at `warn`).
+    failed_attempts: u32,
     /// Next pending sequence number to hand to rumqttc.
     sent_next: u64,
     /// Publishes handed to rumqttc that it has not yet given a packet id, oldest first.
@@ -396,9 +399,12 @@ impl Driver {
                 Err(e) => {
                     if self.connected {
                         tracing::warn!(target: "device_sdk::publisher", error = %e, "connection lost; readings stay queued");
+                    } else if self.failed_attempts == 0 {
+                        tracing::warn!(target: "device_sdk::publisher", error = %e, "cannot reach the broker; readings stay queued, retrying");
                     } else {
-                        tracing::debug!(target: "device_sdk::publisher", error = %e, "broker unreachable");
+                        tracing::debug!(target: "device_sdk::publisher", error = %e, attempts = self.failed_attempts, "broker still unreachable");
                     }
+                    self.failed_attempts = self.failed_attempts.saturating_add(1);
                     self.set_connected(false);
                     tokio::select! {
                         _ = &mut stop => return,
@@ -422,6 +428,7 @@ impl Driver {
                 self.inflight.clear();
                 self.acked_above.clear();
                 self.sent_next = self.shared.queue().acked_next();
+                self.failed_attempts = 0;
                 self.set_connected(true);
                 tracing::info!(target: "device_sdk::publisher", from_seq = self.sent_next, "connected");
                 if let Err(e) = self

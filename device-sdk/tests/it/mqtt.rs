@@ -95,8 +95,11 @@ async fn connection_cut_mid_stream_loses_nothing_and_keeps_order() {
     publish_n(&p, 0..20);
     assert!(p.flush(Duration::from_secs(5)).await);
 
-    gate.close().await; // cuts the live connection too
+    // Cut the live connection while readings are on their way (some typically handed to the
+    // broker without their PUBACK back yet), publish more while it is down, then reopen.
     publish_n(&p, 20..40);
+    gate.close().await;
+    publish_n(&p, 40..60);
     gate.open().await;
     assert!(p.flush(Duration::from_secs(5)).await);
 
@@ -107,11 +110,11 @@ async fn connection_cut_mid_stream_loses_nothing_and_keeps_order() {
         if !seen.contains(&s.reading.seq) {
             seen.push(s.reading.seq);
         }
-        if seen.len() == 40 {
+        if seen.len() == 60 {
             break;
         }
     }
-    assert_eq!(seen, (0..40).collect::<Vec<_>>());
+    assert_eq!(seen, (0..60).collect::<Vec<_>>());
     p.shutdown().await;
     gate.close().await;
 }
