@@ -4,5 +4,6 @@
 
 mod codec;
 mod mqtt;
+mod queue;
 mod support;
 mod vectors;
