@@ -317,6 +317,9 @@ impl Publisher {
     }
 }
 
+/// Dropping a publisher aborts its task without waiting; the queue directory stays claimed
+/// until the task has actually stopped. To reopen the same directory, use
+/// [`Publisher::shutdown`] instead, which waits.
 impl Drop for Publisher {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {

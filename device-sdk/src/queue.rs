@@ -47,13 +47,17 @@
 //! the kept frames (at most `max_entries + retain_acked`, each at most
 //! [`MAX_FRAME_LEN`](crate::MAX_FRAME_LEN) bytes).
 //!
-//! One process at a time may own a queue directory: two writers would reuse sequence numbers.
+//! One writer at a time may own a queue directory: two would reuse sequence numbers. Within a
+//! process [`OfflineQueue::open`] enforces this (a second open of the same directory fails until
+//! the first queue is dropped); across processes it is the deployment's job (one device
+//! agent per queue directory).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::keys::sync_dir;
@@ -69,6 +73,37 @@ const MAX_RECORD: usize = RECORD_HEADER + MAX_FRAME_LEN;
 const CURSOR_MAGIC: &[u8; 4] = b"GTQC";
 const CURSOR_LEN: usize = 28;
 const MIN_COMPACTION: u64 = 64;
+
+/// Queue directories open in this process (canonical paths).
+static OPEN_DIRS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Marks a directory as open in this process for as long as it lives.
+#[derive(Debug)]
+struct DirClaim(PathBuf);
+
+impl DirClaim {
+    fn take(dir: &Path) -> Result<Self> {
+        let canonical =
+            fs::canonicalize(dir).map_err(|e| qerr(dir, format!("cannot resolve: {e}")))?;
+        let mut open = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+        if !open.insert(canonical.clone()) {
+            return Err(qerr(
+                dir,
+                "already open in this process; shut the other publisher or queue down first",
+            ));
+        }
+        Ok(Self(canonical))
+    }
+}
+
+impl Drop for DirClaim {
+    fn drop(&mut self) {
+        OPEN_DIRS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.0);
+    }
+}
 
 /// Where and how big the offline queue is.
 #[derive(Clone, Debug)]
@@ -110,6 +145,7 @@ pub struct OfflineQueue {
     next_seq: u64,
     /// Set when a failed write could not be rolled back; every later append fails.
     poisoned: bool,
+    _claim: DirClaim,
 }
 
 fn qerr(path: &Path, what: impl core::fmt::Display) -> Error {
@@ -121,6 +157,7 @@ impl OfflineQueue {
     pub fn open(config: QueueConfig) -> Result<Self> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(|e| qerr(&dir, format!("cannot create: {e}")))?;
+        let claim = DirClaim::take(&dir)?;
         for tmp in [LOG_TMP, CURSOR_TMP] {
             let p = dir.join(tmp);
             if p.exists() {
@@ -218,6 +255,7 @@ impl OfflineQueue {
             acked_next,
             next_seq,
             poisoned: false,
+            _claim: claim,
         };
         tracing::debug!(
             target: "device_sdk::queue",
@@ -582,6 +620,16 @@ mod tests {
         assert_eq!(q.next_seq(), 3);
         q.ack_until(1).expect("ack");
         assert_eq!(q.append(&sign).expect("append").reading.seq, 3);
+    }
+
+    #[test]
+    fn a_directory_is_opened_once_per_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = OfflineQueue::open(cfg(dir.path(), 3, 0)).expect("open");
+        let err = OfflineQueue::open(cfg(&dir.path().join("."), 3, 0)).expect_err("second open");
+        assert!(err.to_string().contains("already open"), "{err}");
+        drop(q);
+        OfflineQueue::open(cfg(dir.path(), 3, 0)).expect("open after drop");
     }
 
     #[test]
