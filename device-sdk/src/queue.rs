@@ -45,7 +45,7 @@
 //! what is kept (and at least 64 records), or simply truncated when nothing needs keeping. The
 //! log thus holds fewer than `2 × (max_entries + retain_acked) + 64` records, and memory holds
 //! the kept frames (at most `max_entries + retain_acked`, each at most
-//! [`MAX_FRAME_LEN`](crate::MAX_FRAME_LEN) bytes).
+//! [`MAX_FRAME_LEN`] bytes).
 //!
 //! One writer at a time may own a queue directory: two would reuse sequence numbers. Within a
 //! process [`OfflineQueue::open`] enforces this (a second open of the same directory fails until
