@@ -179,3 +179,52 @@ pub trait Application: Send + 'static {
     /// On start-up, decided blocks above this height are replayed from the block store.
     fn last_committed(&self) -> Option<(u64, [u8; 32])>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use malachitebft_signing_ed25519::PrivateKey;
+
+    fn signed(key: &PrivateKey, message: Vec<u8>) -> SignedBytes {
+        let signature = key.sign(&message).to_bytes();
+        SignedBytes { message, signature }
+    }
+
+    #[test]
+    fn double_vote_evidence_verifies_and_rejects_tampering() {
+        let key = PrivateKey::from([5; 32]);
+        let validator = *key.public_key().as_bytes();
+        let ev = Evidence {
+            kind: EvidenceKind::DoubleVote,
+            validator,
+            height: 10,
+            round: 2,
+            first: signed(&key, precommit_sign_bytes(10, 2, [1; 32], validator)),
+            second: signed(&key, precommit_sign_bytes(10, 2, [2; 32], validator)),
+        };
+        assert!(ev.verify());
+
+        // Same message twice is no equivocation.
+        let same = Evidence {
+            second: ev.first.clone(),
+            ..ev.clone()
+        };
+        assert!(!same.verify());
+        // Different rounds are not conflicting.
+        let other_round = Evidence {
+            second: signed(&key, precommit_sign_bytes(10, 3, [2; 32], validator)),
+            ..ev.clone()
+        };
+        assert!(!other_round.verify());
+        // A forged signature fails.
+        let mut forged = ev.clone();
+        forged.second.signature[0] ^= 1;
+        assert!(!forged.verify());
+        // Another validator's key fails.
+        let wrong_key = Evidence {
+            validator: *PrivateKey::from([6; 32]).public_key().as_bytes(),
+            ..ev
+        };
+        assert!(!wrong_key.verify());
+    }
+}

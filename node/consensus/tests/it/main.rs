@@ -1,12 +1,10 @@
-//! Multi-process tests: four `kv-node` validators on loopback.
-//!
-//! Needs the example binary: `cargo test -p groundtruth-consensus` builds it; with a
-//! narrower command, run `cargo build -p groundtruth-consensus --example kv-node` first.
+//! Multi-process tests: four `kv-node` validators (this crate's demo binary) on loopback,
+//! each in its own temporary home directory.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +17,7 @@ type Commits = Arc<Mutex<Vec<BTreeMap<u64, String>>>>;
 
 struct Net {
     dir: tempfile::TempDir,
+    extra_args: Vec<String>,
     ports: Vec<u16>,
     children: Vec<Option<Child>>,
     commits: Commits,
@@ -36,19 +35,7 @@ impl Drop for Net {
 }
 
 fn kv_node_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/it-<hash> -> target/<profile>/examples/kv-node
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let bin = profile_dir.join("examples").join("kv-node");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p groundtruth-consensus --example kv-node`",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_kv-node"))
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
@@ -62,9 +49,10 @@ fn free_ports(n: usize) -> Vec<u16> {
 }
 
 impl Net {
-    fn start() -> Self {
+    fn start(extra_args: &[&str]) -> Self {
         let mut net = Net {
             dir: tempfile::tempdir().expect("tempdir"),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             ports: free_ports(POWERS.len()),
             children: (0..POWERS.len()).map(|_| None).collect(),
             commits: Arc::new(Mutex::new(vec![BTreeMap::new(); POWERS.len()])),
@@ -92,6 +80,7 @@ impl Net {
             .args(["--ports", &ports.join(",")])
             .args(["--powers", &powers.join(",")])
             .args(["--tx-interval-ms", "50"])
+            .args(&self.extra_args)
             .env("RUST_LOG", "warn,consensus=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -192,7 +181,7 @@ impl Net {
 /// state root.
 #[test]
 fn four_validators_agree_survive_a_crash_and_catch_up() {
-    let mut net = Net::start();
+    let mut net = Net::start(&[]);
     let all = 0..POWERS.len();
 
     net.wait_for("4 nodes at height 5", Duration::from_secs(40), |n| {
@@ -228,4 +217,34 @@ fn four_validators_agree_survive_a_crash_and_catch_up() {
     );
     net.assert_agreement();
     assert_eq!(net.root(victim, target), net.root(0, target));
+
+    // And it takes part again: all four keep deciding the same blocks.
+    let caught_up = net.height(victim);
+    net.wait_for(
+        "all four to decide 3 more heights",
+        Duration::from_secs(30),
+        |n| all.clone().all(|i| n.height(i) >= caught_up + 3),
+    );
+    net.assert_agreement();
+}
+
+/// Voting powers come from the application per height: once validator 3's power drops to 0
+/// (an epoch boundary at height 6), validators 2 and 3 together can fail, since 0 and 1 hold
+/// 60 of the remaining 80. Under the genesis powers they would hold 60 of 100 and halt.
+#[test]
+fn validator_set_change_takes_effect_at_the_boundary() {
+    let mut net = Net::start(&["--powers-from", "6:30,30,20,0"]);
+    net.wait_for("4 nodes past the boundary", Duration::from_secs(40), |n| {
+        (0..POWERS.len()).all(|i| n.height(i) >= 7)
+    });
+    net.kill(3);
+    net.kill(2);
+    let live = [0, 1];
+    let at_kill = live.iter().map(|&i| net.height(i)).max().unwrap_or(0);
+    net.wait_for(
+        "validators 0 and 1 to keep deciding",
+        Duration::from_secs(30),
+        |n| live.iter().all(|&i| n.height(i) >= at_kill + 3),
+    );
+    net.assert_agreement();
 }

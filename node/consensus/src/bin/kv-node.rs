@@ -1,4 +1,4 @@
-//! A validator running a trivial key-value application on groundtruth-consensus.
+//! A demo validator running a trivial key-value application on groundtruth-consensus.
 //!
 //! The state root after height `h` is `blake3(root(h-1) ‖ h ‖ txs)`, so equal roots mean
 //! equal histories. Every commit prints `COMMIT <height> <root hex> <tx count>` on stdout
@@ -6,8 +6,10 @@
 //! `<moniker>-<n>=<n>` every `--tx-interval-ms`.
 //!
 //! ```text
-//! kv-node --home DIR --index I --ports P0,P1,P2,P3 [--powers 30,30,20,20] [--tx-interval-ms 100]
+//! kv-node --home DIR --index I --ports P0,P1,P2,P3 [--powers 30,30,20,20]
+//!         [--powers-from H:30,30,20,0] [--tx-interval-ms 100]
 //! ```
+//! `--powers-from` switches the voting powers from height `H` on (an epoch boundary).
 //! Validator `I` listens on `127.0.0.1:P_I`; its key is derived from `I`, so every node
 //! knows every validator's public key.
 
@@ -29,14 +31,19 @@ fn validator_key(index: usize) -> [u8; 32] {
 
 struct KvApp {
     validators: Vec<ValidatorInfo>,
+    /// From this height on, these validators instead.
+    later: Option<(u64, Vec<ValidatorInfo>)>,
     height: u64,
     root: [u8; 32],
     entries: BTreeMap<Bytes, Bytes>,
 }
 
 impl Application for KvApp {
-    fn validator_set(&self, _height: u64) -> Vec<ValidatorInfo> {
-        self.validators.clone()
+    fn validator_set(&self, height: u64) -> Vec<ValidatorInfo> {
+        match &self.later {
+            Some((from, set)) if height >= *from => set.clone(),
+            _ => self.validators.clone(),
+        }
     }
 
     fn validate_block(&self, _height: u64, txs: &[Bytes]) -> bool {
@@ -93,7 +100,17 @@ struct Args {
     index: usize,
     ports: Vec<u16>,
     powers: Vec<u64>,
+    powers_from: Option<(u64, Vec<u64>)>,
     tx_interval: Duration,
+}
+
+fn parse_list<T: std::str::FromStr>(s: &str) -> anyhow::Result<Vec<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    Ok(s.split(',')
+        .map(str::parse)
+        .collect::<Result<Vec<T>, _>>()?)
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -101,6 +118,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut index = None;
     let mut ports = None;
     let mut powers = None;
+    let mut powers_from = None;
     let mut tx_interval = Duration::from_millis(100);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -108,21 +126,13 @@ fn parse_args() -> anyhow::Result<Args> {
         match flag.as_str() {
             "--home" => home = Some(value),
             "--index" => index = Some(value.parse()?),
-            "--ports" => {
-                ports = Some(
-                    value
-                        .split(',')
-                        .map(str::parse)
-                        .collect::<Result<Vec<u16>, _>>()?,
-                )
-            }
-            "--powers" => {
-                powers = Some(
-                    value
-                        .split(',')
-                        .map(str::parse)
-                        .collect::<Result<Vec<u64>, _>>()?,
-                )
+            "--ports" => ports = Some(parse_list(&value)?),
+            "--powers" => powers = Some(parse_list(&value)?),
+            "--powers-from" => {
+                let (h, list) = value
+                    .split_once(':')
+                    .context("--powers-from takes HEIGHT:P0,P1,..")?;
+                powers_from = Some((h.parse()?, parse_list(list)?));
             }
             "--tx-interval-ms" => tx_interval = Duration::from_millis(value.parse()?),
             other => bail!("unknown flag {other}"),
@@ -130,8 +140,12 @@ fn parse_args() -> anyhow::Result<Args> {
     }
     let ports: Vec<u16> = ports.context("--ports is required")?;
     let powers = powers.unwrap_or_else(|| vec![10; ports.len()]);
-    if powers.len() != ports.len() {
-        bail!("--powers and --ports differ in length");
+    if powers.len() != ports.len()
+        || powers_from
+            .as_ref()
+            .is_some_and(|(_, p): &(u64, Vec<u64>)| p.len() != ports.len())
+    {
+        bail!("--powers, --powers-from and --ports differ in length");
     }
     let index = index.context("--index is required")?;
     if index >= ports.len() {
@@ -142,6 +156,7 @@ fn parse_args() -> anyhow::Result<Args> {
         index,
         ports,
         powers,
+        powers_from,
         tx_interval,
     })
 }
@@ -156,15 +171,18 @@ fn main() -> anyhow::Result<()> {
         .init();
     let args = parse_args()?;
     let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let validators = args
-        .powers
-        .iter()
-        .enumerate()
-        .map(|(i, power)| ValidatorInfo {
-            public_key: *PrivateKey::from(validator_key(i)).public_key().as_bytes(),
-            voting_power: *power,
-        })
-        .collect();
+    let set = |powers: &[u64]| -> Vec<ValidatorInfo> {
+        powers
+            .iter()
+            .enumerate()
+            .map(|(i, power)| ValidatorInfo {
+                public_key: *PrivateKey::from(validator_key(i)).public_key().as_bytes(),
+                voting_power: *power,
+            })
+            .collect()
+    };
+    let validators = set(&args.powers);
+    let later = args.powers_from.as_ref().map(|(h, p)| (*h, set(p)));
     let mut config = ConsensusConfig::new(
         &args.home,
         validator_key(args.index),
@@ -189,6 +207,7 @@ fn main() -> anyhow::Result<()> {
 
     let app = KvApp {
         validators,
+        later,
         height: 0,
         root: [0; 32],
         entries: BTreeMap::new(),
