@@ -1,4 +1,5 @@
 //! `groundtruth prove` / `groundtruth verify` end to end through the built binary.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 

@@ -4,7 +4,7 @@
 #[allow(dead_code)]
 mod baseline;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_main, Criterion};
 use groundtruth_proofs::{
     metered::trace_length, prove_metered, verify, DeviceSeries, SecurityLevel,
 };
@@ -38,5 +38,9 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(proofs, benches);
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(proofs, super::benches);
+}
+use group::proofs;
 criterion_main!(proofs);

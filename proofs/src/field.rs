@@ -36,6 +36,7 @@ pub fn digest_from_bytes(b: &[u8; 32]) -> Option<Digest4> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -94,6 +94,7 @@ impl core::fmt::Display for SecurityLevel {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

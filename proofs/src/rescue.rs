@@ -19,6 +19,7 @@ pub const NUM_PERIODIC: usize = 1 + 2 * STATE_WIDTH;
 
 /// Periodic columns of length [`CYCLE`]: `[round_flag, ARK1[0..12], ARK2[0..12]]`. The flag is 1
 /// on the 7 round rows and 0 on the eighth.
+#[allow(clippy::needless_range_loop)]
 pub fn periodic_columns() -> Vec<Vec<BaseElement>> {
     let mut cols = vec![vec![BaseElement::ZERO; CYCLE]; NUM_PERIODIC];
     for round in 0..NUM_ROUNDS {
@@ -72,10 +73,12 @@ pub fn apply_round(state: &mut [BaseElement; STATE_WIDTH], round: usize) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn residual_is_zero_on_honest_round_and_not_otherwise() {
         let mut state = [BaseElement::ZERO; STATE_WIDTH];
         for (i, s) in state.iter_mut().enumerate() {

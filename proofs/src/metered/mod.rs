@@ -7,6 +7,7 @@ pub(crate) mod air;
 #[cfg(feature = "prover")]
 pub(crate) mod prover;
 #[cfg(all(test, feature = "prover"))]
+#[allow(clippy::unwrap_used)]
 mod tests;
 
 use winter_crypto::{hashers::Rp64_256, ElementHasher};
@@ -242,8 +243,8 @@ pub fn readings_commitment(series: &[DeviceSeries]) -> Result<[u8; 32]> {
         .flat_map(|(d, s)| s.values.iter().map(move |&v| encode(d as u64, v)));
     let blocks = usize::try_from(n).map_err(|_| ProofError::InvalidInput("too many readings"))?;
     for _ in 0..blocks.div_ceil(8) {
-        for lane in 4..STATE_WIDTH {
-            state[lane] += elems.next().unwrap_or(pad);
+        for lane in state[4..].iter_mut() {
+            *lane += elems.next().unwrap_or(pad);
         }
         Rp64_256::apply_permutation(&mut state);
     }

@@ -346,6 +346,7 @@ pub fn progress_bar() -> indicatif::ProgressBar {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

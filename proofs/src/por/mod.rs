@@ -7,6 +7,7 @@ mod commit;
 #[cfg(feature = "prover")]
 pub(crate) mod prover;
 #[cfg(all(test, feature = "prover"))]
+#[allow(clippy::unwrap_used)]
 mod tests;
 
 #[cfg(feature = "prover")]

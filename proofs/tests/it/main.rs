@@ -1,4 +1,5 @@
 //! Public-API soundness tests: honest proofs verify; each tampering fails for the right reason.
+#![allow(clippy::unwrap_used)]
 
 use groundtruth_proofs::{
     metered::readings_commitment, por, verify, verify_bytes, verify_metered, verify_retrievability,
@@ -323,7 +324,7 @@ proptest! {
 #[test]
 fn retrievability_with_repeated_indices_proves() {
     // One chunk: every sample opens chunk 0, so all segments hash the same data.
-    let data = vec![7u8; 100];
+    let data = [7u8; 100];
     let c = por::commit_reader(&data[..], 5, None).unwrap();
     let ch = Challenge {
         root: c.root,
