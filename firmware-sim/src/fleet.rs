@@ -6,8 +6,8 @@
 
 use crate::solar;
 use groundtruth_device_sdk::{
-    topics, DeviceId, DeviceKey, EnergyReading, GpuReading, Reading, ReadingBody, ReadingKind, SignedReading,
-    StorageHeartbeat,
+    topics, DeviceId, DeviceKey, EnergyReading, GpuReading, Reading, ReadingBody, ReadingKind,
+    SignedReading, StorageHeartbeat,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -34,8 +34,14 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every fault kind.
-    pub const ALL: [FaultKind; 6] =
-        [Self::Inflate, Self::Replay, Self::Equivocate, Self::Garbage, Self::Offline, Self::Forge];
+    pub const ALL: [FaultKind; 6] = [
+        Self::Inflate,
+        Self::Replay,
+        Self::Equivocate,
+        Self::Garbage,
+        Self::Offline,
+        Self::Forge,
+    ];
 }
 
 /// What a validator should do with a message, as the simulator knows it.
@@ -174,8 +180,12 @@ pub struct GenesisDevice {
     pub owner: String,
 }
 
-const REGIONS: [(&str, f64, f64); 4] =
-    [("DE-BY", 48.1, 11.6), ("ES-AN", 37.4, -5.9), ("US-CA", 36.8, -119.4), ("AU-NSW", -33.9, 151.2)];
+const REGIONS: [(&str, f64, f64); 4] = [
+    ("DE-BY", 48.1, 11.6),
+    ("ES-AN", 37.4, -5.9),
+    ("US-CA", 36.8, -119.4),
+    ("AU-NSW", -33.9, 151.2),
+];
 
 /// A deterministic fleet.
 #[derive(Debug)]
@@ -228,7 +238,10 @@ impl Fleet {
                     kind,
                     capacity,
                     region: region.to_string(),
-                    site: (lat + rng.gen_range(-1.0..1.0), lon + rng.gen_range(-1.0..1.0)),
+                    site: (
+                        lat + rng.gen_range(-1.0..1.0),
+                        lon + rng.gen_range(-1.0..1.0),
+                    ),
                     registered,
                     fault,
                     next_seq: 0,
@@ -242,7 +255,12 @@ impl Fleet {
                 index += 1;
             }
         }
-        Self { config, devices, rng, step: 0 }
+        Self {
+            config,
+            devices,
+            rng,
+            step: 0,
+        }
     }
 
     /// The registered devices, for a genesis file.
@@ -285,7 +303,8 @@ impl Fleet {
         self.step += 1;
         let mut out = Vec::new();
         for d in &mut self.devices {
-            let triggered = d.fault.is_some() && self.rng.gen_bool(self.config.fault_rate.clamp(0.0, 1.0));
+            let triggered =
+                d.fault.is_some() && self.rng.gen_bool(self.config.fault_rate.clamp(0.0, 1.0));
             d.cloud = (d.cloud + self.rng.gen_range(-0.1..0.1)).clamp(0.0, 1.0);
             let util: f64 = self.rng.gen_range(0.3..1.0);
             let fault = if triggered { d.fault } else { None };
@@ -300,7 +319,11 @@ impl Fleet {
                     timestamp_ms: (start + u64::from(interval)) * 1000,
                     body,
                 });
-                msgs.push(d.message(forged.to_frame(), Expect::BadSignature, Some((d.key.device_id(), d.next_seq))));
+                msgs.push(d.message(
+                    forged.to_frame(),
+                    Expect::BadSignature,
+                    Some((d.key.device_id(), d.next_seq)),
+                ));
             }
             if fault == Some(FaultKind::Garbage) {
                 let len = self.rng.gen_range(1..200);
@@ -367,7 +390,13 @@ impl Fleet {
 
 impl SimDevice {
     fn message(&self, payload: Vec<u8>, expect: Expect, key: Option<(DeviceId, u64)>) -> Message {
-        Message { device_index: self.index, topic: topics::readings_topic(&self.key.device_id()), payload, expect, key }
+        Message {
+            device_index: self.index,
+            topic: topics::readings_topic(&self.key.device_id()),
+            payload,
+            expect,
+            key,
+        }
     }
 
     fn sign_next(&mut self, body: ReadingBody, start: u64, interval: u32) -> SignedReading {
@@ -403,7 +432,11 @@ fn honest_body(d: &SimDevice, start: u64, interval: u32, util: f64, inflate: boo
         }
         ReadingKind::Gpu => {
             let full_ms = d.capacity * u64::from(interval) * 1000;
-            let gpu_ms = if inflate { full_ms * 2 } else { (full_ms as f64 * util) as u64 };
+            let gpu_ms = if inflate {
+                full_ms * 2
+            } else {
+                (full_ms as f64 * util) as u64
+            };
             ReadingBody::Gpu(GpuReading {
                 interval_start_s: start,
                 interval_len_s: interval,
@@ -432,7 +465,9 @@ fn tweak(body: &mut ReadingBody) {
 }
 
 /// Expected outcome counts of a set of messages, by label.
-pub fn expected_counts<'a>(messages: impl IntoIterator<Item = &'a Message>) -> BTreeMap<&'static str, u64> {
+pub fn expected_counts<'a>(
+    messages: impl IntoIterator<Item = &'a Message>,
+) -> BTreeMap<&'static str, u64> {
     let mut counts = BTreeMap::new();
     for m in messages {
         *counts.entry(m.expect.label()).or_insert(0) += 1;
@@ -446,26 +481,54 @@ mod tests {
 
     #[test]
     fn deterministic_and_every_fault_shows() {
-        let config = FleetConfig { energy_devices: 30, gpu_devices: 6, storage_devices: 6, faulty_fraction: 0.5, fault_rate: 0.5, ..Default::default() };
+        let config = FleetConfig {
+            energy_devices: 30,
+            gpu_devices: 6,
+            storage_devices: 6,
+            faulty_fraction: 0.5,
+            fault_rate: 0.5,
+            ..Default::default()
+        };
         let mut a = Fleet::new(config.clone());
         let mut b = Fleet::new(config);
         let mut msgs = Vec::new();
         for _ in 0..30 {
             let sa = a.step();
             let sb = b.step();
-            assert_eq!(sa.iter().map(|m| &m.payload).collect::<Vec<_>>(), sb.iter().map(|m| &m.payload).collect::<Vec<_>>());
+            assert_eq!(
+                sa.iter().map(|m| &m.payload).collect::<Vec<_>>(),
+                sb.iter().map(|m| &m.payload).collect::<Vec<_>>()
+            );
             msgs.extend(sa);
         }
         msgs.extend(a.release_held());
         let counts = expected_counts(&msgs);
-        for label in ["accepted", "implausible", "duplicate", "equivocation", "malformed", "bad_signature", "unknown_device"] {
-            assert!(counts.get(label).copied().unwrap_or(0) > 0, "no {label} in {counts:?}");
+        for label in [
+            "accepted",
+            "implausible",
+            "duplicate",
+            "equivocation",
+            "malformed",
+            "bad_signature",
+            "unknown_device",
+        ] {
+            assert!(
+                counts.get(label).copied().unwrap_or(0) > 0,
+                "no {label} in {counts:?}"
+            );
         }
     }
 
     #[test]
     fn honest_readings_verify_and_registers_continue() {
-        let config = FleetConfig { faulty_fraction: 0.0, unknown_devices: 0, energy_devices: 5, gpu_devices: 1, storage_devices: 1, ..Default::default() };
+        let config = FleetConfig {
+            faulty_fraction: 0.0,
+            unknown_devices: 0,
+            energy_devices: 5,
+            gpu_devices: 1,
+            storage_devices: 1,
+            ..Default::default()
+        };
         let mut fleet = Fleet::new(config);
         let mut last: BTreeMap<u32, u64> = BTreeMap::new();
         for _ in 0..50 {

@@ -6,7 +6,8 @@
 pub fn sun_elevation_sin(lat_deg: f64, lon_deg: f64, unix_s: u64) -> f64 {
     let days = unix_s as f64 / 86_400.0;
     let day_of_year = days.rem_euclid(365.25);
-    let declination = (-23.44f64).to_radians() * (2.0 * std::f64::consts::PI / 365.0 * (day_of_year + 10.0)).cos();
+    let declination = (-23.44f64).to_radians()
+        * (2.0 * std::f64::consts::PI / 365.0 * (day_of_year + 10.0)).cos();
     let utc_hours = (unix_s % 86_400) as f64 / 3600.0;
     let solar_time = utc_hours + lon_deg / 15.0;
     let hour_angle = (15.0 * (solar_time - 12.0)).to_radians();
@@ -16,7 +17,14 @@ pub fn sun_elevation_sin(lat_deg: f64, lon_deg: f64, unix_s: u64) -> f64 {
 
 /// Energy in Wh a panel of `peak_w` produces over `interval_s` starting at `start_s`, given a
 /// cloud cover in `[0, 1]` (1 = overcast, which still lets about a quarter through).
-pub fn interval_energy_wh(peak_w: u64, lat_deg: f64, lon_deg: f64, start_s: u64, interval_s: u32, cloud: f64) -> u64 {
+pub fn interval_energy_wh(
+    peak_w: u64,
+    lat_deg: f64,
+    lon_deg: f64,
+    start_s: u64,
+    interval_s: u32,
+    cloud: f64,
+) -> u64 {
     let mid = start_s + u64::from(interval_s / 2);
     let elevation = sun_elevation_sin(lat_deg, lon_deg, mid).max(0.0);
     let clear_sky = elevation.powf(1.15); // air mass attenuation near the horizon
@@ -37,7 +45,10 @@ mod tests {
         let noon = interval_energy_wh(5000, 48.1, 11.6, day + 11 * 3600, 300, 0.0);
         let midnight = interval_energy_wh(5000, 48.1, 11.6, day, 300, 0.0);
         assert_eq!(midnight, 0);
-        assert!(noon > 300, "noon output {noon} Wh should be near the 416 Wh cap");
+        assert!(
+            noon > 300,
+            "noon output {noon} Wh should be near the 416 Wh cap"
+        );
         assert!(noon <= 5000 * 300 / 3600);
         let cloudy = interval_energy_wh(5000, 48.1, 11.6, day + 11 * 3600, 300, 1.0);
         assert!(cloudy < noon / 2);

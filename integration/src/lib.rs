@@ -50,6 +50,11 @@ pub struct Proc {
 impl Proc {
     /// Spawns `program args`, logging to `log`.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
+        Self::spawn_with_env(name, program, args, &[], log)
+    }
+
+    /// Spawns with extra environment variables.
+    pub fn spawn_with_env(name: &str, program: &Path, args: &[String], env: &[(&str, &str)], log: &Path) -> Result<Self> {
         let out = std::fs::File::create(log)?;
         let err = out.try_clone()?;
         let child = Command::new(program)
@@ -220,7 +225,9 @@ impl NodeProc {
             ]),
         }
         let log = self.log_dir.join(format!("node-{}.log", self.starts));
-        self.proc = Proc::spawn("node", &groundtruth_bin()?, &args, &log)?;
+        // Tests want gaps refilled quickly.
+        let env = [("GROUNDTRUTH__INGEST__RESEND_INTERVAL", "300ms")];
+        self.proc = Proc::spawn_with_env("node", &groundtruth_bin()?, &args, &env, &log)?;
         wait_listening(self.metrics, Duration::from_secs(20))
             .with_context(|| format!("node did not start; see {}", log.display()))?;
         if let BrokerMode::Embedded(a) = self.broker {

@@ -105,6 +105,9 @@ pub struct SimArgs {
     /// Write the expected outcome (counts by reason and the accepted (device, seq) keys) here.
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+    /// After the last reading, stay connected this many seconds to answer resend requests.
+    #[arg(long, default_value_t = 0.0)]
+    pub linger_s: f64,
     /// Write the fleet's genesis `[[devices]]` to this file and exit.
     #[arg(long)]
     pub write_genesis: Option<PathBuf>,
@@ -198,7 +201,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                 all.extend(step);
                 bar.inc(1);
             }
-            publisher.wait_acked(Duration::from_secs(120)).await?;
+            publisher.wait_acked(Duration::from_secs(3), Duration::from_secs(120)).await?;
             let secs = started.elapsed().as_secs_f64();
             bar.finish_and_clear();
             println!(
@@ -232,12 +235,19 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             let held = fleet.release_held();
             publisher.publish(&held).await?;
             all.extend(held);
-            publisher.wait_acked(Duration::from_secs(120)).await?;
+            publisher.wait_acked(Duration::from_secs(3), Duration::from_secs(120)).await?;
             bar.finish_and_clear();
             println!(
                 "published {} messages, all acknowledged by the broker",
                 stats.sent.load(Ordering::Relaxed)
             );
+        }
+        if args.linger_s > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(args.linger_s)).await;
+        }
+        let resent = stats.resent.load(Ordering::Relaxed);
+        if resent > 0 {
+            println!("re-sent {resent} readings on validators' requests");
         }
         publisher.disconnect().await;
         if let Some(path) = &args.manifest {

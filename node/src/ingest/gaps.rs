@@ -6,8 +6,13 @@ use groundtruth_device_sdk::DeviceId;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-/// Resend requests sent for one gap before it is reported as unfilled.
+/// Resend requests sent for one gap before it is reported as unfilled. The node keeps asking
+/// after that, with the interval doubling up to [`MAX_RESEND_BACKOFF`]: a device that was
+/// offline for hours still gets its readings in.
 pub const MAX_RESEND_ATTEMPTS: u32 = 5;
+
+/// Longest wait between two resend requests for the same gap.
+pub const MAX_RESEND_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 struct DeviceSeqs {
@@ -78,31 +83,26 @@ impl GapTracker {
             .map(|d| d.next)
     }
 
-    /// Gaps that are due a resend request at `now` (at most one per device per `interval`).
+    /// Gaps that are due a resend request at `now`: the first at once, then after `interval`,
+    /// doubling per attempt up to [`MAX_RESEND_BACKOFF`]. A gap still open after
+    /// [`MAX_RESEND_ATTEMPTS`] requests is also reported once as unfilled.
     pub fn due(&mut self, now: Instant, interval: Duration) -> Vec<GapAction> {
         let mut actions = Vec::new();
         for (device, d) in &mut self.devices {
-            if d.above.is_empty() || d.attempts > MAX_RESEND_ATTEMPTS {
+            if d.above.is_empty() {
                 continue;
             }
-            if d.last_request
-                .is_some_and(|t| now.duration_since(t) < interval)
-            {
+            let doublings = d.attempts.saturating_sub(1).min(16);
+            let backoff = interval.saturating_mul(1u32 << doublings).min(MAX_RESEND_BACKOFF);
+            if d.last_request.is_some_and(|t| now.duration_since(t) < backoff) {
                 continue;
             }
             d.last_request = Some(now);
-            d.attempts += 1;
-            if d.attempts > MAX_RESEND_ATTEMPTS {
-                actions.push(GapAction::Unfilled {
-                    device: *device,
-                    from_seq: d.next,
-                });
-            } else {
-                actions.push(GapAction::Resend {
-                    device: *device,
-                    from_seq: d.next,
-                });
+            d.attempts = d.attempts.saturating_add(1);
+            if d.attempts == MAX_RESEND_ATTEMPTS + 1 {
+                actions.push(GapAction::Unfilled { device: *device, from_seq: d.next });
             }
+            actions.push(GapAction::Resend { device: *device, from_seq: d.next });
         }
         actions
     }
