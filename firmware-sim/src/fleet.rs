@@ -227,7 +227,7 @@ impl Fleet {
                 let fault = if registered && !config.faults.is_empty() && faulty_total > 0 {
                     let stride = (registered_total / faulty_total).max(1);
                     let slot = index / stride;
-                    (index % stride == 0 && slot < faulty_total)
+                    (index.is_multiple_of(stride) && slot < faulty_total)
                         .then(|| config.faults[slot as usize % config.faults.len()])
                 } else {
                     None
