@@ -77,8 +77,23 @@ fn main() -> Result<()> {
         sim.accepted.len()
     );
     node.restart()?;
+    let cpu_before = node.proc.cpu_time().unwrap_or_default();
     let drain = measure_drain(&node, total, "node only")?;
+    let cpu = node.proc.cpu_time().unwrap_or_default().saturating_sub(cpu_before);
+    let m = node.scrape()?;
     println!("node ingest path alone (backlog drained from a broker):   {drain:>9.0}/s");
+    println!(
+        "  node CPU {:.1} µs per reading ({:.0}% of one core while draining); raw verification costs {:.1} µs",
+        cpu.as_secs_f64() * 1e6 / total as f64,
+        cpu.as_secs_f64() * drain / total as f64 * 100.0,
+        1e6 / raw1
+    );
+    let flushes = metric(&m, "groundtruth_ingest_flush_seconds_count");
+    println!(
+        "  group commits: {flushes:.0}, mean {:.0} readings and {:.2} ms per flush",
+        metric(&m, "groundtruth_ingest_commit_batch_sum") / flushes.max(1.0),
+        metric(&m, "groundtruth_ingest_flush_seconds_sum") * 1e3 / flushes.max(1.0)
+    );
     println!();
     println!(
         "ratio end to end / raw 1-thread verification: {:.2}",
