@@ -26,7 +26,7 @@ fn crash_while_publishing(dir: &Path, broker: BrokerMode, seed: u64) -> Result<(
     let mut sim: Proc = spec.spawn(
         broker,
         &manifest_path,
-        &["--speedup", "6000", "--linger-s", "8"],
+        &["--speedup", "6000", "--linger-s", "12"],
         &dir.join("sim.log"),
     )?;
     let mut kills = 0;
