@@ -138,7 +138,12 @@ impl Publisher {
             }));
             clients.push(client);
         }
-        Ok(Self { clients, stats, loops, history })
+        Ok(Self {
+            clients,
+            stats,
+            loops,
+            history,
+        })
     }
 
     /// Publishes messages, each on the connection of its device, in order per device.
@@ -184,7 +189,8 @@ impl Publisher {
             let Some((device, seq)) = m.key else { continue };
             if matches!(m.expect, Expect::Accepted | Expect::Implausible) {
                 let h = history.entry(device).or_default();
-                h.entry(seq).or_insert_with(|| (m.topic.clone(), m.payload.clone()));
+                h.entry(seq)
+                    .or_insert_with(|| (m.topic.clone(), m.payload.clone()));
                 while h.len() > HISTORY_PER_DEVICE {
                     h.pop_first();
                 }
@@ -196,9 +202,16 @@ impl Publisher {
     /// `stall` (a broker that restarted without the session forgets what it had not
     /// acknowledged; the validator's resend requests recover those readings), or `deadline`.
     /// Returns how many stayed unacknowledged.
-    pub async fn wait_acked(&self, stall: Duration, deadline: Duration) -> Result<u64, PublishError> {
+    pub async fn wait_acked(
+        &self,
+        stall: Duration,
+        deadline: Duration,
+    ) -> Result<u64, PublishError> {
         let until = tokio::time::Instant::now() + deadline;
-        let mut last_progress = (tokio::time::Instant::now(), self.stats.acked.load(Ordering::Relaxed));
+        let mut last_progress = (
+            tokio::time::Instant::now(),
+            self.stats.acked.load(Ordering::Relaxed),
+        );
         loop {
             let now = tokio::time::Instant::now();
             let sent = self.stats.sent.load(Ordering::Relaxed);
@@ -232,5 +245,8 @@ impl Publisher {
 
 /// Parses a resend request (PROTOCOL.md, "Resend").
 fn resend_request(topic: &str, payload: &[u8]) -> Option<(DeviceId, u64)> {
-    Some((topics::device_of_resend_topic(topic)?, topics::decode_resend_request(payload)?))
+    Some((
+        topics::device_of_resend_topic(topic)?,
+        topics::decode_resend_request(payload)?,
+    ))
 }

@@ -79,7 +79,11 @@ fn main() -> Result<()> {
     node.restart()?;
     let cpu_before = node.proc.cpu_time().unwrap_or_default();
     let drain = measure_drain(&node, total, "node only")?;
-    let cpu = node.proc.cpu_time().unwrap_or_default().saturating_sub(cpu_before);
+    let cpu = node
+        .proc
+        .cpu_time()
+        .unwrap_or_default()
+        .saturating_sub(cpu_before);
     let m = node.scrape()?;
     println!("node ingest path alone (backlog drained from a broker):   {drain:>9.0}/s");
     println!(

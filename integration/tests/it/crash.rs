@@ -88,5 +88,9 @@ fn node_killed_mid_stream_loses_and_duplicates_nothing_mosquitto() -> Result<()>
 #[test]
 fn node_with_embedded_broker_killed_mid_stream_refills_gaps_by_resend() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    crash_while_publishing(dir.path(), BrokerMode::Embedded(groundtruth_integration::free_addr()), 23)
+    crash_while_publishing(
+        dir.path(),
+        BrokerMode::Embedded(groundtruth_integration::free_addr()),
+        23,
+    )
 }

@@ -201,7 +201,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                 all.extend(step);
                 bar.inc(1);
             }
-            publisher.wait_acked(Duration::from_secs(3), Duration::from_secs(120)).await?;
+            publisher
+                .wait_acked(Duration::from_secs(3), Duration::from_secs(120))
+                .await?;
             let secs = started.elapsed().as_secs_f64();
             bar.finish_and_clear();
             println!(
@@ -235,7 +237,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             let held = fleet.release_held();
             publisher.publish(&held).await?;
             all.extend(held);
-            publisher.wait_acked(Duration::from_secs(3), Duration::from_secs(120)).await?;
+            publisher
+                .wait_acked(Duration::from_secs(3), Duration::from_secs(120))
+                .await?;
             bar.finish_and_clear();
             println!(
                 "published {} messages, all acknowledged by the broker",

@@ -67,6 +67,14 @@ impl GapTracker {
         }
     }
 
+    /// Whether (device, seq) is settled, i.e. something is stored there. Exact: every stored
+    /// reading is settled here, at start-up and as it is written.
+    pub fn is_settled(&self, device: &DeviceId, seq: u64) -> bool {
+        self.devices
+            .get(device)
+            .is_some_and(|d| seq < d.next || d.above.contains(&seq))
+    }
+
     /// Number of devices with a gap.
     pub fn open_gaps(&self) -> usize {
         self.devices
@@ -93,16 +101,26 @@ impl GapTracker {
                 continue;
             }
             let doublings = d.attempts.saturating_sub(1).min(16);
-            let backoff = interval.saturating_mul(1u32 << doublings).min(MAX_RESEND_BACKOFF);
-            if d.last_request.is_some_and(|t| now.duration_since(t) < backoff) {
+            let backoff = interval
+                .saturating_mul(1u32 << doublings)
+                .min(MAX_RESEND_BACKOFF);
+            if d.last_request
+                .is_some_and(|t| now.duration_since(t) < backoff)
+            {
                 continue;
             }
             d.last_request = Some(now);
             d.attempts = d.attempts.saturating_add(1);
             if d.attempts == MAX_RESEND_ATTEMPTS + 1 {
-                actions.push(GapAction::Unfilled { device: *device, from_seq: d.next });
+                actions.push(GapAction::Unfilled {
+                    device: *device,
+                    from_seq: d.next,
+                });
             }
-            actions.push(GapAction::Resend { device: *device, from_seq: d.next });
+            actions.push(GapAction::Resend {
+                device: *device,
+                from_seq: d.next,
+            });
         }
         actions
     }
@@ -121,6 +139,9 @@ mod tests {
         assert_eq!(g.open_gaps(), 0);
         g.settle(dev, 4);
         assert_eq!(g.gap_of(&dev), Some(2));
+        assert!(g.is_settled(&dev, 1) && g.is_settled(&dev, 4));
+        assert!(!g.is_settled(&dev, 2) && !g.is_settled(&dev, 5));
+        assert!(!g.is_settled(&DeviceId([6u8; 32]), 0));
         let t0 = Instant::now();
         let step = Duration::from_secs(1);
         assert_eq!(
