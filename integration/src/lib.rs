@@ -5,6 +5,8 @@
 //! at `$GROUNDTRUTH_BIN`; build it first (`cargo build --bin groundtruth`), as `scripts/test.sh`
 //! does.
 
+pub mod ledger;
+
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub ingest: IngestSection,
     /// Prometheus endpoint.
     pub metrics: MetricsSection,
+    /// Replicated ledger (BFT consensus); off by default.
+    pub consensus: ConsensusSection,
 }
 
 /// Storage and identity.
@@ -134,6 +136,74 @@ impl Default for MetricsSection {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// The replicated ledger: Malachite BFT between validators, the ledger state machine, the
+/// transaction API. Without it (`enabled = false`) the node checks devices against the
+/// genesis file only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusSection {
+    /// Run consensus and the ledger.
+    pub enabled: bool,
+    /// Address the consensus libp2p swarm listens on: `host:port` or `/ip4/A/tcp/P`.
+    pub listen: String,
+    /// Other validators' consensus addresses (same forms as `listen`).
+    pub peers: Vec<String>,
+    /// Other validators' HTTP endpoints (`host:port` of their metrics/API server): accepted
+    /// transactions are forwarded there once (the mempool gossip).
+    pub http_peers: Vec<String>,
+    /// Key file (`groundtruth keygen` format) holding the consensus (vote-signing) key.
+    pub key_file: PathBuf,
+    /// Key file of this validator's operator account: signs slashing transactions built from
+    /// evidence. Optional; without it evidence is logged, not submitted.
+    pub operator_key_file: Option<PathBuf>,
+    /// Consensus home (write-ahead log, decided blocks); `<data_dir>/consensus` when empty.
+    pub home: Option<PathBuf>,
+    /// Minimum duration of a height.
+    #[serde(with = "humantime_serde")]
+    pub block_time: Duration,
+    /// Round-0 propose timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout_propose: Duration,
+    /// Prevote timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout_prevote: Duration,
+    /// Precommit timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout_precommit: Duration,
+    /// Vote rebroadcast interval.
+    #[serde(with = "humantime_serde")]
+    pub timeout_rebroadcast: Duration,
+    /// Largest encoded block, bytes.
+    pub max_block_bytes: usize,
+    /// Most pending transactions in the mempool.
+    pub mempool_max_txs: usize,
+    /// How often peers are told our height (drives catch-up).
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: "127.0.0.1:26656".into(),
+            peers: Vec::new(),
+            http_peers: Vec::new(),
+            key_file: PathBuf::from("consensus.key"),
+            operator_key_file: None,
+            home: None,
+            block_time: Duration::from_millis(500),
+            timeout_propose: Duration::from_millis(1500),
+            timeout_prevote: Duration::from_millis(500),
+            timeout_precommit: Duration::from_millis(500),
+            timeout_rebroadcast: Duration::from_millis(2500),
+            max_block_bytes: 1 << 20,
+            mempool_max_txs: 50_000,
+            sync_interval: Duration::from_secs(1),
         }
     }
 }

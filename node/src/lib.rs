@@ -6,6 +6,7 @@
 //! edges (`ingest`, `service`, `broker`, `store`).
 
 pub mod broker;
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod ingest;

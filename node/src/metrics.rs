@@ -153,6 +153,16 @@ pub fn render(registry: &Registry) -> String {
 
 /// Serves `/metrics` and `/healthz` until the task is dropped.
 pub async fn serve(listen: std::net::SocketAddr, registry: Arc<Registry>) -> std::io::Result<()> {
+    serve_with(listen, registry, axum::Router::new()).await
+}
+
+/// Serves `/metrics`, `/healthz` and the routes of `extra` (e.g. the ledger API) until the
+/// task is dropped.
+pub async fn serve_with(
+    listen: std::net::SocketAddr,
+    registry: Arc<Registry>,
+    extra: axum::Router,
+) -> std::io::Result<()> {
     use axum::routing::get;
     let app = axum::Router::new()
         .route(
@@ -170,7 +180,8 @@ pub async fn serve(listen: std::net::SocketAddr, registry: Arc<Registry>) -> std
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok" }));
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(extra);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     axum::serve(listener, app).await
 }

@@ -1,10 +1,12 @@
 //! The device registry ingest checks against: which keys may publish, of which kind, with
-//! which capacity. Read from the genesis file until the ledger takes it over.
+//! which capacity. Read from the genesis file on a single node without consensus; refreshed
+//! from the replicated ledger after every committed block when consensus runs (`crate::chain`).
 
 use groundtruth_device_sdk::{DeviceId, ReadingKind};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 /// Errors loading the registry.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,13 @@ impl Registry {
         Ok(Self { devices })
     }
 
+    /// Builds the registry from records the ledger already validated.
+    pub fn from_records(records: impl IntoIterator<Item = (DeviceId, DeviceRecord)>) -> Self {
+        Self {
+            devices: records.into_iter().collect(),
+        }
+    }
+
     /// The record of a registered device.
     pub fn get(&self, id: &DeviceId) -> Option<&DeviceRecord> {
         self.devices.get(id)
@@ -115,5 +124,27 @@ impl Registry {
     /// True when no device is registered.
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
+    }
+}
+
+/// A registry handle that the ledger swaps after each committed block while ingest reads it.
+/// Readers take a cheap snapshot ([`SharedRegistry::load`]) and never block the writer long.
+#[derive(Debug, Clone, Default)]
+pub struct SharedRegistry(Arc<RwLock<Arc<Registry>>>);
+
+impl SharedRegistry {
+    /// A handle holding `registry`.
+    pub fn new(registry: Registry) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(registry))))
+    }
+
+    /// The current registry.
+    pub fn load(&self) -> Arc<Registry> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the registry.
+    pub fn store(&self, registry: Registry) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(registry);
     }
 }

@@ -5,7 +5,7 @@ use crate::broker::{self, BrokerConfig};
 use crate::config::NodeConfig;
 use crate::ingest::{self, Inbound, IngestContext};
 use crate::metrics::{self, IngestMetrics};
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Registry, RegistryError, SharedRegistry};
 use crate::store::{Store, StoreError};
 use groundtruth_device_sdk::topics;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -25,6 +25,9 @@ pub enum NodeError {
     /// The broker URL is not `mqtt://host:port`.
     #[error("broker url {0:?} is not of the form mqtt://host:port")]
     BrokerUrl(String),
+    /// The replicated ledger could not start.
+    #[error(transparent)]
+    Chain(#[from] crate::chain::ChainError),
     /// A socket or thread could not be set up.
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
@@ -71,10 +74,19 @@ pub async fn run(
     telemetry: Telemetry,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
-    let registry = Arc::new(Registry::load(&config.node.genesis)?);
+    // With consensus, devices come from the replicated ledger; without, from the genesis file.
+    let chain = if config.consensus.enabled {
+        Some(crate::chain::Chain::start(&config).await?)
+    } else {
+        None
+    };
+    let registry = match &chain {
+        Some(c) => c.registry(),
+        None => SharedRegistry::new(Registry::load(&config.node.genesis)?),
+    };
     let store = Store::open(&config.node.data_dir)
         .map_err(|e| NodeError::Store(config.node.data_dir.display().to_string(), e))?;
-    tracing::info!(target: "node", name = %config.node.name, devices = registry.len(), data_dir = %config.node.data_dir.display(), "starting");
+    tracing::info!(target: "node", name = %config.node.name, devices = registry.load().len(), data_dir = %config.node.data_dir.display(), "starting");
 
     if config.mqtt.embedded {
         broker::start(&BrokerConfig {
@@ -90,8 +102,9 @@ pub async fn run(
     let ingest_metrics = telemetry.ingest.clone();
     let prometheus = Arc::new(telemetry.registry);
     let listener_addr = config.metrics.listen;
+    let api = chain.as_ref().map(|c| c.router()).unwrap_or_default();
     tokio::spawn(async move {
-        if let Err(e) = metrics::serve(listener_addr, prometheus).await {
+        if let Err(e) = metrics::serve_with(listener_addr, prometheus, api).await {
             tracing::error!(target: "node::metrics", error = %e, "metrics endpoint stopped");
         }
     });
@@ -117,6 +130,7 @@ pub async fn run(
         client: client.clone(),
         generation: generation.clone(),
         runtime: tokio::runtime::Handle::current(),
+        evidence: chain.as_ref().map(|c| c.evidence_sender()),
     };
     let _threads = ingest::spawn(ctx, rx).map_err(|e| NodeError::Io("ingest threads", e))?;
 

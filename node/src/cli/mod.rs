@@ -10,6 +10,7 @@ mod node;
 mod proofs;
 mod sim;
 mod store;
+mod tx;
 
 /// groundtruth: a verification network for physical infrastructure.
 #[derive(Debug, Parser)]
@@ -37,6 +38,8 @@ enum Command {
     Prove(proofs::ProveArgs),
     /// Check a proof file without trusting anyone; exits non-zero with the reason if it fails.
     Verify(proofs::VerifyArgs),
+    /// Sign and send ledger transactions to a node, or query its ledger state.
+    Tx(tx::TxArgs),
 }
 
 /// Entry point: parse arguments, set up logging, run the subcommand.
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Store(args) => store::run(args),
         Command::Prove(args) => proofs::prove(args),
         Command::Verify(args) => proofs::verify(args),
+        Command::Tx(args) => tx::run(args),
     };
     match result {
         Ok(code) => code,

@@ -18,7 +18,7 @@ pub use gaps::{GapAction, GapTracker, MAX_RESEND_ATTEMPTS};
 
 use crate::config::IngestSection;
 use crate::metrics::{IngestMetrics, KindLabel};
-use crate::registry::Registry;
+use crate::registry::SharedRegistry;
 use crate::store::{Status, Store, StoreError};
 use groundtruth_device_sdk::{verify_batch, DeviceId, ReadingBody, SignedReading};
 use rumqttc::{AsyncClient, Publish, QoS};
@@ -49,8 +49,8 @@ pub struct IngestContext {
     pub config: IngestSection,
     /// Largest accepted payload.
     pub max_payload: usize,
-    /// Registered devices.
-    pub registry: Arc<Registry>,
+    /// Registered devices (swapped by the ledger after each committed block).
+    pub registry: SharedRegistry,
     /// Durable storage.
     pub store: Store,
     /// Metrics.
@@ -61,6 +61,10 @@ pub struct IngestContext {
     pub generation: Arc<AtomicU64>,
     /// Runtime used to drive the async client from the committer thread.
     pub runtime: tokio::runtime::Handle,
+    /// Where device equivocation evidence (first frame, second frame) goes to become a
+    /// slashing transaction (`crate::chain`); `None` without consensus. Full: dropped (the
+    /// evidence stays in the store).
+    pub evidence: Option<tokio::sync::mpsc::Sender<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// Starts the verifier and committer threads. They stop when `inbound` closes.
@@ -100,6 +104,7 @@ fn verifier_loop(
             }
         }
         ctx.metrics.received.inc_by(batch.len() as u64);
+        let registry = ctx.registry.load();
         let mut checked: Vec<Checked> = batch
             .into_iter()
             .map(|inbound| {
@@ -107,7 +112,7 @@ fn verifier_loop(
                     &inbound.publish.topic,
                     &inbound.publish.payload,
                     ctx.max_payload,
-                    &ctx.registry,
+                    &registry,
                 );
                 Checked { inbound, verdict }
             })
@@ -180,6 +185,9 @@ impl Committer<'_> {
                     self.ctx
                         .store
                         .put_evidence(&device, seq, &existing, frame)?;
+                    if let Some(evidence) = &self.ctx.evidence {
+                        let _ = evidence.try_send((existing.to_vec(), frame.to_vec()));
+                    }
                     Some(Rejection::Equivocation)
                 }
             });
@@ -187,6 +195,7 @@ impl Committer<'_> {
         let plausible = self
             .ctx
             .registry
+            .load()
             .get(&device)
             .is_some_and(|record| within_capacity(&signed.reading.body, record));
         let continues = plausible

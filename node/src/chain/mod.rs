@@ -1,0 +1,465 @@
+//! The replicated ledger inside the validator: the ledger state machine
+//! (`groundtruth-ledger`) driven by Malachite BFT (`groundtruth-consensus`).
+//!
+//! ```text
+//! POST /tx ─► admit (check_tx) ─► mempool ─► forwarded once to http_peers (the gossip)
+//!                                    │
+//!                       consensus decides a block
+//!                                    ▼
+//! ChainApp::commit ─► apply_raw_block ─► snapshot + height in sled (atomic)
+//!                                     ─► device registry swapped for ingest
+//! engine double vote / ingest device equivocation ─► SubmitEvidence signed by the operator
+//! ```
+//!
+//! **Mempool gossip.** Malachite's app-channel cannot carry application messages, so a
+//! transaction accepted through `POST /tx` (or `/txs`) is forwarded once, in batches, to every
+//! configured `http_peers` endpoint with the `x-groundtruth-forwarded` header; a forwarded
+//! transaction is admitted there but never forwarded again, and a transaction already pending
+//! (same hash) is not forwarded twice. Limits: delivery is best effort (a peer that is down
+//! misses the batch; the transaction still reaches a block through any validator that has it),
+//! the peer list is static, and there is no transitive relay beyond one hop, so every validator
+//! must list every other one.
+//!
+//! What this module must not do: interpret transactions beyond `check_tx` (the ledger does),
+//! or block the consensus task on I/O other than the one state write per block.
+
+mod api;
+mod app;
+pub mod client;
+mod gossip;
+mod persist;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use groundtruth_consensus::{ConsensusConfig, Handle, Timeouts};
+use groundtruth_device_sdk::{ReadingKind, SignedReading};
+use groundtruth_ledger::{
+    check_tx, Address, BlockContext, DeviceKind, DeviceStatus, Evidence, Genesis, SignedTx, State,
+    Tx, TxBody, TxError,
+};
+use tokio::sync::mpsc;
+
+use crate::config::NodeConfig;
+use crate::registry::{DeviceRecord, Registry, SharedRegistry};
+
+/// How far ahead of the account's committed nonce a transaction may be and still enter the
+/// mempool (so a client can send several transactions per block).
+pub const MAX_NONCE_AHEAD: u64 = 4096;
+/// Decided blocks whose summaries `/block/<height>` serves.
+const RECENT_BLOCKS: usize = 512;
+/// Transaction outcomes `/tx/<hash>` remembers.
+const RECENT_TXS: usize = 200_000;
+
+/// Why the ledger service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The genesis file is unreadable or invalid.
+    #[error("genesis {path}: {message}")]
+    Genesis {
+        /// File.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key file is unreadable or invalid.
+    #[error("key file: {0}")]
+    Key(#[from] groundtruth_device_sdk::Error),
+    /// A consensus address is neither `host:port` nor `/ip4/A/tcp/P`.
+    #[error("consensus address {0:?}: expected ip:port or /ip4/A/tcp/P")]
+    Addr(String),
+    /// The state store could not be opened or read.
+    #[error("ledger state at {path}: {message}")]
+    Store {
+        /// Directory.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The consensus engine failed to start.
+    #[error(transparent)]
+    Consensus(#[from] groundtruth_consensus::Error),
+}
+
+/// Result of the ledger service.
+pub type Result<T> = std::result::Result<T, ChainError>;
+
+/// The ledger state with its root (kept so readers do not rehash the state).
+pub(crate) struct Ledger {
+    pub state: State,
+    pub root: [u8; 32],
+}
+
+/// What `/block/<height>` serves.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockSummary {
+    pub height: u64,
+    pub state_root: [u8; 32],
+    /// Hash and rejection reason (`None`: applied) of each transaction, in block order.
+    pub txs: Vec<([u8; 32], Option<&'static str>)>,
+}
+
+#[derive(Default)]
+struct Recent {
+    blocks: VecDeque<BlockSummary>,
+    txs: HashMap<[u8; 32], (u64, Option<&'static str>)>,
+    order: VecDeque<[u8; 32]>,
+}
+
+/// State shared by the consensus task, the API and the background tasks.
+pub(crate) struct Shared {
+    ledger: RwLock<Ledger>,
+    recent: Mutex<Recent>,
+    registry: SharedRegistry,
+}
+
+impl Shared {
+    pub fn read(&self) -> RwLockReadGuard<'_, Ledger> {
+        self.ledger.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Ledger> {
+        self.ledger.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn record(&self, block: BlockSummary) {
+        let mut r = self.recent();
+        for (hash, outcome) in &block.txs {
+            if r.txs.insert(*hash, (block.height, *outcome)).is_none() {
+                r.order.push_back(*hash);
+            }
+        }
+        while r.order.len() > RECENT_TXS {
+            if let Some(h) = r.order.pop_front() {
+                r.txs.remove(&h);
+            }
+        }
+        r.blocks.push_back(block);
+        while r.blocks.len() > RECENT_BLOCKS {
+            r.blocks.pop_front();
+        }
+    }
+
+    pub fn block(&self, height: u64) -> Option<BlockSummary> {
+        self.recent()
+            .blocks
+            .iter()
+            .find(|b| b.height == height)
+            .cloned()
+    }
+
+    pub fn tx_outcome(&self, hash: &[u8; 32]) -> Option<(u64, Option<&'static str>)> {
+        self.recent().txs.get(hash).copied()
+    }
+}
+
+/// The ingest registry view of the ledger: active devices under their current keys.
+pub(crate) fn registry_of(state: &State) -> Registry {
+    Registry::from_records(
+        state
+            .devices()
+            .filter(|d| d.status == DeviceStatus::Active)
+            .map(|d| {
+                let kind = match d.kind {
+                    DeviceKind::Energy => ReadingKind::Energy,
+                    DeviceKind::Gpu => ReadingKind::Gpu,
+                    DeviceKind::Storage => ReadingKind::Storage,
+                };
+                (
+                    d.id,
+                    DeviceRecord {
+                        kind,
+                        capacity: d.capacity,
+                    },
+                )
+            }),
+    )
+}
+
+/// Why a transaction was not admitted.
+#[derive(Debug, Clone)]
+pub(crate) struct Rejected {
+    /// Stable reason code (the ledger's, or `mempool_full`, `stopped`).
+    pub reason: &'static str,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+impl From<TxError> for Rejected {
+    fn from(e: TxError) -> Self {
+        Self {
+            reason: e.reason(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Admission and submission: what the API and the evidence submitter share.
+pub(crate) struct Core {
+    pub shared: Arc<Shared>,
+    pub handle: Handle,
+    forwarder: gossip::Forwarder,
+}
+
+impl Core {
+    /// Checks `raw` against the committed state and queues it. Returns its hash and whether
+    /// it was new. A nonce up to [`MAX_NONCE_AHEAD`] ahead of the committed one is admitted
+    /// (the ledger checked the signature before the nonce), so clients can pipeline.
+    pub fn submit(
+        &self,
+        raw: Bytes,
+        forward: bool,
+    ) -> std::result::Result<([u8; 32], bool), Rejected> {
+        let stx = SignedTx::decode(&raw)?;
+        {
+            let ledger = self.shared.read();
+            let ctx = BlockContext {
+                height: ledger.state.height().saturating_add(1),
+                proposer: None,
+            };
+            match check_tx(&ledger.state, &stx, &ctx) {
+                Ok(()) => {}
+                Err(TxError::BadNonce { expected, got })
+                    if got > expected && got - expected <= MAX_NONCE_AHEAD => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let hash = *blake3::hash(&raw).as_bytes();
+        let new = self.handle.submit_tx(raw.clone()).map_err(|e| Rejected {
+            reason: match e {
+                groundtruth_consensus::Error::MempoolFull(_) => "mempool_full",
+                groundtruth_consensus::Error::Stopped => "stopped",
+                _ => "mempool",
+            },
+            detail: e.to_string(),
+        })?;
+        if new && forward {
+            self.forwarder.push(raw);
+        }
+        Ok((hash, new))
+    }
+}
+
+/// The running ledger service.
+pub struct Chain {
+    core: Arc<Core>,
+    evidence: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("handle", &self.core.handle)
+            .finish()
+    }
+}
+
+/// Parses `ip:port` or `/ip4/A/tcp/P` (`/ip6/…` too).
+pub fn parse_addr(s: &str) -> Result<SocketAddr> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        ["", "ip4" | "ip6", ip, "tcp", port] => format!("{ip}:{port}")
+            .parse()
+            .or_else(|_| format!("[{ip}]:{port}").parse())
+            .map_err(|_| ChainError::Addr(s.into())),
+        _ => Err(ChainError::Addr(s.into())),
+    }
+}
+
+fn load_key(path: &Path) -> Result<ed25519_dalek::SigningKey> {
+    let key = groundtruth_device_sdk::keys::load(path)?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&key.seed()))
+}
+
+impl Chain {
+    /// Loads the ledger (last saved state, else genesis), starts consensus, the gossip
+    /// forwarder and the evidence submitter. Must run inside a multi-threaded tokio runtime.
+    pub async fn start(config: &NodeConfig) -> Result<Self> {
+        let c = &config.consensus;
+        let genesis_path = config.node.genesis.display().to_string();
+        let genesis_err = |message: String| ChainError::Genesis {
+            path: genesis_path.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(&config.node.genesis)
+            .map_err(|e| genesis_err(e.to_string()))?;
+        let genesis = Genesis::from_toml(&text).map_err(|e| genesis_err(e.to_string()))?;
+        let genesis_state =
+            State::from_genesis(&genesis).map_err(|e| genesis_err(e.to_string()))?;
+
+        let state_dir = config.node.data_dir.join("chain");
+        let store_err = |message: String| ChainError::Store {
+            path: state_dir.display().to_string(),
+            message,
+        };
+        let store = persist::StateStore::open(&state_dir).map_err(|e| store_err(e.to_string()))?;
+        let state = match store.load().map_err(store_err)? {
+            None => genesis_state,
+            Some((height, bytes)) => {
+                let s = State::from_snapshot(&bytes).map_err(|e| store_err(e.to_string()))?;
+                if s.height() != height || s.chain_id() != genesis_state.chain_id() {
+                    return Err(store_err(format!(
+                        "saved state (chain {}, height {}) does not match its record (height {height}) or the genesis chain {}",
+                        s.chain_id(),
+                        s.height(),
+                        genesis_state.chain_id()
+                    )));
+                }
+                s
+            }
+        };
+        tracing::info!(target: "node::chain", chain_id = state.chain_id(), height = state.height(), "ledger state loaded");
+        let registry = SharedRegistry::new(registry_of(&state));
+        let root = state.state_root();
+        let mut history = std::collections::BTreeMap::new();
+        history.insert(state.height().saturating_add(1), app::set_of(&state));
+        let shared = Arc::new(Shared {
+            ledger: RwLock::new(Ledger { state, root }),
+            recent: Mutex::new(Recent::default()),
+            registry,
+        });
+
+        let (slash_tx, slash_rx) = mpsc::channel::<TxBody>(256);
+        let app = app::ChainApp {
+            shared: shared.clone(),
+            store,
+            history,
+            slashes: slash_tx.clone(),
+        };
+
+        let signing_key = groundtruth_device_sdk::keys::load(&c.key_file)?.seed();
+        let listen = parse_addr(&c.listen)?;
+        let peers = c
+            .peers
+            .iter()
+            .map(|p| parse_addr(p))
+            .collect::<Result<Vec<_>>>()?;
+        let home: PathBuf = c
+            .home
+            .clone()
+            .unwrap_or_else(|| config.node.data_dir.join("consensus"));
+        let mut cc = ConsensusConfig::new(home, signing_key, listen, peers);
+        cc.moniker = config.node.name.clone();
+        cc.block_time = Some(c.block_time);
+        cc.timeouts = Timeouts {
+            propose: c.timeout_propose,
+            prevote: c.timeout_prevote,
+            precommit: c.timeout_precommit,
+            rebroadcast: c.timeout_rebroadcast,
+            ..Timeouts::default()
+        };
+        cc.max_block_bytes = c.max_block_bytes;
+        cc.mempool_max_txs = c.mempool_max_txs;
+        cc.sync_status_interval = c.sync_interval;
+        let handle = groundtruth_consensus::run(cc, app).await?;
+        tracing::info!(target: "node::chain", listen = %listen, validator = %hex::encode(handle.address()), "consensus started");
+
+        let forwarder = gossip::Forwarder::spawn(&c.http_peers);
+        let core = Arc::new(Core {
+            shared,
+            handle,
+            forwarder,
+        });
+        let operator = match &c.operator_key_file {
+            Some(p) => Some(load_key(p)?),
+            None => None,
+        };
+        tokio::spawn(submit_evidence(core.clone(), operator, slash_rx));
+        let (evidence, evidence_rx) = mpsc::channel(256);
+        tokio::spawn(device_evidence(evidence_rx, slash_tx));
+        Ok(Self { core, evidence })
+    }
+
+    /// The device registry ingest should check against (refreshed after each block).
+    pub fn registry(&self) -> SharedRegistry {
+        self.core.shared.registry.clone()
+    }
+
+    /// Where ingest sends device equivocation evidence (first frame, second frame).
+    pub fn evidence_sender(&self) -> mpsc::Sender<(Vec<u8>, Vec<u8>)> {
+        self.evidence.clone()
+    }
+
+    /// The ledger HTTP API (`/tx`, `/txs`, `/tx/<hash>`, `/block/<h>`, `/status`,
+    /// `/state/…`), to merge into the node's HTTP server.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.core.clone())
+    }
+}
+
+/// Turns ingest's equivocation frames into `SubmitEvidence` bodies.
+async fn device_evidence(
+    mut rx: mpsc::Receiver<(Vec<u8>, Vec<u8>)>,
+    slashes: mpsc::Sender<TxBody>,
+) {
+    while let Some((first, second)) = rx.recv().await {
+        let (Ok(a), Ok(b)) = (
+            SignedReading::decode_frame(&first),
+            SignedReading::decode_frame(&second),
+        ) else {
+            tracing::warn!(target: "node::chain", "undecodable equivocation frames from ingest");
+            continue;
+        };
+        tracing::warn!(target: "node::chain", device = %a.reading.device, seq = a.reading.seq, "device equivocation; submitting slashing evidence");
+        let body = TxBody::SubmitEvidence(Evidence::DeviceEquivocation { a, b });
+        if slashes.send(body).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Signs slashing transactions with the operator key and submits them, one nonce after the
+/// other (a nonce not committed within 30 s is reused).
+async fn submit_evidence(
+    core: Arc<Core>,
+    operator: Option<ed25519_dalek::SigningKey>,
+    mut rx: mpsc::Receiver<TxBody>,
+) {
+    let mut next: Option<(u64, Instant)> = None;
+    while let Some(body) = rx.recv().await {
+        let Some(key) = &operator else {
+            tracing::warn!(target: "node::chain", kind = body.name(), "evidence not submitted: no operator_key_file configured");
+            continue;
+        };
+        let signer = Address(key.verifying_key().to_bytes());
+        let (chain_id, committed, fee) = {
+            let l = core.shared.read();
+            (
+                l.state.chain_id().to_string(),
+                l.state.account(&signer).nonce,
+                l.state.params().min_fee,
+            )
+        };
+        let nonce = match next {
+            Some((n, at)) if n > committed && at.elapsed() < Duration::from_secs(30) => n,
+            _ => committed,
+        };
+        let stx = Tx {
+            signer,
+            nonce,
+            fee,
+            body,
+        }
+        .sign(&chain_id, key);
+        match core.submit(Bytes::from(stx.encode()), true) {
+            Ok((hash, _)) => {
+                tracing::info!(target: "node::chain", tx = %hex::encode(hash), nonce, "slashing transaction submitted");
+                next = Some((nonce.saturating_add(1), Instant::now()));
+            }
+            Err(r) => {
+                tracing::warn!(target: "node::chain", reason = r.reason, detail = %r.detail, "slashing transaction not admitted")
+            }
+        }
+    }
+}
