@@ -77,22 +77,24 @@ fn four_validators_replicate_the_ledger() -> Result<()> {
     ]
     .map(String::from))?;
     ensure!(ok, "register-device failed: {out}");
+    // Validators one block behind may not have it yet.
+    net.wait_all(
+        &ALL,
+        &format!("/state/device/{device}"),
+        Duration::from_secs(10),
+        |v| v["status"] == "active",
+    )?;
     for i in ALL {
         let (ok, out) =
             cli(&["tx", "query", "device", &device, "--node", &api(i)].map(String::from))?;
+        ensure!(ok, "query on validator {i} failed: {out}");
         let v: Value =
             serde_json::from_str(&out).with_context(|| format!("query output: {out}"))?;
-        if !ok || v["status"] != "active" {
-            // Validators behind by a block may not have it yet.
-            net.wait_all(
-                &[i],
-                &format!("/state/device/{device}"),
-                Duration::from_secs(10),
-                |v| v["status"] == "active",
-            )?;
-        }
         ensure!(
-            v["owner"] == "2bc2800b3316e009209ffd757dab19ccf0ae84bc7ae90654e1e81712d270f653" || !ok
+            v["owner"] == "2bc2800b3316e009209ffd757dab19ccf0ae84bc7ae90654e1e81712d270f653"
+                && v["kind"] == "energy"
+                && v["capacity"] == 4000,
+            "validator {i} shows {v}"
         );
     }
 
