@@ -7,7 +7,11 @@
 //!
 //! ```text
 //! cargo build --release --bin groundtruth --bin ledger-bench
-//! target/release/ledger-bench [--seconds 20] [--accounts 400] [--block-time 200ms]
+//! target/release/ledger-bench [--seconds 20] [--accounts 400] [--block-time 200ms] [--in-flight 24000]
+//! ```
+//! `--in-flight` caps submitted-but-not-final transactions (the client's queue): higher gives
+//! more throughput and more time to finality.
+//! ```text
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -87,6 +91,7 @@ fn main() -> Result<()> {
     let mut seconds = 20u64;
     let mut accounts = 400usize;
     let mut block_time = "200ms".to_string();
+    let mut max_in_flight = 24_000usize;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let v = args
@@ -96,6 +101,7 @@ fn main() -> Result<()> {
             "--seconds" => seconds = v.parse()?,
             "--accounts" => accounts = v.parse()?,
             "--block-time" => block_time = v,
+            "--in-flight" => max_in_flight = v.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -132,7 +138,6 @@ fn main() -> Result<()> {
     let rejected = Arc::new(AtomicU64::new(0));
     let in_block_rejected = Arc::new(AtomicU64::new(0));
     let submitted = Arc::new(AtomicU64::new(0));
-    const MAX_IN_FLIGHT: usize = 24_000;
 
     // Observer: follows validator 0's blocks.
     let observer = {
@@ -197,7 +202,7 @@ fn main() -> Result<()> {
         senders.push(std::thread::spawn(move || -> Result<()> {
             let mut nonces = vec![0u64; mine.len()];
             while !stop.load(Ordering::Relaxed) {
-                if pending.lock().map(|p| p.len()).unwrap_or(0) >= MAX_IN_FLIGHT {
+                if pending.lock().map(|p| p.len()).unwrap_or(0) >= max_in_flight {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
@@ -250,7 +255,7 @@ fn main() -> Result<()> {
     l.sort_by(|a, b| a.total_cmp(b));
     let heights: Vec<u64> = net.validators.iter().map(|v| v.height()).collect();
     println!(
-        "4 validators, {accounts} accounts, block time {block_time}, {seconds} s of load on {} cores",
+        "4 validators, {accounts} accounts, block time {block_time}, at most {max_in_flight} in flight, {seconds} s of load on {} cores",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     println!(
