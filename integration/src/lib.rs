@@ -56,7 +56,13 @@ impl Proc {
     }
 
     /// Spawns with extra environment variables.
-    pub fn spawn_with_env(name: &str, program: &Path, args: &[String], env: &[(&str, &str)], log: &Path) -> Result<Self> {
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Result<Self> {
         let out = std::fs::File::create(log)?;
         let err = out.try_clone()?;
         let child = Command::new(program)
@@ -266,6 +272,19 @@ impl NodeProc {
         self.wait_for(timeout, |m| {
             metric(m, "groundtruth_ingest_received_total") as u64 >= messages
         })
+    }
+
+    /// Waits until the node's MQTT session is up (its log says so).
+    pub fn wait_for_connected(&self, timeout: Duration) -> Result<()> {
+        let log = self.log_dir.join(format!("node-{}.log", self.starts));
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("connected to broker")) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("node did not connect to its broker; see {}", log.display())
     }
 
     /// Waits until the store holds `n` accepted readings.

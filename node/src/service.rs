@@ -129,23 +129,25 @@ pub async fn run(
         metrics: ingest_metrics.clone(),
         client: client.clone(),
         generation: generation.clone(),
-        runtime: tokio::runtime::Handle::current(),
         evidence: chain.as_ref().map(|c| c.evidence_sender()),
     };
     let _threads = ingest::spawn(ctx, rx).map_err(|e| NodeError::Io("ingest threads", e))?;
 
     let mqtt_loop = async move {
         loop {
+            // Take a slot in the ingest queue before reading from the broker: when ingest is
+            // behind, the node stops reading (TCP back-pressure reaches the broker) instead of
+            // blocking with a message in hand while acks wait to be sent.
+            let Ok(slot) = tx.reserve().await else {
+                tracing::error!(target: "node::mqtt", "ingest stopped; leaving the MQTT loop");
+                return;
+            };
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let inbound = Inbound {
+                    slot.send(Inbound {
                         publish,
                         generation: generation.load(Ordering::Acquire),
-                    };
-                    if tx.send(inbound).await.is_err() {
-                        tracing::error!(target: "node::mqtt", "ingest stopped; leaving the MQTT loop");
-                        return;
-                    }
+                    });
                 }
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     generation.fetch_add(1, Ordering::AcqRel);

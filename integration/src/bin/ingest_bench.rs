@@ -11,7 +11,9 @@ use anyhow::{Context, Result};
 use groundtruth_device_sdk::{
     verify_batch, DeviceKey, EnergyReading, Reading, ReadingBody, SignedReading,
 };
-use groundtruth_integration::{free_addr, metric, start_rumqttd, BrokerMode, FleetSpec, NodeProc};
+use groundtruth_integration::{
+    free_addr, metric, start_rumqttd, BrokerMode, FleetSpec, Mosquitto, NodeProc,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::{Duration, Instant};
 
@@ -66,7 +68,14 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let genesis = dir.path().join("genesis.toml");
     spec.write_genesis(&genesis)?;
-    let (_broker_proc, broker) = start_rumqttd(dir.path())?;
+    // `ingest-bench N mosquitto` drains from Mosquitto (in-flight window 1000) instead of
+    // rumqttd (whose window to a subscriber is fixed at 100).
+    let (_broker_proc, broker) = if std::env::args().nth(2).as_deref() == Some("mosquitto") {
+        let m = Mosquitto::start(dir.path())?;
+        (m.proc, m.addr)
+    } else {
+        start_rumqttd(dir.path())?
+    };
     let mut node = NodeProc::start(dir.path(), &genesis, BrokerMode::External(broker))?;
     std::thread::sleep(Duration::from_millis(500)); // session and subscription established
     node.proc.kill9();

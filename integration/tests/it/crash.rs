@@ -94,3 +94,35 @@ fn node_with_embedded_broker_killed_mid_stream_refills_gaps_by_resend() -> Resul
         23,
     )
 }
+
+/// A backlog far larger than every queue in the node (Mosquitto keeps it for the node's
+/// persistent session and sends it without waiting for acks): the node must drain it all
+/// without stalling. Before the ingest queue slot was taken ahead of each read, the MQTT loop
+/// and the committer could wait on each other here.
+#[test]
+fn node_drains_a_backlog_larger_than_its_queues() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mosquitto = Mosquitto::start(dir.path())?;
+    let spec = FleetSpec {
+        seed: 24,
+        energy: 500,
+        gpu: 0,
+        storage: 0,
+        unknown: 0,
+        faults: "none".into(),
+        intervals: 60,
+    };
+    let genesis = dir.path().join("genesis.toml");
+    spec.write_genesis(&genesis)?;
+    let mut node = NodeProc::start(dir.path(), &genesis, BrokerMode::External(mosquitto.addr))?;
+    // Let the node create its persistent session, then take it away while the fleet publishes.
+    node.wait_for_connected(Duration::from_secs(10))?;
+    node.proc.kill9();
+    let manifest = spec.run(mosquitto.addr, dir.path(), &["--presign"])?;
+    assert_eq!(manifest.accepted.len(), 30_000);
+    node.restart()?;
+    node.wait_stored(30_000, Duration::from_secs(120))?;
+    let stored = node.stop_and_list_accepted()?;
+    assert_eq!(stored.len(), 30_000);
+    Ok(())
+}

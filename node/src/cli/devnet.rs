@@ -105,7 +105,7 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             );
             if bar.is_hidden() {
                 // Not a terminal: a plain line every 10 intervals.
-                if step % 10 == 0 {
+                if step.is_multiple_of(10) {
                     println!("{line}");
                 }
             } else {

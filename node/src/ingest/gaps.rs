@@ -157,15 +157,25 @@ mod tests {
         assert_eq!(g.open_gaps(), 0);
         g.settle(dev, 9);
         let mut t = t0;
-        let mut unfilled = 0;
-        for _ in 0..10 {
+        let (mut unfilled, mut requests) = (0, 0);
+        for _ in 0..600 {
             t += step;
-            unfilled += g
-                .due(t, step)
+            let actions = g.due(t, step);
+            unfilled += actions
                 .iter()
                 .filter(|a| matches!(a, GapAction::Unfilled { .. }))
                 .count();
+            requests += actions
+                .iter()
+                .filter(|a| matches!(a, GapAction::Resend { .. }))
+                .count();
         }
         assert_eq!(unfilled, 1, "reported once");
+        // 1, 2, 4, … 32 s apart, then every 60 s: about 15 requests in 10 minutes, not 600.
+        assert!((12..=20).contains(&requests), "{requests} requests");
+        for seq in 4..9 {
+            g.settle(dev, seq);
+        }
+        assert_eq!(g.open_gaps(), 0);
     }
 }

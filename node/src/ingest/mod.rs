@@ -22,7 +22,7 @@ use crate::registry::SharedRegistry;
 use crate::store::{Status, Store, StoreError};
 use groundtruth_device_sdk::{verify_batch, DeviceId, ReadingBody, SignedReading};
 use rumqttc::{AsyncClient, Publish, QoS};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
@@ -59,8 +59,6 @@ pub struct IngestContext {
     pub client: AsyncClient,
     /// Current MQTT connection generation.
     pub generation: Arc<AtomicU64>,
-    /// Runtime used to drive the async client from the committer thread.
-    pub runtime: tokio::runtime::Handle,
     /// Where device equivocation evidence (first frame, second frame) goes to become a
     /// slashing transaction (`crate::chain`); `None` without consensus. Full: dropped (the
     /// evidence stays in the store).
@@ -166,9 +164,25 @@ struct Committer<'a> {
     last_body: HashMap<DeviceId, (u64, ReadingBody)>,
     summary: RejectionSummary,
     kind_counters: HashMap<&'static str, prometheus_client::metrics::counter::Counter>,
+    /// Durable messages whose PUBACK the client's request queue could not take yet, with the
+    /// connection generation they arrived on. Never blocking on acks is what keeps the MQTT
+    /// event loop, which drains that queue, from waiting on us while we wait on it.
+    pending_acks: VecDeque<(u64, Publish)>,
 }
 
 impl Committer<'_> {
+    /// Hands pending PUBACKs to the MQTT client, oldest first, until its queue is full. Acks for
+    /// an older connection are dropped: the broker redelivers those messages (as duplicates).
+    fn send_acks(&mut self) {
+        let generation = self.ctx.generation.load(Ordering::Acquire);
+        while let Some((g, publish)) = self.pending_acks.front() {
+            if *g == generation && self.ctx.client.try_ack(publish).is_err() {
+                break;
+            }
+            self.pending_acks.pop_front();
+        }
+    }
+
     /// Decides and stores one checked message; returns the rejection, if any.
     fn apply(&mut self, c: &Checked) -> Result<Option<Rejection>, StoreError> {
         let signed = match &c.verdict {
@@ -178,7 +192,13 @@ impl Committer<'_> {
         let device = signed.reading.device;
         let seq = signed.reading.seq;
         let frame: &[u8] = &c.inbound.publish.payload;
-        if let Some((_, existing)) = self.ctx.store.get(&device, seq)? {
+        // The tracker knows every stored (device, seq), so a fresh reading costs no read.
+        let stored = if self.gaps.is_settled(&device, seq) {
+            self.ctx.store.get(&device, seq)?
+        } else {
+            None
+        };
+        if let Some((_, existing)) = stored {
             return Ok(match decide(Some(&existing), frame) {
                 StoreDecision::Duplicate | StoreDecision::New => Some(Rejection::Duplicate),
                 StoreDecision::Equivocation => {
@@ -241,8 +261,7 @@ impl Committer<'_> {
         for action in self.gaps.due(now, self.ctx.config.resend_interval) {
             match action {
                 GapAction::Resend { device, from_seq } => {
-                    let topic =
-                        format!("{}/resend/{device}", groundtruth_device_sdk::topics::PREFIX);
+                    let topic = groundtruth_device_sdk::topics::resend_topic(&device);
                     if self
                         .ctx
                         .client
@@ -250,7 +269,8 @@ impl Committer<'_> {
                             topic,
                             QoS::AtLeastOnce,
                             false,
-                            from_seq.to_be_bytes().to_vec(),
+                            groundtruth_device_sdk::topics::encode_resend_request(from_seq)
+                                .to_vec(),
                         )
                         .is_ok()
                     {
@@ -289,6 +309,7 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
                 )
             })
             .collect(),
+        pending_acks: VecDeque::new(),
     };
     let mut stored_accepted = 0i64;
     for r in ctx.store.readings() {
@@ -302,7 +323,13 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
     let mut last_gap_check = Instant::now();
     let max_commit = ctx.config.commit_batch.max(1);
     loop {
-        let first = match rx.recv_timeout(Duration::from_millis(500)) {
+        committer.send_acks();
+        let wait = if committer.pending_acks.is_empty() {
+            500
+        } else {
+            2
+        };
+        let first = match rx.recv_timeout(Duration::from_millis(wait)) {
             Ok(b) => b,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 committer.request_resends(Instant::now());
@@ -332,9 +359,8 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
             .observe(started.elapsed().as_secs_f64());
         ctx.metrics.commit_batch.observe(n as f64);
         // Durable: count, log and acknowledge.
-        let generation = ctx.generation.load(Ordering::Acquire);
         let now = Instant::now();
-        for (c, outcome) in batches.iter().flatten().zip(outcomes) {
+        for (c, outcome) in batches.into_iter().flatten().zip(outcomes) {
             match outcome {
                 None => {
                     if let Ok(s) = &c.verdict {
@@ -359,11 +385,13 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
                     }
                 }
             }
-            if c.inbound.generation == generation && c.inbound.publish.qos != QoS::AtMostOnce {
-                // The event loop drains the request channel; blocking here is bounded by it.
-                let _ = ctx.runtime.block_on(ctx.client.ack(&c.inbound.publish));
+            if c.inbound.publish.qos != QoS::AtMostOnce {
+                committer
+                    .pending_acks
+                    .push_back((c.inbound.generation, c.inbound.publish));
             }
         }
+        committer.send_acks();
         if now.duration_since(last_gap_check) >= Duration::from_secs(1) {
             committer.request_resends(now);
             last_gap_check = now;
