@@ -1,5 +1,8 @@
-//! `groundtruth devnet`: a whole network on one machine with embedded defaults: a broker, a
-//! validator and a simulated fleet, with live counts.
+//! `groundtruth devnet`: a whole network on one machine with embedded defaults: four
+//! validators replicating the ledger over Malachite (each a `groundtruth node` process), an
+//! MQTT broker embedded in the first, every validator ingesting the fleet's readings, and a
+//! simulated fleet, with live counts. `--validators 1` runs a single node in-process without
+//! consensus.
 
 use super::sim::FleetArgs;
 use crate::config::NodeConfig;
@@ -32,10 +35,24 @@ pub struct DevnetArgs {
     /// Stop after this many intervals (0 = until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub intervals: u64,
+    /// Validators: 4 (the genesis validator set, consensus on) or 1 (one node, no consensus).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub validators: u8,
+    /// Ledger genesis (accounts, validators, stakes); the fleet's devices are added to it.
+    #[arg(long, default_value = "configs/genesis.toml")]
+    pub genesis: PathBuf,
 }
 
 /// Runs the devnet until Ctrl-C (or `--intervals`).
 pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
+    if args.validators > 1 {
+        return network::run(args);
+    }
+    run_single(args)
+}
+
+/// One node in this process, no consensus: the registry comes from the generated genesis.
+fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.dir)?;
     let mut fleet = Fleet::new(args.fleet.fleet_config()?);
     let genesis = args.dir.join("genesis.toml");
@@ -122,4 +139,255 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The multi-validator devnet: child processes, one per validator.
+mod network {
+    use super::DevnetArgs;
+    use crate::chain::client;
+    use groundtruth_device_sdk::{keys, DeviceKey};
+    use groundtruth_firmware_sim::{Fleet, PublishConfig, PublishStats, Publisher};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, ExitCode, Stdio};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// Children killed when the devnet stops.
+    struct Children(Vec<Child>);
+
+    impl Drop for Children {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    fn write_key(path: &Path, seed: u8) -> anyhow::Result<()> {
+        if !path.exists() {
+            keys::save(&DeviceKey::from_seed(&[seed; 32]), path)?;
+        }
+        Ok(())
+    }
+
+    fn scrape(api: &str, name: &str) -> Vec<(String, f64)> {
+        let Ok((200, body)) =
+            client::request(api, "GET", "/metrics", &[], &[], Duration::from_secs(2))
+        else {
+            return Vec::new();
+        };
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| {
+                l.rsplit_once(' ')
+                    .and_then(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            })
+            .collect()
+    }
+
+    fn height(api: &str) -> Option<u64> {
+        let (status, body) =
+            client::request(api, "GET", "/status", &[], &[], Duration::from_secs(2)).ok()?;
+        if status != 200 {
+            return None;
+        }
+        serde_json::from_slice::<serde_json::Value>(&body).ok()?["height"].as_u64()
+    }
+
+    pub(super) fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
+        let n = usize::from(args.validators);
+        anyhow::ensure!(n == 4, "the devnet genesis has 4 validators: use --validators 4 (or 1 for a single node without consensus)");
+        std::fs::create_dir_all(&args.dir)?;
+        let mut fleet = Fleet::new(args.fleet.fleet_config()?);
+        let ledger_genesis = std::fs::read_to_string(&args.genesis).map_err(|e| {
+            anyhow::anyhow!(
+                "reading {}: {e} (run from the repository root)",
+                args.genesis.display()
+            )
+        })?;
+        let genesis = args.dir.join("genesis.toml");
+        std::fs::write(
+            &genesis,
+            format!("{ledger_genesis}\n{}", fleet.genesis_toml()),
+        )?;
+
+        // Devnet provider keys (seeds 100 and 101 own the genesis providers), for `groundtruth tx`.
+        let keys_dir = args.dir.join("keys");
+        std::fs::create_dir_all(&keys_dir)?;
+        write_key(&keys_dir.join("provider-0.key"), 100)?;
+        write_key(&keys_dir.join("provider-1.key"), 101)?;
+        write_key(&keys_dir.join("operator-0.key"), 10)?;
+        let exe = std::env::current_exe()?;
+        let apis: Vec<String> = (0..n)
+            .map(|i| format!("127.0.0.1:{}", args.metrics_listen.port() + i as u16))
+            .collect();
+        let p2p: Vec<u16> = (0..n).map(|i| 27_000 + i as u16).collect();
+        let mut children = Children(Vec::new());
+        for i in 0..n {
+            let vdir = args.dir.join(format!("v{i}"));
+            std::fs::create_dir_all(&vdir)?;
+            // Devnet keys: consensus seeds 40+i and operators 10+i, as in configs/genesis.toml.
+            write_key(&vdir.join("consensus.key"), 40 + i as u8)?;
+            write_key(&vdir.join("operator.key"), 10 + i as u8)?;
+            let others = |v: &[String]| {
+                v.iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, a)| format!("\"{a}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let peers: Vec<String> = p2p
+                .iter()
+                .map(|p| format!("/ip4/127.0.0.1/tcp/{p}"))
+                .collect();
+            // The first validator embeds the broker; the others subscribe to it, so every
+            // validator ingests every reading.
+            let mqtt = if i == 0 {
+                format!(
+                    "embedded = true\nlisten = \"{b}\"\nurl = \"mqtt://{b}\"",
+                    b = args.broker_listen
+                )
+            } else {
+                format!("embedded = false\nurl = \"mqtt://{}\"", args.broker_listen)
+            };
+            let config = format!(
+                "[node]\nname = \"v{i}\"\ndata_dir = \"{data}\"\ngenesis = \"{genesis}\"\n\n[mqtt]\n{mqtt}\n\n[metrics]\nlisten = \"{api}\"\n\n\
+                 [consensus]\nenabled = true\nlisten = \"{listen}\"\npeers = [{peers}]\nhttp_peers = [{http}]\nkey_file = \"{ckey}\"\noperator_key_file = \"{okey}\"\n",
+                data = abs(&vdir.join("data"))?.display(),
+                genesis = abs(&genesis)?.display(),
+                api = apis[i],
+                listen = peers[i],
+                peers = others(&peers),
+                http = others(&apis.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>()),
+                ckey = abs(&vdir.join("consensus.key"))?.display(),
+                okey = abs(&vdir.join("operator.key"))?.display(),
+            );
+            let config_path = vdir.join("node.toml");
+            std::fs::write(&config_path, config)?;
+            let log = std::fs::File::create(vdir.join("node.log"))?;
+            children.0.push(
+                Command::new(&exe)
+                    .args(["node", "--config"])
+                    .arg(&config_path)
+                    .stdout(Stdio::from(log.try_clone()?))
+                    .stderr(Stdio::from(log))
+                    .spawn()?,
+            );
+            if i == 0 {
+                wait_listening(&args.broker_listen.to_string(), Duration::from_secs(30))?;
+            }
+        }
+        for api in &apis {
+            wait_listening(api, Duration::from_secs(30))?;
+        }
+        println!(
+            "devnet: {n} validators (logs in {}/v*/node.log)",
+            args.dir.display()
+        );
+        for (i, api) in apis.iter().enumerate() {
+            println!("  v{i}: API and metrics http://{api}  (groundtruth tx query status --node http://{api})");
+        }
+        println!("  broker mqtt://{} (embedded in v0)", args.broker_listen);
+        println!(
+            "  keys: {k}/provider-0.key (a provider), {k}/operator-0.key (validator v0's operator)",
+            k = keys_dir.display()
+        );
+        println!(
+            "  fleet: {} energy, {} gpu, {} storage, {} unregistered; faults: {}",
+            args.fleet.energy,
+            args.fleet.gpu,
+            args.fleet.storage,
+            args.fleet.unknown,
+            args.fleet.faults
+        );
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let stats = Arc::new(PublishStats::default());
+            let publisher = Publisher::connect(
+                &PublishConfig {
+                    broker: format!("mqtt://{}", args.broker_listen),
+                    connections: 2,
+                    inflight: 200,
+                    client_prefix: "gt-devnet-sim".into(),
+                },
+                stats.clone(),
+            )?;
+            let step_time =
+                Duration::from_secs_f64(f64::from(args.fleet.interval_s) / args.speedup.max(0.001));
+            let mut step = 0u64;
+            let mut last_print = Instant::now() - Duration::from_secs(10);
+            let ctrl_c = tokio::signal::ctrl_c();
+            tokio::pin!(ctrl_c);
+            loop {
+                if args.intervals > 0 && step >= args.intervals {
+                    break;
+                }
+                let tick = tokio::time::Instant::now();
+                publisher.publish(&fleet.step()).await?;
+                step += 1;
+                if last_print.elapsed() >= Duration::from_secs(2) {
+                    last_print = Instant::now();
+                    let apis = apis.clone();
+                    let published = stats.sent.load(Ordering::Relaxed);
+                    let line = tokio::task::spawn_blocking(move || status_line(&apis))
+                        .await
+                        .unwrap_or_default();
+                    println!("interval {step:>5}  published {published:>7}  {line}");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(tick + step_time) => {}
+                    _ = &mut ctrl_c => break,
+                }
+            }
+            publisher.disconnect().await;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        drop(children);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `accepted/rejected` per validator and the ledger height.
+    fn status_line(apis: &[String]) -> String {
+        let mut parts = Vec::new();
+        for (i, api) in apis.iter().enumerate() {
+            let accepted: f64 = scrape(api, "groundtruth_ingest_accepted_total")
+                .iter()
+                .map(|(_, v)| v)
+                .sum();
+            let rejected: f64 = scrape(api, "groundtruth_ingest_rejected_total")
+                .iter()
+                .map(|(_, v)| v)
+                .sum();
+            let h = height(api).map_or_else(|| "-".into(), |h| h.to_string());
+            parts.push(format!("v{i}: {accepted:.0}✓ {rejected:.0}✗ h{h}"));
+        }
+        parts.join("  ")
+    }
+
+    fn abs(p: &Path) -> anyhow::Result<PathBuf> {
+        Ok(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(p)
+        })
+    }
+
+    fn wait_listening(addr: &str, timeout: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        anyhow::bail!("nothing listening on {addr} after {timeout:?}; see the node logs")
+    }
 }
