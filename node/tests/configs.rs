@@ -53,4 +53,6 @@ fn validator_config_values_are_read() {
     assert!(!c.mqtt.embedded);
     assert_eq!(c.mqtt.keep_alive, std::time::Duration::from_secs(30));
     assert_eq!(c.node.name, "validator-1");
+    assert!(c.consensus.enabled);
+    assert_eq!(c.consensus.peers.len(), 3);
 }
