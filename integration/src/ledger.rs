@@ -81,6 +81,8 @@ pub struct Validator {
     pub proc: Proc,
     /// HTTP API (and metrics) address.
     pub api: SocketAddr,
+    /// Its embedded MQTT broker, which its ingest subscribes to.
+    pub broker: SocketAddr,
     /// Its directory (config, keys, data, logs).
     pub dir: PathBuf,
     config: PathBuf,
@@ -211,6 +213,7 @@ mempool_max_txs = {mempool}
                     &vdir.join("placeholder.log"),
                 )?,
                 api: apis[i],
+                broker,
                 dir: vdir,
                 config: config_path,
                 starts: 0,

@@ -3,3 +3,4 @@
 mod crash;
 mod ingest;
 mod ledger;
+mod ledger_ingest;
