@@ -52,6 +52,18 @@ pub fn decode_resend_request(payload: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes))
 }
 
+/// Splits a broker address `mqtt://host:port` (or `tcp://host:port`, or bare `host:port`) into
+/// host and port; `None` when it is not of that form.
+pub fn broker_address(url: &str) -> Option<(String, u16)> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .unwrap_or(url);
+    let (host, port) = rest.rsplit_once(':')?;
+    let port = port.trim_end_matches('/').parse().ok()?;
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +87,21 @@ mod tests {
         assert_eq!(decode_resend_request(&encode_resend_request(42)), Some(42));
         assert_eq!(decode_resend_request(&[0u8; 7]), None);
         assert_eq!(decode_resend_request(&[0u8; 9]), None);
+    }
+
+    #[test]
+    fn broker_addresses() {
+        assert_eq!(
+            broker_address("mqtt://127.0.0.1:1883"),
+            Some(("127.0.0.1".into(), 1883))
+        );
+        assert_eq!(
+            broker_address("tcp://broker:9/"),
+            Some(("broker".into(), 9))
+        );
+        assert_eq!(broker_address("localhost:9"), Some(("localhost".into(), 9)));
+        assert_eq!(broker_address("mqtt://nohost"), None);
+        assert_eq!(broker_address("mqtt://:1"), None);
+        assert_eq!(broker_address("mqtt://h:99999"), None);
     }
 }

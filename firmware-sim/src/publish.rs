@@ -61,20 +61,6 @@ pub struct PublishStats {
     pub resent: AtomicU64,
 }
 
-fn parse(url: &str) -> Result<(String, u16), PublishError> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .unwrap_or(url);
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| PublishError::BrokerUrl(url.into()))?;
-    let port = port
-        .parse()
-        .map_err(|_| PublishError::BrokerUrl(url.into()))?;
-    Ok((host.to_string(), port))
-}
-
 /// A set of MQTT connections that publish messages for the devices assigned to them.
 pub struct Publisher {
     clients: Vec<AsyncClient>,
@@ -86,7 +72,8 @@ pub struct Publisher {
 impl Publisher {
     /// Connects (lazily: the connections are made by their event loops).
     pub fn connect(config: &PublishConfig, stats: Arc<PublishStats>) -> Result<Self, PublishError> {
-        let (host, port) = parse(&config.broker)?;
+        let (host, port) = topics::broker_address(&config.broker)
+            .ok_or_else(|| PublishError::BrokerUrl(config.broker.clone()))?;
         let mut clients = Vec::new();
         let mut loops = Vec::new();
         let history: History = Arc::default();

@@ -35,21 +35,7 @@ pub enum NodeError {
 
 /// Splits `mqtt://host:port` (or `tcp://`, or bare `host:port`) into host and port.
 pub fn parse_broker_url(url: &str) -> Result<(String, u16), NodeError> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .unwrap_or(url);
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| NodeError::BrokerUrl(url.into()))?;
-    let port = port
-        .trim_end_matches('/')
-        .parse()
-        .map_err(|_| NodeError::BrokerUrl(url.into()))?;
-    if host.is_empty() {
-        return Err(NodeError::BrokerUrl(url.into()));
-    }
-    Ok((host.to_string(), port))
+    topics::broker_address(url).ok_or_else(|| NodeError::BrokerUrl(url.into()))
 }
 
 /// The node's metrics registry and the handles into it.
