@@ -6,19 +6,42 @@ use crate::reading::DeviceId;
 pub const PREFIX: &str = "gt/v1";
 
 /// Filter a validator subscribes to for every device's readings.
-pub const READINGS_FILTER: &str = "gt/v1/readings/+";
+pub const READINGS_FILTER: &str = "gt/v1/readings/+/+";
 
-/// Topic a device publishes its signed readings to: `gt/v1/readings/<device id hex>`.
-pub fn readings_topic(device: &DeviceId) -> String {
-    format!("{PREFIX}/readings/{device}")
+/// Number of readings partitions: the first hex digit of the device id. A validator may spread
+/// them over several MQTT connections (per-device order is kept, since a device's readings all
+/// travel in one partition) to lift a broker's per-connection in-flight window.
+pub const READINGS_PARTITIONS: u8 = 16;
+
+/// The partition of a device: the first hex digit of its id (0..16).
+pub fn readings_partition(device: &DeviceId) -> u8 {
+    device.0[0] >> 4
 }
 
-/// Parses the device id out of a readings topic; `None` if the topic is not one.
+/// Topic a device publishes its signed readings to:
+/// `gt/v1/readings/<partition hex digit>/<device id hex>`.
+pub fn readings_topic(device: &DeviceId) -> String {
+    format!(
+        "{PREFIX}/readings/{:x}/{device}",
+        readings_partition(device)
+    )
+}
+
+/// Filter for one partition's readings: `gt/v1/readings/<partition hex digit>/+`.
+pub fn readings_partition_filter(partition: u8) -> String {
+    format!("{PREFIX}/readings/{:x}/+", partition % READINGS_PARTITIONS)
+}
+
+/// Parses the device id out of a readings topic; `None` if the topic is not one, or names a
+/// partition that is not the device's.
 pub fn device_of_readings_topic(topic: &str) -> Option<DeviceId> {
-    let hex_id = topic.strip_prefix("gt/v1/readings/")?;
+    let rest = topic.strip_prefix("gt/v1/readings/")?;
+    let (partition, hex_id) = rest.split_once('/')?;
     let mut id = [0u8; 32];
     hex::decode_to_slice(hex_id, &mut id).ok()?;
-    Some(DeviceId(id))
+    let device = DeviceId(id);
+    (partition.len() == 1 && u8::from_str_radix(partition, 16).ok()? == readings_partition(&device))
+        .then_some(device)
 }
 
 /// Filter a validator's resend requests travel on, for every device: `gt/v1/resend/+`.
@@ -73,7 +96,24 @@ mod tests {
         let id = DeviceId([7u8; 32]);
         let t = readings_topic(&id);
         assert_eq!(device_of_readings_topic(&t), Some(id));
+        assert_eq!(t, format!("gt/v1/readings/0/{id}"));
         assert_eq!(device_of_readings_topic("gt/v1/readings/zz"), None);
+        assert_eq!(
+            device_of_readings_topic(&format!("gt/v1/readings/1/{id}")),
+            None
+        );
+        assert_eq!(
+            device_of_readings_topic(&format!("gt/v1/readings/00/{id}")),
+            None
+        );
+        assert_eq!(
+            device_of_readings_topic(&format!("gt/v1/readings/{id}")),
+            None
+        );
+        let high = DeviceId([0xa7; 32]);
+        assert_eq!(readings_topic(&high), format!("gt/v1/readings/a/{high}"));
+        assert_eq!(device_of_readings_topic(&readings_topic(&high)), Some(high));
+        assert_eq!(readings_partition_filter(10), "gt/v1/readings/a/+");
         assert_eq!(device_of_readings_topic("other/topic"), None);
     }
 

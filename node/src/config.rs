@@ -79,6 +79,10 @@ pub struct MqttSection {
     pub max_payload_bytes: usize,
     /// Unacknowledged QoS 1 messages the broker may have in flight to this node.
     pub max_inflight: u16,
+    /// MQTT connections the node reads readings over; the 16 readings partitions are spread
+    /// over them. More than one lifts a broker's per-connection in-flight window (rumqttd's is
+    /// fixed at 100 messages), which otherwise caps ingest with acks after every flush.
+    pub connections: u8,
     /// Keep-alive interval.
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
@@ -92,6 +96,7 @@ impl Default for MqttSection {
             url: "mqtt://127.0.0.1:1883".into(),
             max_payload_bytes: 1024,
             max_inflight: 1000,
+            connections: 4,
             keep_alive: Duration::from_secs(30),
         }
     }

@@ -97,66 +97,111 @@ pub async fn run(
     tracing::info!(target: "node::metrics", listen = %listener_addr, "serving /metrics");
 
     let (host, port) = parse_broker_url(&config.mqtt.url)?;
-    let mut options = MqttOptions::new(format!("groundtruth-{}", config.node.name), host, port);
-    options
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        .set_keep_alive(config.mqtt.keep_alive)
-        .set_max_packet_size(config.mqtt.max_payload_bytes + 512, 4096)
-        .set_inflight(config.mqtt.max_inflight);
-    let (client, mut eventloop) = AsyncClient::new(options, config.ingest.queue_capacity);
-    let generation = Arc::new(AtomicU64::new(0));
+    let connections = usize::from(
+        config
+            .mqtt
+            .connections
+            .clamp(1, topics::READINGS_PARTITIONS),
+    );
     let (tx, rx) = tokio::sync::mpsc::channel::<Inbound>(config.ingest.queue_capacity);
+    let mut clients = Vec::with_capacity(connections);
+    let mut generations = Vec::with_capacity(connections);
+    let mut loops = tokio::task::JoinSet::new();
+    for connection in 0..connections {
+        // One persistent session per connection, each holding a fixed set of partitions.
+        let client_id = format!(
+            "groundtruth-{}-{connection}of{connections}",
+            config.node.name
+        );
+        let mut options = MqttOptions::new(client_id, host.clone(), port);
+        options
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_keep_alive(config.mqtt.keep_alive)
+            .set_max_packet_size(config.mqtt.max_payload_bytes + 512, 4096)
+            .set_inflight(config.mqtt.max_inflight);
+        let (client, eventloop) = AsyncClient::new(options, config.ingest.queue_capacity);
+        let generation = Arc::new(AtomicU64::new(0));
+        let partitions: Vec<String> = (0..topics::READINGS_PARTITIONS)
+            .filter(|p| usize::from(*p) % connections == connection)
+            .map(topics::readings_partition_filter)
+            .collect();
+        loops.spawn(mqtt_loop(
+            connection,
+            eventloop,
+            client.clone(),
+            partitions,
+            generation.clone(),
+            tx.clone(),
+            ingest_metrics.clone(),
+        ));
+        clients.push(client);
+        generations.push(generation);
+    }
+    drop(tx);
     let ctx = IngestContext {
         config: config.ingest.clone(),
         max_payload: config.mqtt.max_payload_bytes,
         registry,
         store,
         metrics: ingest_metrics.clone(),
-        client: client.clone(),
-        generation: generation.clone(),
+        clients,
+        generations,
         evidence: chain.as_ref().map(|c| c.evidence_sender()),
     };
     let _threads = ingest::spawn(ctx, rx).map_err(|e| NodeError::Io("ingest threads", e))?;
-
-    let mqtt_loop = async move {
-        loop {
-            // Take a slot in the ingest queue before reading from the broker: when ingest is
-            // behind, the node stops reading (TCP back-pressure reaches the broker) instead of
-            // blocking with a message in hand while acks wait to be sent.
-            let Ok(slot) = tx.reserve().await else {
-                tracing::error!(target: "node::mqtt", "ingest stopped; leaving the MQTT loop");
-                return;
-            };
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    slot.send(Inbound {
-                        publish,
-                        generation: generation.load(Ordering::Acquire),
-                    });
-                }
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    generation.fetch_add(1, Ordering::AcqRel);
-                    tracing::info!(target: "node::mqtt", session_present = ack.session_present, "connected to broker");
-                    if let Err(e) = client.try_subscribe(topics::READINGS_FILTER, QoS::AtLeastOnce)
-                    {
-                        tracing::error!(target: "node::mqtt", error = %e, "subscribe failed");
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    ingest_metrics.mqtt_errors.inc();
-                    tracing::warn!(target: "node::mqtt", error = %e, "broker connection lost; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    };
+    let mqtt_loop = async move { while loops.join_next().await.is_some() {} };
     tokio::select! {
         () = mqtt_loop => {}
         () = shutdown => tracing::info!(target: "node", "shutting down"),
     }
     Ok(())
+}
+
+/// Reads one MQTT connection into the ingest queue until ingest stops.
+async fn mqtt_loop(
+    connection: usize,
+    mut eventloop: rumqttc::EventLoop,
+    client: AsyncClient,
+    partitions: Vec<String>,
+    generation: Arc<AtomicU64>,
+    tx: tokio::sync::mpsc::Sender<Inbound>,
+    metrics: IngestMetrics,
+) {
+    loop {
+        // Take a slot in the ingest queue before reading from the broker: when ingest is
+        // behind, the node stops reading (TCP back-pressure reaches the broker) instead of
+        // blocking with a message in hand while acks wait to be sent.
+        let Ok(slot) = tx.reserve().await else {
+            tracing::error!(target: "node::mqtt", connection, "ingest stopped; leaving the MQTT loop");
+            return;
+        };
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let generation = generation.load(Ordering::Acquire);
+                slot.send(Inbound {
+                    publish,
+                    connection,
+                    generation,
+                });
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                generation.fetch_add(1, Ordering::AcqRel);
+                tracing::info!(target: "node::mqtt", connection, session_present = ack.session_present, "connected to broker");
+                for filter in &partitions {
+                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                        tracing::error!(target: "node::mqtt", connection, error = %e, "subscribe failed");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                metrics.mqtt_errors.inc();
+                tracing::warn!(target: "node::mqtt", connection, error = %e, "broker connection lost; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 pub struct Inbound {
     /// The MQTT publish (topic, payload, packet id).
     pub publish: Publish,
+    /// Which of the node's MQTT connections it came on.
+    pub connection: usize,
     /// Connection generation; acks for older generations are not sent (the broker redelivers).
     pub generation: u64,
 }
@@ -55,10 +57,11 @@ pub struct IngestContext {
     pub store: Store,
     /// Metrics.
     pub metrics: IngestMetrics,
-    /// Client used to acknowledge messages and send resend requests.
-    pub client: AsyncClient,
-    /// Current MQTT connection generation.
-    pub generation: Arc<AtomicU64>,
+    /// One client per MQTT connection, to acknowledge what came on it; the first also sends
+    /// resend requests. Never empty.
+    pub clients: Vec<AsyncClient>,
+    /// Current generation of each connection (bumped on every CONNACK).
+    pub generations: Vec<Arc<AtomicU64>>,
     /// Where device equivocation evidence (first frame, second frame) goes to become a
     /// slashing transaction (`crate::chain`); `None` without consensus. Full: dropped (the
     /// evidence stays in the store).
@@ -167,16 +170,22 @@ struct Committer<'a> {
     /// Durable messages whose PUBACK the client's request queue could not take yet, with the
     /// connection generation they arrived on. Never blocking on acks is what keeps the MQTT
     /// event loop, which drains that queue, from waiting on us while we wait on it.
-    pending_acks: VecDeque<(u64, Publish)>,
+    pending_acks: VecDeque<(usize, u64, Publish)>,
 }
 
 impl Committer<'_> {
     /// Hands pending PUBACKs to the MQTT client, oldest first, until its queue is full. Acks for
     /// an older connection are dropped: the broker redelivers those messages (as duplicates).
     fn send_acks(&mut self) {
-        let generation = self.ctx.generation.load(Ordering::Acquire);
-        while let Some((g, publish)) = self.pending_acks.front() {
-            if *g == generation && self.ctx.client.try_ack(publish).is_err() {
+        while let Some((connection, generation, publish)) = self.pending_acks.front() {
+            let (Some(client), Some(current)) = (
+                self.ctx.clients.get(*connection),
+                self.ctx.generations.get(*connection),
+            ) else {
+                self.pending_acks.pop_front();
+                continue;
+            };
+            if *generation == current.load(Ordering::Acquire) && client.try_ack(publish).is_err() {
                 break;
             }
             self.pending_acks.pop_front();
@@ -262,9 +271,10 @@ impl Committer<'_> {
             match action {
                 GapAction::Resend { device, from_seq } => {
                     let topic = groundtruth_device_sdk::topics::resend_topic(&device);
-                    if self
-                        .ctx
-                        .client
+                    let Some(client) = self.ctx.clients.first() else {
+                        continue;
+                    };
+                    if client
                         .try_publish(
                             topic,
                             QoS::AtLeastOnce,
@@ -386,9 +396,11 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
                 }
             }
             if c.inbound.publish.qos != QoS::AtMostOnce {
-                committer
-                    .pending_acks
-                    .push_back((c.inbound.generation, c.inbound.publish));
+                committer.pending_acks.push_back((
+                    c.inbound.connection,
+                    c.inbound.generation,
+                    c.inbound.publish,
+                ));
             }
         }
         committer.send_acks();
