@@ -65,6 +65,17 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// Every outcome.
+    pub const ALL: [Expect; 7] = [
+        Self::Accepted,
+        Self::Implausible,
+        Self::Duplicate,
+        Self::Equivocation,
+        Self::Malformed,
+        Self::BadSignature,
+        Self::UnknownDevice,
+    ];
+
     /// The validator's metric label for this outcome (`accepted` or a rejection reason).
     pub fn label(self) -> &'static str {
         match self {
@@ -503,15 +514,7 @@ mod tests {
         }
         msgs.extend(a.release_held());
         let counts = expected_counts(&msgs);
-        for label in [
-            "accepted",
-            "implausible",
-            "duplicate",
-            "equivocation",
-            "malformed",
-            "bad_signature",
-            "unknown_device",
-        ] {
+        for label in Expect::ALL.map(Expect::label) {
             assert!(
                 counts.get(label).copied().unwrap_or(0) > 0,
                 "no {label} in {counts:?}"

@@ -1,6 +1,7 @@
 //! A fleet with every fault kind against a node; exact accepted and rejected counts.
 
 use anyhow::Result;
+use groundtruth_firmware_sim::Expect;
 use groundtruth_integration::{
     free_addr, outcome_counts, BrokerMode, FleetSpec, Mosquitto, NodeProc,
 };
@@ -27,15 +28,7 @@ fn assert_exact_outcome(
 ) -> Result<()> {
     let manifest = spec.run(broker, dir, &[])?;
     // Every fault kind is present, so each reason is exercised.
-    for label in [
-        "accepted",
-        "implausible",
-        "duplicate",
-        "equivocation",
-        "malformed",
-        "bad_signature",
-        "unknown_device",
-    ] {
+    for label in Expect::ALL.map(Expect::label) {
         assert!(
             manifest.expected.get(label).copied().unwrap_or(0) > 0,
             "fleet produced no {label}: {:?}",
