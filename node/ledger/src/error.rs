@@ -1,7 +1,9 @@
 //! The ledger's errors: why a transaction was rejected, and what can go wrong with a block or
 //! a genesis file.
 
-use crate::types::{Amount, Epoch, Height};
+use groundtruth_device_sdk::DeviceId;
+
+use crate::types::{Address, Amount, ConsensusKey, Epoch, Height};
 
 /// Why a transaction was rejected. A rejected transaction changes nothing: no nonce bump, no
 /// fee, no state. [`TxError::reason`] gives a stable, low-cardinality code for metrics labels
@@ -204,7 +206,7 @@ pub enum LedgerError {
     GenesisParse(String),
     /// A state snapshot does not decode or breaks an invariant.
     #[error("invalid state snapshot: {0}")]
-    Snapshot(String),
+    Snapshot(#[from] SnapshotError),
     /// The genesis file parses but is inconsistent (explained).
     #[error("invalid genesis: {0}")]
     Genesis(String),
@@ -212,3 +214,69 @@ pub enum LedgerError {
 
 /// Result of block-level and genesis operations.
 pub type Result<T> = core::result::Result<T, LedgerError>;
+
+/// An invariant every state must hold, broken (see [`crate::State::check_invariants`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvariantError {
+    /// The supply counters overflow `u64`.
+    #[error("supply counters overflow")]
+    SupplyOverflow,
+    /// What is held differs from genesis + minted − burned.
+    #[error("supply: held {held} != genesis + minted - burned {expected}")]
+    Supply {
+        /// Balances, stakes, delegations and unbonding entries.
+        held: u128,
+        /// `genesis + minted - burned`.
+        expected: u128,
+    },
+    /// The validator set names an unknown key, or a validator that is not active.
+    #[error("validator set holds {0} which is unknown or not active")]
+    ActiveSet(ConsensusKey),
+    /// The consensus-key index misses a validator.
+    #[error("consensus key index misses {0}")]
+    ConsensusKeyIndex(Address),
+    /// A removed validator still holds stake.
+    #[error("removed validator {0} holds stake")]
+    RemovedWithStake(Address),
+    /// The device-key index disagrees with a device record.
+    #[error("device index broken for {0}")]
+    DeviceIndex(DeviceId),
+    /// A zero delegation, or one to an unknown validator.
+    #[error("bad delegation {delegator} -> {validator}")]
+    Delegation {
+        /// Validator operator.
+        validator: Address,
+        /// Delegator.
+        delegator: Address,
+    },
+    /// The unbonding id counter is behind the entries.
+    #[error("unbonding id counter behind entries")]
+    UnbondingCounter,
+}
+
+/// Why a state snapshot or a persisted state cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// The bytes do not decode canonically.
+    #[error("does not decode: {0}")]
+    Decode(#[from] TxError),
+    /// The parameters are out of range.
+    #[error("parameters: {0}")]
+    Params(String),
+    /// The decoded state breaks an invariant.
+    #[error("invariant: {0}")]
+    Invariant(#[from] InvariantError),
+    /// The recomputed state root differs from the one stored beside the state.
+    #[error("state root mismatch at height {height}: stored {stored}, recomputed {recomputed}")]
+    RootMismatch {
+        /// Height of the stored state.
+        height: Height,
+        /// Root stored beside the state (hex).
+        stored: String,
+        /// Root recomputed from the stored entries (hex).
+        recomputed: String,
+    },
+    /// A persisted entry is unknown or in the wrong place.
+    #[error("bad entry: {0}")]
+    Entry(&'static str),
+}

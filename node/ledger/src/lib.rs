@@ -25,6 +25,7 @@ mod error;
 pub mod evidence;
 mod genesis;
 mod state;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod tx;
 mod types;
@@ -35,7 +36,7 @@ pub use apply::{
     apply_block, apply_raw_block, apply_tx, check_tx, end_epoch, BlockContext, BlockOutcome, Event,
     TxReceipt,
 };
-pub use error::{LedgerError, Result, TxError};
+pub use error::{InvariantError, LedgerError, Result, SnapshotError, TxError};
 pub use evidence::{
     vote_sign_bytes, DoubleSignEvidence, Evidence, InvalidProofClaim, SignedVote, SlashEvidence,
     VoteKind,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use groundtruth_device_sdk::DeviceId;
 
 use crate::codec::{Reader, Writer};
-use crate::error::{LedgerError, Result, TxError};
+use crate::error::{InvariantError, LedgerError, Result, SnapshotError, TxError};
 use crate::genesis::{Genesis, Params};
 use crate::types::{
     check_region, Account, Address, Amount, AuditKind, AuditRecord, AuditSubject, ConsensusKey,
@@ -353,54 +353,56 @@ impl State {
     /// - delegations are positive and point at known validators;
     /// - the validator set holds only active validators, with power == stake at most;
     /// - indexes agree with the records they derive from.
-    pub fn check_invariants(&self) -> core::result::Result<(), String> {
+    pub fn check_invariants(&self) -> core::result::Result<(), InvariantError> {
         let expected = self
             .supply
             .expected_total()
-            .ok_or("supply counters overflow")?;
+            .ok_or(InvariantError::SupplyOverflow)?;
         if self.total_held() != u128::from(expected) {
-            return Err(format!(
-                "supply: held {} != genesis + minted - burned {}",
-                self.total_held(),
-                expected
-            ));
+            return Err(InvariantError::Supply {
+                held: self.total_held(),
+                expected: u128::from(expected),
+            });
         }
         for (key, power) in &self.active_set {
             let v = self
                 .validator_by_consensus_key(key)
-                .ok_or("active set names an unknown key")?;
+                .ok_or(InvariantError::ActiveSet(*key))?;
             if v.status != ValidatorStatus::Active || *power == 0 {
-                return Err(format!("active set holds {key} with status {:?}", v.status));
+                return Err(InvariantError::ActiveSet(*key));
             }
         }
         for v in self.validators.values() {
             if self.consensus_keys.get(&v.consensus_key) != Some(&v.operator) {
-                return Err(format!("consensus key index misses {}", v.operator));
+                return Err(InvariantError::ConsensusKeyIndex(v.operator));
             }
             if v.status == ValidatorStatus::Removed && v.stake != 0 {
-                return Err(format!("removed validator {} holds stake", v.operator));
+                return Err(InvariantError::RemovedWithStake(v.operator));
             }
         }
         for (id, d) in &self.devices {
             if &d.id != id || self.device_keys.get(id) != Some(id) {
-                return Err(format!("device index broken for {id}"));
+                return Err(InvariantError::DeviceIndex(*id));
             }
             for k in &d.previous_keys {
                 if self.device_keys.get(k) != Some(id) {
-                    return Err(format!("retired key {k} not mapped to {id}"));
+                    return Err(InvariantError::DeviceIndex(*k));
                 }
             }
         }
         for ((v, d), a) in &self.delegations {
             if *a == 0 || !self.validators.contains_key(v) {
-                return Err(format!("bad delegation {d} -> {v}"));
+                return Err(InvariantError::Delegation {
+                    validator: *v,
+                    delegator: *d,
+                });
             }
         }
         if self
             .max_unbonding_id()
             .is_some_and(|m| m >= self.next_unbonding_id)
         {
-            return Err("unbonding id counter behind entries".into());
+            return Err(InvariantError::UnbondingCounter);
         }
         Ok(())
     }
@@ -462,11 +464,13 @@ impl State {
     /// Reads a [`State::snapshot`] back, rebuilding derived indexes and checking the
     /// invariants. `from_snapshot(s)?.state_root()` is the root of the state that wrote `s`.
     pub fn from_snapshot(bytes: &[u8]) -> Result<Self> {
-        let bad = |e: TxError| LedgerError::Snapshot(e.to_string());
+        let bad = |e: TxError| LedgerError::Snapshot(SnapshotError::Decode(e));
         let mut r = Reader::new(bytes);
         let mut st = Self::read_canonical(&mut r).map_err(bad)?;
         r.finish().map_err(bad)?;
-        st.params.validate()?;
+        st.params
+            .validate()
+            .map_err(|e| SnapshotError::Params(e.to_string()))?;
         for v in st.validators.values() {
             st.consensus_keys.insert(v.consensus_key, v.operator);
         }
@@ -476,7 +480,7 @@ impl State {
                 st.device_keys.insert(*k, *id);
             }
         }
-        st.check_invariants().map_err(LedgerError::Snapshot)?;
+        st.check_invariants().map_err(SnapshotError::Invariant)?;
         Ok(st)
     }
 

@@ -3,11 +3,14 @@
 
 use super::*;
 use crate::evidence::{DoubleSignEvidence, InvalidProofClaim, VoteKind};
+use crate::evidence::{Evidence, SlashEvidence};
 use crate::genesis::{Genesis, Params};
 use crate::testkit::*;
 use crate::tx::Tx;
 use crate::types::DeviceKind;
+use crate::types::*;
 use ed25519_dalek::SigningKey;
+use groundtruth_device_sdk::DeviceId;
 
 fn ctx(st: &State, proposer: Option<&SigningKey>) -> BlockContext {
     BlockContext {

@@ -1,0 +1,119 @@
+//! The epoch boundary: rewards, matured unbonding, the next validator set.
+
+use std::collections::BTreeMap;
+
+use crate::types::*;
+
+use super::evidence::fraction;
+use super::*;
+
+/// The epoch boundary, run after the last block of an epoch: pays the epoch's audit
+/// rewards, releases matured unbonding entries, moves to the next epoch and recomputes the
+/// validator set from bonded stake. Cannot fail.
+///
+/// Rewards: `R = params.reward_for_epoch(epoch)`; `auditor_share_bp` of it is split among
+/// the validators that recorded audits during the epoch, pro rata to their number of audits;
+/// the rest among the owners of subjects that passed, pro rata to `work_units`. Shares are
+/// rounded down and only what is paid is minted, so `minted` is exact.
+pub fn end_epoch(state: &mut State) -> Vec<Event> {
+    let mut events = Vec::new();
+    let epoch = state.epoch;
+
+    // 1. Rewards for audits recorded during this epoch (they audit this or the previous one).
+    let mut auditors: BTreeMap<Address, u128> = BTreeMap::new();
+    let mut workers: BTreeMap<Address, u128> = BTreeMap::new();
+    let window = [epoch.checked_sub(1), Some(epoch)];
+    for e in window.into_iter().flatten() {
+        for a in state.audits.get(&e).into_iter().flat_map(BTreeMap::values) {
+            if a.recorded_in_epoch != epoch {
+                continue;
+            }
+            *auditors.entry(a.validator).or_default() += 1;
+            if a.result == AuditResult::Pass && a.work_units > 0 {
+                let owner = match a.subject {
+                    AuditSubject::Device(id) => state.device_by_any_key(&id).and_then(|d| d.owner),
+                    AuditSubject::Provider(p) => Some(p),
+                };
+                if let Some(o) = owner {
+                    *workers.entry(o).or_default() += u128::from(a.work_units);
+                }
+            }
+        }
+    }
+    let reward = state.params.reward_for_epoch(epoch);
+    let auditor_pool = fraction(reward, state.params.auditor_share_bp);
+    let work_pool = reward - auditor_pool;
+    let mut payouts: BTreeMap<Address, Amount> = BTreeMap::new();
+    for (pool, weights) in [(auditor_pool, &auditors), (work_pool, &workers)] {
+        let total: u128 = weights.values().sum();
+        if total == 0 {
+            continue;
+        }
+        for (addr, w) in weights {
+            let share = u128::from(pool) * w / total;
+            let share = Amount::try_from(share).unwrap_or(0);
+            if share > 0 {
+                let e = payouts.entry(*addr).or_default();
+                *e = e.saturating_add(share);
+            }
+        }
+    }
+    let minted: Amount = payouts
+        .values()
+        .try_fold(0u64, |acc, v| acc.checked_add(*v))
+        .unwrap_or(Amount::MAX);
+    let fits = state
+        .supply
+        .minted
+        .checked_add(minted)
+        .and_then(|m| state.supply.genesis.checked_add(m))
+        .is_some();
+    let mut paid = 0;
+    if fits {
+        for (addr, amount) in payouts {
+            // Each balance is at most the total supply, which fits, so this cannot saturate.
+            let acct = state.accounts.entry(addr).or_default();
+            acct.balance = acct.balance.saturating_add(amount);
+            state.rewards.insert((epoch, addr), amount);
+            events.push(Event::RewardPaid {
+                epoch,
+                to: addr,
+                amount,
+            });
+        }
+        state.supply.minted = state.supply.minted.saturating_add(minted);
+        paid = minted;
+    }
+
+    // 2. Matured unbonding entries.
+    let matured: Vec<u64> = state
+        .unbonding
+        .iter()
+        .filter(|(_, u)| u.matures_at_epoch <= epoch)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in matured {
+        if let Some(u) = state.unbonding.remove(&id) {
+            let acct = state.accounts.entry(u.owner).or_default();
+            acct.balance = acct.balance.saturating_add(u.amount);
+            events.push(Event::UnbondingReleased {
+                id,
+                owner: u.owner,
+                amount: u.amount,
+            });
+        }
+    }
+
+    // 3. Next epoch, new validator set.
+    state.epoch = epoch.saturating_add(1);
+    let set = state.compute_validator_set();
+    if set != state.active_set {
+        state.active_set = set;
+        events.push(Event::ValidatorSetChanged);
+    }
+    events.push(Event::EpochEnded {
+        epoch,
+        minted: paid,
+    });
+    events
+}

@@ -1,0 +1,481 @@
+//! The state transition: transactions, blocks and epoch boundaries.
+//!
+//! Every transaction is applied in two phases. The check phase reads the state, checks
+//! everything (signature, nonce, fee, the body's rules) and computes every new value with
+//! checked arithmetic, staging balance changes; it returns a commit closure. The commit phase
+//! only writes precomputed values and cannot fail. So a rejected transaction changes nothing,
+//! and [`check_tx`] (the check phase alone) is exact for mempools.
+
+mod audits;
+mod devices;
+mod epochs;
+mod evidence;
+mod providers;
+mod staking;
+
+use std::collections::BTreeMap;
+
+pub use epochs::end_epoch;
+
+use groundtruth_device_sdk::DeviceId;
+
+use crate::error::{LedgerError, Result, TxError};
+use crate::state::State;
+use crate::tx::{Block, SignedTx, TxBody};
+use crate::types::{
+    Address, Amount, AuditKind, AuditResult, AuditSubject, ConsensusKey, Epoch, Height, Offender,
+    SlashReason, StakeRole,
+};
+use staking::{active_validator, plan_unbonding};
+
+/// What the block being applied says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockContext {
+    /// Height of the block.
+    pub height: Height,
+    /// Consensus key of its proposer; fees go to its operator's account (burned if `None` or
+    /// unknown).
+    pub proposer: Option<ConsensusKey>,
+}
+
+/// Something that happened, for logs, the API and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A fee was paid (`to: None`: burned).
+    FeePaid {
+        /// Payer.
+        from: Address,
+        /// Proposer's operator, or `None` when burned.
+        to: Option<Address>,
+        /// Amount.
+        amount: Amount,
+    },
+    /// Liquid balance moved.
+    Transfer {
+        /// Sender.
+        from: Address,
+        /// Recipient.
+        to: Address,
+        /// Amount.
+        amount: Amount,
+    },
+    /// A validator was created.
+    ValidatorCreated {
+        /// Operator.
+        operator: Address,
+        /// Consensus key.
+        consensus_key: ConsensusKey,
+        /// Initial stake.
+        stake: Amount,
+    },
+    /// Stake was bonded (validator or provider).
+    Bonded {
+        /// Owner.
+        owner: Address,
+        /// Which stake.
+        role: StakeRole,
+        /// Amount added.
+        amount: Amount,
+    },
+    /// Stake started unbonding.
+    Unbonding {
+        /// Owner.
+        owner: Address,
+        /// Which stake.
+        role: StakeRole,
+        /// Amount.
+        amount: Amount,
+        /// Entry id.
+        id: u64,
+        /// Released at the end of this epoch.
+        matures_at_epoch: Epoch,
+    },
+    /// An unbonding entry matured and its stake returned to the balance.
+    UnbondingReleased {
+        /// Entry id.
+        id: u64,
+        /// Owner credited.
+        owner: Address,
+        /// Amount credited.
+        amount: Amount,
+    },
+    /// A validator left jail.
+    Unjailed {
+        /// Operator.
+        operator: Address,
+    },
+    /// A provider registered.
+    ProviderRegistered {
+        /// Provider.
+        address: Address,
+        /// Initial stake.
+        stake: Amount,
+    },
+    /// A device registered.
+    DeviceRegistered {
+        /// Device key.
+        device: DeviceId,
+        /// Owner.
+        owner: Address,
+    },
+    /// A device key was rotated.
+    DeviceKeyRotated {
+        /// Retired key.
+        old: DeviceId,
+        /// New key.
+        new: DeviceId,
+    },
+    /// A device was retired.
+    DeviceRetired {
+        /// Device key.
+        device: DeviceId,
+    },
+    /// An audit was recorded.
+    AuditRecorded {
+        /// Epoch audited.
+        epoch: Epoch,
+        /// Subject.
+        subject: AuditSubject,
+        /// Kind.
+        kind: AuditKind,
+        /// Result.
+        result: AuditResult,
+    },
+    /// Stake was slashed (see the slash record for the evidence).
+    Slashed {
+        /// Slash id (index into [`State::slashes`]).
+        id: u64,
+        /// Offender.
+        offender: Offender,
+        /// Reason.
+        reason: SlashReason,
+        /// Amount burned.
+        amount: Amount,
+    },
+    /// A validator was jailed (zero voting power at once).
+    Jailed {
+        /// Operator.
+        operator: Address,
+        /// First epoch at which it may unjail.
+        until_epoch: Epoch,
+    },
+    /// A validator was removed for good.
+    ValidatorRemoved {
+        /// Operator.
+        operator: Address,
+    },
+    /// A reward was minted for audited work.
+    RewardPaid {
+        /// Epoch rewarded.
+        epoch: Epoch,
+        /// Recipient.
+        to: Address,
+        /// Amount minted.
+        amount: Amount,
+    },
+    /// An epoch ended.
+    EpochEnded {
+        /// The epoch that ended.
+        epoch: Epoch,
+        /// Total minted for it.
+        minted: Amount,
+    },
+    /// The validator set changed (at an epoch boundary, or by jailing/removal).
+    ValidatorSetChanged,
+}
+
+/// The result of an accepted transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxReceipt {
+    /// blake3 of the signed transaction's canonical bytes.
+    pub tx_hash: [u8; 32],
+    /// Signer.
+    pub signer: Address,
+    /// Nonce consumed.
+    pub nonce: u64,
+    /// Fee paid.
+    pub fee: Amount,
+    /// What happened.
+    pub events: Vec<Event>,
+}
+
+/// The result of a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockOutcome {
+    /// Height applied.
+    pub height: Height,
+    /// One result per transaction, in block order.
+    pub results: Vec<core::result::Result<TxReceipt, TxError>>,
+    /// Events of the end of the block (epoch boundary: rewards, releases, set change).
+    pub end_block_events: Vec<Event>,
+    /// The epoch that ended with this block, if any.
+    pub epoch_ended: Option<Epoch>,
+    /// Whether [`State::validator_set`] differs from before the block.
+    pub validator_set_changed: bool,
+    /// State root after the block.
+    pub state_root: [u8; 32],
+}
+
+/// Balance changes and burns staged during the check phase; reads see staged values.
+struct Stage<'a> {
+    state: &'a State,
+    balances: BTreeMap<Address, Amount>,
+    burned: Amount,
+}
+
+impl<'a> Stage<'a> {
+    fn new(state: &'a State) -> Self {
+        Self {
+            state,
+            balances: BTreeMap::new(),
+            burned: 0,
+        }
+    }
+
+    fn balance(&self, a: &Address) -> Amount {
+        self.balances
+            .get(a)
+            .copied()
+            .unwrap_or_else(|| self.state.account(a).balance)
+    }
+
+    fn debit(&mut self, a: &Address, amount: Amount) -> core::result::Result<(), TxError> {
+        let available = self.balance(a);
+        let left = available
+            .checked_sub(amount)
+            .ok_or(TxError::InsufficientFunds {
+                needed: amount,
+                available,
+            })?;
+        self.balances.insert(*a, left);
+        Ok(())
+    }
+
+    fn credit(&mut self, a: &Address, amount: Amount) -> core::result::Result<(), TxError> {
+        let new = self
+            .balance(a)
+            .checked_add(amount)
+            .ok_or(TxError::Overflow)?;
+        self.balances.insert(*a, new);
+        Ok(())
+    }
+
+    fn burn(&mut self, amount: Amount) -> core::result::Result<(), TxError> {
+        self.burned = self.burned.checked_add(amount).ok_or(TxError::Overflow)?;
+        self.state
+            .supply
+            .burned
+            .checked_add(self.burned)
+            .ok_or(TxError::Overflow)?;
+        Ok(())
+    }
+}
+
+/// Writes a check phase's results; cannot fail.
+type Commit = Box<dyn FnOnce(&mut State, &mut Vec<Event>)>;
+
+/// Checks a transaction against the state without changing it: exactly the checks
+/// [`apply_tx`] makes. For mempools and proposers.
+pub fn check_tx(
+    state: &State,
+    tx: &SignedTx,
+    ctx: &BlockContext,
+) -> core::result::Result<(), TxError> {
+    check(state, tx, ctx).map(|_| ())
+}
+
+struct Checked {
+    balances: BTreeMap<Address, Amount>,
+    burned: Amount,
+    next_nonce: u64,
+    fee_to: Option<Address>,
+    commit: Commit,
+}
+
+fn check(st: &State, stx: &SignedTx, ctx: &BlockContext) -> core::result::Result<Checked, TxError> {
+    let tx = &stx.tx;
+    if tx.signer.is_weak() {
+        return Err(TxError::WeakKey("signer"));
+    }
+    stx.verify(&st.chain_id)?;
+    let expected = st.account(&tx.signer).nonce;
+    if tx.nonce != expected {
+        return Err(TxError::BadNonce {
+            expected,
+            got: tx.nonce,
+        });
+    }
+    let next_nonce = expected.checked_add(1).ok_or(TxError::Overflow)?;
+    if tx.fee < st.params.min_fee {
+        return Err(TxError::FeeTooLow {
+            min: st.params.min_fee,
+            got: tx.fee,
+        });
+    }
+    let mut stage = Stage::new(st);
+    stage.debit(&tx.signer, tx.fee)?;
+    let fee_to = ctx
+        .proposer
+        .and_then(|k| st.consensus_keys.get(&k))
+        .copied();
+    match &fee_to {
+        Some(op) => stage.credit(op, tx.fee)?,
+        None => stage.burn(tx.fee)?,
+    }
+    let commit = check_body(&mut stage, &tx.signer, &tx.body, ctx)?;
+    Ok(Checked {
+        balances: stage.balances,
+        burned: stage.burned,
+        next_nonce,
+        fee_to,
+        commit,
+    })
+}
+
+/// Applies one transaction. On error nothing changed.
+pub fn apply_tx(
+    state: &mut State,
+    tx: &SignedTx,
+    ctx: &BlockContext,
+) -> core::result::Result<TxReceipt, TxError> {
+    let checked = check(state, tx, ctx)?;
+    // Commit phase: only precomputed writes from here on.
+    let signer = tx.tx.signer;
+    for (a, b) in checked.balances {
+        state.accounts.entry(a).or_default().balance = b;
+    }
+    state.accounts.entry(signer).or_default().nonce = checked.next_nonce;
+    state.supply.burned = state.supply.burned.saturating_add(checked.burned);
+    let mut events = vec![Event::FeePaid {
+        from: signer,
+        to: checked.fee_to,
+        amount: tx.tx.fee,
+    }];
+    (checked.commit)(state, &mut events);
+    Ok(TxReceipt {
+        tx_hash: tx.hash(),
+        signer,
+        nonce: tx.tx.nonce,
+        fee: tx.tx.fee,
+        events,
+    })
+}
+
+fn positive(amount: Amount) -> core::result::Result<(), TxError> {
+    if amount == 0 {
+        Err(TxError::ZeroAmount)
+    } else {
+        Ok(())
+    }
+}
+
+fn check_body(
+    stage: &mut Stage<'_>,
+    signer: &Address,
+    body: &TxBody,
+    ctx: &BlockContext,
+) -> core::result::Result<Commit, TxError> {
+    let signer = *signer;
+    match body {
+        TxBody::Transfer { to, amount } => {
+            positive(*amount)?;
+            stage.debit(&signer, *amount)?;
+            stage.credit(to, *amount)?;
+            let (to, amount) = (*to, *amount);
+            Ok(Box::new(move |st, ev| {
+                st.accounts.entry(to).or_default();
+                ev.push(Event::Transfer {
+                    from: signer,
+                    to,
+                    amount,
+                });
+            }))
+        }
+        TxBody::CreateValidator { .. }
+        | TxBody::Bond { .. }
+        | TxBody::Unbond { .. }
+        | TxBody::Unjail
+        | TxBody::Delegate { .. }
+        | TxBody::Undelegate { .. } => staking::check(stage, signer, body, ctx),
+        TxBody::RegisterProvider { .. }
+        | TxBody::ProviderBond { .. }
+        | TxBody::ProviderUnbond { .. } => providers::check(stage, signer, body, ctx),
+        TxBody::RegisterDevice { .. }
+        | TxBody::RotateDeviceKey { .. }
+        | TxBody::RetireDevice { .. } => devices::check(stage, signer, body, ctx),
+        TxBody::SubmitAudit { .. } => audits::check(stage, signer, body, ctx),
+        TxBody::SubmitEvidence(evidence) => evidence::check_evidence(stage, signer, evidence, ctx),
+    }
+}
+
+/// Applies a decided block: its transactions in order (rejected ones change nothing and are
+/// reported in [`BlockOutcome::results`]), then, at the last block of an epoch, the epoch
+/// boundary ([`end_epoch`]). Fails only when the height does not follow the state's.
+pub fn apply_block(state: &mut State, block: &Block) -> Result<BlockOutcome> {
+    apply_block_inner(
+        state,
+        block.height,
+        block.proposer,
+        block.txs.iter().map(|t| Ok(std::borrow::Cow::Borrowed(t))),
+    )
+}
+
+/// Like [`apply_block`], for a block whose transactions are still canonical bytes (as the
+/// consensus engine decides them): a transaction that does not decode is rejected with
+/// [`TxError::Malformed`] in its slot, like any other invalid transaction.
+pub fn apply_raw_block<T: AsRef<[u8]>>(
+    state: &mut State,
+    height: Height,
+    proposer: Option<ConsensusKey>,
+    txs: &[T],
+) -> Result<BlockOutcome> {
+    apply_block_inner(
+        state,
+        height,
+        proposer,
+        txs.iter()
+            .map(|b| SignedTx::decode(b.as_ref()).map(std::borrow::Cow::Owned)),
+    )
+}
+
+fn apply_block_inner<'a, I>(
+    state: &mut State,
+    height: Height,
+    proposer: Option<ConsensusKey>,
+    txs: I,
+) -> Result<BlockOutcome>
+where
+    I: Iterator<Item = core::result::Result<std::borrow::Cow<'a, SignedTx>, TxError>>,
+{
+    let next = state.height.checked_add(1);
+    if next != Some(height) {
+        return Err(LedgerError::BlockHeight {
+            expected_previous: state.height,
+            got: height,
+        });
+    }
+    let before = state.validator_set();
+    let ctx = BlockContext { height, proposer };
+    let results = txs
+        .map(|tx| tx.and_then(|tx| apply_tx(state, &tx, &ctx)))
+        .collect();
+    state.height = height;
+    let mut end_block_events = Vec::new();
+    let mut epoch_ended = None;
+    if height.is_multiple_of(state.params.epoch_length) {
+        epoch_ended = Some(state.epoch);
+        end_block_events = end_epoch(state);
+    }
+    let validator_set_changed = state.validator_set() != before;
+    Ok(BlockOutcome {
+        height,
+        results,
+        end_block_events,
+        epoch_ended,
+        validator_set_changed,
+        state_root: state.state_root(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
