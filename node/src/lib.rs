@@ -1,16 +1,13 @@
-//! The groundtruth validator node: MQTT ingest (decode, batch signature checks, registry,
-//! sequence and plausibility checks), durable storage in sled, metrics, and the CLI that
-//! wires every crate of the workspace into the `groundtruth` binary.
+//! The groundtruth validator node as a library: ingest (MQTT in, checks, durable store, embedded
+//! broker), the replicated ledger service (`chain`), metrics, and the wiring that runs them
+//! (`node::run`). The `groundtruth` binary lives in `node/cli`.
 //!
-//! Pure checks live in `ingest::checks` and `ingest::gaps`; threads, sockets and disks at the
-//! edges (`ingest`, `service`, `broker`, `store`).
+//! Folders: `ingest/` is everything from an MQTT message to a durable outcome and its PUBACK
+//! (pure checks in `ingest::checks` and `ingest::gaps`); `chain/` is the ledger behind Malachite.
+//! This crate must not depend on the simulator, the prover or `anyhow`.
 
-pub mod broker;
 pub mod chain;
-pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
-pub mod registry;
-pub mod service;
-pub mod store;
+pub mod node;

@@ -45,7 +45,7 @@ use groundtruth_ledger::{
 use tokio::sync::mpsc;
 
 use crate::config::NodeConfig;
-use crate::registry::{DeviceRecord, Registry, SharedRegistry};
+use crate::ingest::registry::{DeviceRecord, Registry, SharedRegistry};
 
 /// How far ahead of the account's committed nonce a transaction may be and still enter the
 /// mempool (so a client can send several transactions per block).

@@ -1,6 +1,6 @@
 //! The pure part of ingest: what makes a reading acceptable. No I/O, no clock.
 
-use crate::registry::{DeviceRecord, Registry};
+use super::registry::{DeviceRecord, Registry};
 use groundtruth_device_sdk::{topics, ReadingBody, SignedReading};
 
 /// Why a message on a readings topic was not accepted. The names are metric labels.
@@ -138,7 +138,7 @@ pub fn decide(existing: Option<&[u8]>, frame: &[u8]) -> StoreDecision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::DeviceEntry;
+    use crate::ingest::registry::DeviceEntry;
     use groundtruth_device_sdk::{DeviceKey, EnergyReading, Reading};
 
     fn setup(capacity: u64) -> (DeviceKey, Registry) {

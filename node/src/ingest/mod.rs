@@ -11,6 +11,10 @@
 //! to the node's persistent session. Redeliveries of stored readings are counted as duplicates.
 
 mod checks;
+pub mod broker;
+pub mod mqtt;
+pub mod registry;
+pub mod store;
 mod gaps;
 
 pub use checks::{decide, precheck, register_continues, within_capacity, Rejection, StoreDecision};
@@ -18,8 +22,8 @@ pub use gaps::{GapAction, GapTracker, MAX_RESEND_ATTEMPTS};
 
 use crate::config::IngestSection;
 use crate::metrics::{IngestMetrics, KindLabel};
-use crate::registry::SharedRegistry;
-use crate::store::{Status, Store, StoreError};
+use crate::ingest::registry::SharedRegistry;
+use crate::ingest::store::{Status, Store, StoreError};
 use groundtruth_device_sdk::{verify_batch, DeviceId, ReadingBody, SignedReading};
 use rumqttc::{AsyncClient, Publish, QoS};
 use std::collections::{HashMap, VecDeque};

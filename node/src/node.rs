@@ -1,17 +1,16 @@
 //! Runs a validator node: registry, store, optional embedded broker, metrics endpoint, MQTT
 //! subscription and the ingest threads.
 
-use crate::broker::{self, BrokerConfig};
+use crate::ingest::broker::{self, BrokerConfig};
 use crate::config::NodeConfig;
 use crate::ingest::{self, Inbound, IngestContext};
 use crate::metrics::{self, IngestMetrics};
-use crate::registry::{Registry, RegistryError, SharedRegistry};
-use crate::store::{Store, StoreError};
+use crate::ingest::registry::{Registry, RegistryError, SharedRegistry};
+use crate::ingest::store::{Store, StoreError};
 use groundtruth_device_sdk::topics;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::sync::atomic::{AtomicU64, Ordering};
+use rumqttc::{AsyncClient, MqttOptions};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Why the node could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +125,7 @@ pub async fn run(
             .filter(|p| usize::from(*p) % connections == connection)
             .map(topics::readings_partition_filter)
             .collect();
-        loops.spawn(mqtt_loop(
+        loops.spawn(ingest::mqtt::read_loop(
             connection,
             eventloop,
             client.clone(),
@@ -156,52 +155,6 @@ pub async fn run(
         () = shutdown => tracing::info!(target: "node", "shutting down"),
     }
     Ok(())
-}
-
-/// Reads one MQTT connection into the ingest queue until ingest stops.
-async fn mqtt_loop(
-    connection: usize,
-    mut eventloop: rumqttc::EventLoop,
-    client: AsyncClient,
-    partitions: Vec<String>,
-    generation: Arc<AtomicU64>,
-    tx: tokio::sync::mpsc::Sender<Inbound>,
-    metrics: IngestMetrics,
-) {
-    loop {
-        // Take a slot in the ingest queue before reading from the broker: when ingest is
-        // behind, the node stops reading (TCP back-pressure reaches the broker) instead of
-        // blocking with a message in hand while acks wait to be sent.
-        let Ok(slot) = tx.reserve().await else {
-            tracing::error!(target: "node::mqtt", connection, "ingest stopped; leaving the MQTT loop");
-            return;
-        };
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let generation = generation.load(Ordering::Acquire);
-                slot.send(Inbound {
-                    publish,
-                    connection,
-                    generation,
-                });
-            }
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                generation.fetch_add(1, Ordering::AcqRel);
-                tracing::info!(target: "node::mqtt", connection, session_present = ack.session_present, "connected to broker");
-                for filter in &partitions {
-                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
-                        tracing::error!(target: "node::mqtt", connection, error = %e, "subscribe failed");
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                metrics.mqtt_errors.inc();
-                tracing::warn!(target: "node::mqtt", connection, error = %e, "broker connection lost; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Command-line interface of the `groundtruth` binary. Each subcommand lives in its own file.
+//! The `groundtruth` binary: one file per subcommand; the validator itself is the
+//! `groundtruth-node` library, the wallet talks to it over HTTP.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -43,7 +44,7 @@ enum Command {
 }
 
 /// Entry point: parse arguments, set up logging, run the subcommand.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {

@@ -1,6 +1,6 @@
 //! `groundtruth store`: inspect a node's database (the node must be stopped).
 
-use crate::store::{Status, Store};
+use groundtruth_node::ingest::store::{Status, Store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! Every file in `configs/` parses with the schema it is written for.
 
 use groundtruth_node::config::NodeConfig;
-use groundtruth_node::registry::Registry;
+use groundtruth_node::ingest::registry::Registry;
 use std::path::{Path, PathBuf};
 
 fn configs_dir() -> PathBuf {

@@ -4,9 +4,9 @@
 //! simulated fleet, with live counts. `--validators 1` runs a single node in-process without
 //! consensus.
 
-use super::sim::FleetArgs;
-use crate::config::NodeConfig;
-use crate::service::Telemetry;
+use crate::sim::FleetArgs;
+use groundtruth_node::config::NodeConfig;
+use groundtruth_node::node::Telemetry;
 use groundtruth_firmware_sim::{Fleet, PublishConfig, PublishStats, Publisher};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -71,7 +71,7 @@ fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let telemetry = Telemetry::default();
         let ingest = telemetry.ingest.clone();
-        let node = tokio::spawn(crate::service::run(config, telemetry, std::future::pending()));
+        let node = tokio::spawn(groundtruth_node::node::run(config, telemetry, std::future::pending()));
         tokio::time::sleep(Duration::from_millis(300)).await;
         let stats = Arc::new(PublishStats::default());
         let publisher = Publisher::connect(
@@ -106,12 +106,12 @@ fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             step += 1;
             let accepted: u64 = ["energy", "gpu", "storage"]
                 .iter()
-                .map(|k| ingest.accepted.get_or_create(&crate::metrics::KindLabel { kind: (*k).into() }).get())
+                .map(|k| ingest.accepted.get_or_create(&groundtruth_node::metrics::KindLabel { kind: (*k).into() }).get())
                 .sum();
-            let rejected: Vec<String> = crate::ingest::Rejection::ALL
+            let rejected: Vec<String> = groundtruth_node::ingest::Rejection::ALL
                 .iter()
                 .filter_map(|r| {
-                    let n = ingest.rejected.get_or_create(&crate::metrics::ReasonLabel { reason: r.reason().into() }).get();
+                    let n = ingest.rejected.get_or_create(&groundtruth_node::metrics::ReasonLabel { reason: r.reason().into() }).get();
                     (n > 0).then(|| format!("{}={n}", r.reason()))
                 })
                 .collect();
@@ -144,7 +144,7 @@ fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
 /// The multi-validator devnet: child processes, one per validator.
 mod network {
     use super::DevnetArgs;
-    use crate::chain::client;
+    use groundtruth_node::chain::client;
     use groundtruth_device_sdk::{keys, DeviceKey};
     use groundtruth_firmware_sim::{Fleet, PublishConfig, PublishStats, Publisher};
     use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! `groundtruth node`: run a validator.
 
-use crate::config::NodeConfig;
+use groundtruth_node::config::NodeConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -72,9 +72,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(crate::service::run(
+    runtime.block_on(groundtruth_node::node::run(
         config,
-        crate::service::Telemetry::default(),
+        groundtruth_node::node::Telemetry::default(),
         async {
             let _ = tokio::signal::ctrl_c().await;
         },

@@ -12,7 +12,7 @@ pub struct BrokerArgs {
 
 /// Runs the broker until Ctrl-C.
 pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
-    crate::broker::start(&crate::broker::BrokerConfig {
+    groundtruth_node::ingest::broker::start(&groundtruth_node::ingest::broker::BrokerConfig {
         listen: args.listen,
         max_payload_bytes: 1024,
         max_inflight: 1000,

@@ -18,7 +18,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use groundtruth_ledger::{possession_sign_bytes, Address, DeviceId, DeviceKind, Tx, TxBody};
 use serde_json::Value;
 
-use crate::chain::client;
+use groundtruth_node::chain::client;
 
 /// Arguments of `groundtruth tx`.
 #[derive(Debug, clap::Args)]
