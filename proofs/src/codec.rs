@@ -70,6 +70,37 @@ impl<'a> Reader<'a> {
         let len = usize::try_from(self.u32(what)?).map_err(|_| ProofError::Decode(what))?;
         self.take(len, what)
     }
+    /// A `usize` in winterfell's variable-length (vint64) encoding: the number of trailing zero
+    /// bits of the first byte plus one is the encoded length (a zero first byte means 8 more
+    /// bytes follow).
+    pub(crate) fn vint(&mut self, what: &'static str) -> Result<u64> {
+        let first = *self.buf.first().ok_or(ProofError::Decode(what))?;
+        let len = first.trailing_zeros() as usize + 1;
+        if len == 9 {
+            self.take(1, what)?;
+            return self.u64(what);
+        }
+        let bytes = self.take(len, what)?;
+        let mut limb = [0u8; 8];
+        limb[..len].copy_from_slice(bytes);
+        Ok(u64::from_le_bytes(limb) >> len)
+    }
+    /// A length read as `vint`, refused when larger than `limit` or than the bytes left divided
+    /// by `unit` (the fewest bytes one counted item can take): no caller can be led to reserve
+    /// memory the input cannot fill.
+    pub(crate) fn vint_len(
+        &mut self,
+        unit: usize,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<usize> {
+        let v = self.vint(what)?;
+        let n = usize::try_from(v).map_err(|_| ProofError::Decode(what))?;
+        if n > limit || n > self.remaining() / unit.max(1) {
+            return Err(ProofError::Decode(what));
+        }
+        Ok(n)
+    }
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len()
     }

@@ -21,6 +21,17 @@ use crate::por::{RetrievabilityStatement, CHUNK_SIZE};
 pub const MAGIC: [u8; 4] = *b"GTPF";
 /// Current envelope format version.
 pub const VERSION: u16 = 1;
+pub use crate::layout::MAX_PROOF_BYTES;
+/// Largest envelope accepted: header, the largest public inputs (metered, every device at
+/// [`crate::metered::MAX_DEVICES`]) and the largest proof.
+pub const MAX_ENVELOPE_BYTES: usize = 64
+    + PUBLIC_HEADER_BYTES
+    + crate::metered::MAX_DEVICES as usize * DEVICE_BYTES
+    + MAX_PROOF_BYTES;
+/// Bytes of the metered public inputs before the device table.
+const PUBLIC_HEADER_BYTES: usize = 1 + 32 + 8 + 4;
+/// Bytes of one device in the metered public inputs.
+const DEVICE_BYTES: usize = 32 + 8 + 8 + 8;
 
 /// Which statement a proof is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,6 +133,11 @@ impl ProofEnvelope {
     /// Decodes an envelope from untrusted bytes. Checks structure only; call
     /// [`crate::verify`] to check the proof.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(ProofError::Decode(
+                "envelope larger than MAX_ENVELOPE_BYTES",
+            ));
+        }
         let mut r = Reader::new(bytes);
         if r.array::<4>("missing magic")? != MAGIC {
             return Err(ProofError::Decode("bad magic"));
@@ -148,8 +164,8 @@ impl ProofEnvelope {
                 let commitment = p.array::<32>("missing commitment")?;
                 let num_readings = p.u64("missing reading count")?;
                 let count = p.u32("missing device count")? as usize;
-                // Each device takes 56 bytes: never allocate more than the input can hold.
-                if count > p.remaining() / 56 {
+                // Never allocate more than the input can hold.
+                if count > p.remaining() / DEVICE_BYTES {
                     return Err(ProofError::Decode("device count exceeds input"));
                 }
                 let mut devices = Vec::with_capacity(count);
@@ -184,7 +200,11 @@ impl ProofEnvelope {
             _ => return Err(ProofError::Decode("unknown statement kind")),
         };
         p.finish("trailing bytes in public inputs")?;
-        let proof = r.blob("truncated proof")?.to_vec();
+        let proof = r.blob("truncated proof")?;
+        if proof.len() > MAX_PROOF_BYTES {
+            return Err(ProofError::Decode("proof larger than MAX_PROOF_BYTES"));
+        }
+        let proof = proof.to_vec();
         r.finish("trailing bytes after proof")?;
         Ok(Self {
             statement,
@@ -207,7 +227,7 @@ pub(crate) struct Shape {
     pub aux_rands: usize,
 }
 
-/// Decodes winterfell proof bytes, checks options and trace shape against the statement, then
+/// Pre-parses winterfell proof bytes with bounded lengths ([`crate::layout`]), decodes them, checks options and trace shape against the statement, then
 /// runs the STARK verifier. Any panic inside winterfell on hostile bytes becomes an error.
 pub(crate) fn verify_stark<A>(
     proof_bytes: &[u8],
@@ -220,6 +240,8 @@ where
     A::PublicInputs: std::panic::UnwindSafe,
 {
     use crate::options::CommitmentHasher;
+    // Bounded pre-parse first: winterfell sizes allocations from lengths inside the proof.
+    crate::layout::check(proof_bytes, level, &shape)?;
     let run = move || -> Result<()> {
         let proof = winter_air::proof::Proof::from_bytes(proof_bytes)
             .map_err(|e| ProofError::ProofDecode(e.to_string()))?;

@@ -18,6 +18,7 @@ mod codec;
 pub mod envelope;
 pub mod error;
 pub mod field;
+mod layout;
 pub mod metered;
 pub mod options;
 pub mod por;
