@@ -44,7 +44,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("device id {device}");
 
     // 2. The publisher: a durable queue in state/queue and a background MQTT task.
-    let config = PublisherConfig::new(host.as_str(), port, device.to_string(), state.join("queue"));
+    // Client id and username are the device id; the password is a login token signed with the
+    // device key at each connection (PROTOCOL.md §5.1).
+    let config = PublisherConfig::new(host.as_str(), port, state.join("queue"));
     let publisher = Publisher::start(key, config)?;
 
     // 3. Readings: one 5-minute interval each, with a cumulative register.

@@ -13,10 +13,19 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 mod error;
+mod login;
+pub mod ratelimit;
 mod reading;
 mod signing;
 
 pub use error::{Error, Result};
+#[cfg(feature = "std")]
+pub use login::login_token;
+pub use login::{
+    login_token_ascii, login_token_bytes, verify_login, LoginError, DEFAULT_LOGIN_SKEW_SECS,
+    LOGIN_CLIENT_ID_LEN, LOGIN_DOMAIN_TAG, LOGIN_TOKEN_HEX_LEN, LOGIN_TOKEN_LEN,
+    MAX_LOGIN_CLIENT_ID_LEN,
+};
 pub use reading::{
     DeviceId, EnergyReading, GpuReading, Reading, ReadingBody, ReadingKind, StorageHeartbeat,
     PROTOCOL_VERSION,
@@ -37,6 +46,9 @@ pub mod topics;
 #[cfg(feature = "tls")]
 pub use publisher::TlsConfig;
 #[cfg(feature = "std")]
-pub use publisher::{Publisher, PublisherConfig, PublisherStatus};
+pub use publisher::{
+    Credentials, Publisher, PublisherConfig, PublisherStatus, ResendLimits, ResendStats,
+    MAX_INCOMING_PACKET,
+};
 #[cfg(feature = "std")]
 pub use queue::{OfflineQueue, QueueConfig};

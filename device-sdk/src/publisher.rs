@@ -5,14 +5,22 @@
 //! publishes pending frames, oldest first, to [`topics::readings_topic`] with QoS 1, advancing
 //! the queue's acknowledgement cursor as PUBACKs arrive.
 //!
+//! # Session and login (PROTOCOL.md, "MQTT session")
+//!
+//! By default the client id and username are the device id in lower-case hex and the password
+//! is a fresh [`login_token`](crate::login_token) signed at every connection attempt with the
+//! system clock; [`Credentials`] also allows a fixed username and password (an external broker
+//! with a password file) or none. The session is persistent (`clean_session = false`), so the
+//! broker keeps the resend subscription and queues resend requests while the device is away.
+//! Keep-alive is 30 s by default, every publish is QoS 1 and none is retained.
+//!
 //! # Who retransmits what
 //!
-//! The durable queue is the only retransmission state. The client connects with
-//! `clean_session = true`; rumqttc moves un-acknowledged publishes into its in-memory `pending`
-//! list when a connection drops, but discards that list when the broker's CONNACK says no
-//! session is present, which a clean session always does. So nothing is retransmitted by
-//! rumqttc; after every CONNACK the task rewinds to the queue's cursor and republishes from
-//! there, in order. A reading whose PUBACK was lost with the connection is therefore published
+//! The durable queue is the only retransmission state. rumqttc moves un-acknowledged publishes
+//! (and requests still in its channel) into its in-memory `pending` list when a connection
+//! drops, and would replay them if the broker resumes the session. The task empties that list
+//! after every connection error, so rumqttc never retransmits; after every CONNACK the task
+//! rewinds to the queue's cursor and republishes from there, in order. A reading whose PUBACK was lost with the connection is therefore published
 //! again (validators drop byte-identical duplicates); an acknowledged one never is, also not
 //! after a restart, since the cursor is on disk.
 //!
@@ -28,20 +36,27 @@
 //!
 //! The task subscribes to [`topics::resend_topic`]. A request (a big-endian `u64` from-seq)
 //! republishes every retained, acknowledged reading from that sequence number on, unchanged
-//! (PROTOCOL.md, "Resend").
+//! (PROTOCOL.md, "Resend requests"). Whoever can publish on that topic can ask, so the device
+//! bounds what asking costs it: a payload longer than [`topics::MAX_RESEND_REQUEST_LEN`] is
+//! refused unread, and two token buckets ([`ResendLimits`]) cap the requests served and the
+//! readings resent per minute; resends beyond the reading budget wait for it to refill. Every
+//! refusal is counted in [`ResendStats`].
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::num::{NonZeroU16, NonZeroUsize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::login::login_token;
 use crate::queue::{OfflineQueue, QueueConfig};
+use crate::ratelimit::TokenBucket;
 use crate::reading::{DeviceId, Reading, ReadingBody};
 use crate::signing::{DeviceKey, SignedReading, MAX_FRAME_LEN};
 use crate::topics;
@@ -69,6 +84,59 @@ impl core::fmt::Debug for TlsConfig {
     }
 }
 
+/// What the publisher logs in to the broker with.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Credentials {
+    /// A groundtruth broker's rule (PROTOCOL.md, "MQTT session"): username = client id =
+    /// device id in lower-case hex, password = a login token signed by the device key with the
+    /// system clock, fresh at every connection attempt. The client id must be left at its
+    /// default.
+    #[default]
+    DeviceToken,
+    /// A fixed username and password, e.g. for an external broker with a password file.
+    Password {
+        /// MQTT username.
+        username: String,
+        /// MQTT password.
+        password: String,
+    },
+    /// No username or password (a broker without authentication, e.g. in tests).
+    Anonymous,
+}
+
+impl core::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::DeviceToken => f.write_str("DeviceToken"),
+            Self::Password { username, .. } => f
+                .debug_struct("Password")
+                .field("username", username)
+                .field("password", &"redacted")
+                .finish(),
+            Self::Anonymous => f.write_str("Anonymous"),
+        }
+    }
+}
+
+/// Device-side bounds on resend requests (PROTOCOL.md, "Resend requests"). Each is a token
+/// bucket of that many tokens refilled at that rate per minute; zero turns resending off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResendLimits {
+    /// Resend requests served per minute (burst of the same size). Default 30.
+    pub requests_per_minute: u32,
+    /// Readings resent per minute (burst of the same size). Default 600.
+    pub readings_per_minute: u32,
+}
+
+impl Default for ResendLimits {
+    fn default() -> Self {
+        Self {
+            requests_per_minute: 30,
+            readings_per_minute: 600,
+        }
+    }
+}
+
 /// How the publisher reaches its broker and where it keeps its queue.
 #[derive(Clone, Debug)]
 pub struct PublisherConfig {
@@ -76,9 +144,13 @@ pub struct PublisherConfig {
     pub broker_host: String,
     /// Broker port (1883 for plain MQTT, 8883 for MQTT over TLS by convention).
     pub broker_port: u16,
-    /// MQTT client id; must be unique per broker (a second connection with the same id kicks
-    /// the first off). The device id's hex is a good choice.
-    pub client_id: String,
+    /// MQTT client id; `None` (the default, and the protocol's rule) uses the device id in
+    /// lower-case hex. A second connection with the same id takes the session over.
+    pub client_id: Option<String>,
+    /// Username and password. Default [`Credentials::DeviceToken`].
+    pub credentials: Credentials,
+    /// Bounds on what resend requests can make the device send.
+    pub resend_limits: ResendLimits,
     /// MQTT keep-alive: how often the client pings an idle connection. Zero disables it;
     /// otherwise at least one second. Default 30 s.
     pub keep_alive: Duration,
@@ -99,18 +171,20 @@ pub struct PublisherConfig {
 }
 
 impl PublisherConfig {
-    /// Defaults for a broker at `host:port`, with the queue in `queue_dir`.
+    /// Defaults for a broker at `host:port`, with the queue in `queue_dir`: client id and
+    /// username the device id, a fresh login token as password, 30 s keep-alive.
     pub fn new(
         broker_host: impl Into<String>,
         broker_port: u16,
-        client_id: impl Into<String>,
         queue_dir: impl Into<PathBuf>,
     ) -> Self {
         let queue = QueueConfig::new(queue_dir);
         Self {
             broker_host: broker_host.into(),
             broker_port,
-            client_id: client_id.into(),
+            client_id: None,
+            credentials: Credentials::DeviceToken,
+            resend_limits: ResendLimits::default(),
             keep_alive: Duration::from_secs(30),
             inflight: NonZeroU16::new(32).unwrap_or(NonZeroU16::MIN),
             reconnect_delay: Duration::from_secs(1),
@@ -122,20 +196,35 @@ impl PublisherConfig {
         }
     }
 
-    fn mqtt_options(&self) -> Result<MqttOptions> {
+    /// The client id this configuration connects with for `device`.
+    pub fn effective_client_id(&self, device: &DeviceId) -> String {
+        self.client_id.clone().unwrap_or_else(|| device.to_string())
+    }
+
+    fn mqtt_options(&self, device: &DeviceId) -> Result<MqttOptions> {
         if !self.keep_alive.is_zero() && self.keep_alive < Duration::from_secs(1) {
             return Err(Error::Config(
                 "keep_alive must be zero or at least one second".into(),
             ));
         }
-        if self.client_id.is_empty() {
+        let client_id = self.effective_client_id(device);
+        if client_id.is_empty() {
             return Err(Error::Config("client_id must not be empty".into()));
         }
-        let mut o = MqttOptions::new(&self.client_id, &self.broker_host, self.broker_port);
+        if self.credentials == Credentials::DeviceToken && client_id != device.to_string() {
+            return Err(Error::Config(
+                "with Credentials::DeviceToken the client id must be the device id in hex".into(),
+            ));
+        }
+        let mut o = MqttOptions::new(&client_id, &self.broker_host, self.broker_port);
         o.set_keep_alive(self.keep_alive)
             .set_inflight(self.inflight.get())
-            .set_clean_session(true)
-            .set_max_packet_size(16 * 1024, 16 * 1024);
+            // Non-empty client id (checked above), so rumqttc accepts a persistent session.
+            .set_clean_session(false)
+            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
+        if let Credentials::Password { username, password } = &self.credentials {
+            o.set_credentials(username, password);
+        }
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
             o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
@@ -148,6 +237,29 @@ impl PublisherConfig {
     }
 }
 
+/// Largest MQTT packet the device accepts from the broker. A bigger one ends the connection
+/// (rumqttc's rule), so brokers must cap payloads below it (PROTOCOL.md, "Size bounds").
+pub const MAX_INCOMING_PACKET: usize = 16 * 1024;
+/// Largest MQTT packet the device sends (frames are at most 154 bytes).
+const MAX_OUTGOING_PACKET: usize = 4 * 1024;
+
+/// What resend requests have made the publisher do since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResendStats {
+    /// Requests served (they passed the size and rate checks).
+    pub requests_served: u64,
+    /// Requests refused unread: payload longer than [`topics::MAX_RESEND_REQUEST_LEN`].
+    pub requests_oversize: u64,
+    /// Requests refused: payload shorter than 8 bytes.
+    pub requests_malformed: u64,
+    /// Requests refused by the request rate limit.
+    pub requests_rate_limited: u64,
+    /// Readings republished for requests.
+    pub readings_resent: u64,
+    /// Times resending paused because the reading budget was spent.
+    pub readings_throttled: u64,
+}
+
 /// A snapshot of the publisher's progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PublisherStatus {
@@ -157,6 +269,8 @@ pub struct PublisherStatus {
     pub acked_next: u64,
     /// Whether the task currently holds a connection acknowledged by the broker.
     pub connected: bool,
+    /// Resend requests handled and refused.
+    pub resend: ResendStats,
 }
 
 impl PublisherStatus {
@@ -184,7 +298,7 @@ impl Shared {
 ///
 /// Create it inside a tokio runtime: [`Publisher::start`] spawns the background task there.
 pub struct Publisher {
-    key: DeviceKey,
+    key: Arc<DeviceKey>,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -206,7 +320,8 @@ impl Publisher {
     pub fn start(key: DeviceKey, config: PublisherConfig) -> Result<Self> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Config("Publisher::start needs a tokio runtime".into()))?;
-        let options = config.mqtt_options()?;
+        let device = key.device_id();
+        let options = config.mqtt_options(&device)?;
         let queue = OfflineQueue::open(QueueConfig {
             dir: config.queue_dir.clone(),
             max_entries: config.max_queue_entries,
@@ -216,6 +331,7 @@ impl Publisher {
             next_seq: queue.next_seq(),
             acked_next: queue.acked_next(),
             connected: false,
+            resend: ResendStats::default(),
         };
         let shared = Arc::new(Shared {
             queue: Mutex::new(queue),
@@ -225,8 +341,16 @@ impl Publisher {
         let window = usize::from(config.inflight.get());
         // Requests this task hands to rumqttc never exceed the window plus one subscription.
         let (client, eventloop) = AsyncClient::new(options, window + 4);
-        let device = key.device_id();
+        let key = Arc::new(key);
+        let login = (config.credentials == Credentials::DeviceToken)
+            .then(|| (Arc::clone(&key), config.effective_client_id(&device)));
+        let clock = tokio::time::Instant::now();
         let driver = Driver {
+            login,
+            clock,
+            request_bucket: TokenBucket::new(config.resend_limits.requests_per_minute, 0),
+            reading_bucket: TokenBucket::new(config.resend_limits.readings_per_minute, 0),
+            resend_wake: None,
             shared: Arc::clone(&shared),
             client,
             readings_topic: topics::readings_topic(&device),
@@ -361,6 +485,17 @@ enum Tag {
 
 /// The background task's state; it alone talks to rumqttc.
 struct Driver {
+    /// Key and client id to sign a fresh login token with before each connection attempt
+    /// ([`Credentials::DeviceToken`]).
+    login: Option<(Arc<DeviceKey>, String)>,
+    /// Origin of the token buckets' millisecond clock.
+    clock: tokio::time::Instant,
+    /// Resend requests served per minute.
+    request_bucket: TokenBucket,
+    /// Readings resent per minute.
+    reading_bucket: TokenBucket,
+    /// When the reading budget has a token again, if resending waits for it.
+    resend_wake: Option<tokio::time::Instant>,
     shared: Arc<Shared>,
     client: AsyncClient,
     readings_topic: String,
@@ -385,15 +520,24 @@ struct Driver {
 impl Driver {
     async fn run(mut self, mut eventloop: EventLoop, mut stop: oneshot::Receiver<()>) {
         loop {
+            if eventloop.network.is_none() {
+                self.refresh_login(&mut eventloop.mqtt_options);
+            }
             let polled = {
                 let poll = eventloop.poll();
                 tokio::pin!(poll);
                 loop {
+                    let wake_at = self.resend_wake;
                     tokio::select! {
                         biased;
                         _ = &mut stop => return,
                         r = &mut poll => break r,
                         () = self.shared.wake.notified() => self.fill(),
+                        () = tokio::time::sleep_until(wake_at.unwrap_or_else(tokio::time::Instant::now)),
+                            if wake_at.is_some() => {
+                            self.resend_wake = None;
+                            self.fill();
+                        }
                     }
                 }
             };
@@ -409,6 +553,9 @@ impl Driver {
                     }
                     self.failed_attempts = self.failed_attempts.saturating_add(1);
                     self.set_connected(false);
+                    // The queue is the only retransmission state: drop rumqttc's replay list
+                    // (publishes it would resend if the broker resumes the session).
+                    eventloop.pending.clear();
                     tokio::select! {
                         _ = &mut stop => return,
                         () = tokio::time::sleep(self.reconnect_delay) => {}
@@ -416,6 +563,26 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Signs a fresh login token with the system clock (PROTOCOL.md, "MQTT session").
+    fn refresh_login(&self, options: &mut MqttOptions) {
+        let Some((key, client_id)) = &self.login else {
+            return;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_else(|_| {
+                tracing::warn!(target: "device_sdk::publisher", "system clock before 1970; the broker will refuse the login token");
+                0
+            });
+        options.set_credentials(client_id.as_str(), login_token(key, client_id, now));
+    }
+
+    /// Milliseconds since the task started, for the token buckets.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn set_connected(&mut self, connected: bool) {
@@ -461,18 +628,30 @@ impl Driver {
                 self.fill();
             }
             Event::Incoming(Incoming::Publish(p)) if p.topic == self.resend_topic => {
-                match topics::decode_resend_request(&p.payload) {
-                    Some(from) => self.on_resend_request(from),
-                    None => tracing::debug!(
-                        target: "device_sdk::publisher",
-                        len = p.payload.len(),
-                        "ignoring malformed resend request"
-                    ),
+                let len = p.payload.len();
+                if len > topics::MAX_RESEND_REQUEST_LEN {
+                    tracing::debug!(target: "device_sdk::publisher", len, "refusing oversize resend request");
+                    self.count(|r| r.requests_oversize += 1);
+                } else if let Some(from) = topics::decode_resend_request(&p.payload) {
+                    if self.request_bucket.try_take(self.now_ms()) {
+                        self.count(|r| r.requests_served += 1);
+                        self.on_resend_request(from);
+                    } else {
+                        tracing::debug!(target: "device_sdk::publisher", from, "resend request over the rate limit");
+                        self.count(|r| r.requests_rate_limited += 1);
+                    }
+                } else {
+                    tracing::debug!(target: "device_sdk::publisher", len, "ignoring malformed resend request");
+                    self.count(|r| r.requests_malformed += 1);
                 }
                 self.fill();
             }
             _ => {}
         }
+    }
+
+    fn count(&self, f: impl FnOnce(&mut ResendStats)) {
+        self.shared.status.send_modify(|s| f(&mut s.resend));
     }
 
     fn on_acked(&mut self, seq: u64) {
@@ -523,13 +702,32 @@ impl Driver {
         if !self.connected {
             return;
         }
-        let queue = self.shared.queue();
+        let now_ms = self.now_ms();
+        let shared = Arc::clone(&self.shared);
+        let queue = shared.queue();
+        let mut resent = 0u64;
+        let mut throttled = false;
         while self.awaiting_pkid.len() + self.inflight.len() < self.window {
             let (tag, seq) = if self.sent_next < queue.next_seq() {
                 (Tag::Pending(self.sent_next), self.sent_next)
             } else if let Some((next, end)) = self.resend {
                 if next >= end {
                     self.resend = None;
+                    break;
+                }
+                if self.resend_wake.is_some() {
+                    break;
+                }
+                if self.reading_bucket.available(now_ms) == 0 {
+                    // Wait for the budget; a bucket that never refills ends the resend.
+                    match self.reading_bucket.wait_ms(now_ms) {
+                        Some(ms) => {
+                            self.resend_wake =
+                                Some(tokio::time::Instant::now() + Duration::from_millis(ms));
+                            throttled = true;
+                        }
+                        None => self.resend = None,
+                    }
                     break;
                 }
                 (Tag::Resend, next)
@@ -556,12 +754,23 @@ impl Driver {
                     self.awaiting_pkid.push_back(tag);
                     match tag {
                         Tag::Pending(_) => self.sent_next += 1,
-                        Tag::Resend => self.resend = self.resend.map(|(n, e)| (n + 1, e)),
+                        Tag::Resend => {
+                            self.reading_bucket.try_take(now_ms);
+                            resent += 1;
+                            self.resend = self.resend.map(|(n, e)| (n + 1, e));
+                        }
                     }
                 }
                 // The request channel is full; the next event from rumqttc calls fill again.
                 Err(_) => break,
             }
+        }
+        drop(queue);
+        if resent > 0 || throttled {
+            self.count(|r| {
+                r.readings_resent += resent;
+                r.readings_throttled += u64::from(throttled);
+            });
         }
     }
 }

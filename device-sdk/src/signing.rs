@@ -70,12 +70,18 @@ impl DeviceKey {
         DeviceId(self.0.verifying_key().to_bytes())
     }
 
+    /// Signs arbitrary bytes (RFC 8032). Crate-internal: every message a device signs carries
+    /// its own domain tag, added by the caller.
+    pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+        use ed25519_dalek::Signer;
+        self.0.sign(message).to_bytes()
+    }
+
     /// Signs a reading. The reading's device id should be this key's.
     pub fn sign(&self, reading: Reading) -> SignedReading {
-        use ed25519_dalek::Signer;
         let mut msg = [0u8; MAX_MESSAGE_LEN];
         let n = signed_message(&reading, &mut msg);
-        let signature = self.0.sign(&msg[..n]).to_bytes();
+        let signature = self.sign_raw(&msg[..n]);
         SignedReading { reading, signature }
     }
 }

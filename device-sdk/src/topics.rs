@@ -64,6 +64,11 @@ pub fn device_of_resend_topic(topic: &str) -> Option<DeviceId> {
 /// Length of a resend request's payload: one big-endian u64, the first sequence number wanted.
 pub const RESEND_REQUEST_LEN: usize = 8;
 
+/// Longest resend-request payload a device reads. Anything longer is refused unread and
+/// counted (`ResendStats::requests_oversize`); the protocol's requests are exactly
+/// [`RESEND_REQUEST_LEN`] bytes.
+pub const MAX_RESEND_REQUEST_LEN: usize = RESEND_REQUEST_LEN;
+
 /// Payload of a resend request asking for every retained reading with `seq >= from_seq`.
 pub fn encode_resend_request(from_seq: u64) -> [u8; RESEND_REQUEST_LEN] {
     from_seq.to_be_bytes()

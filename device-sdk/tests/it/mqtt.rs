@@ -1,10 +1,11 @@
 //! The publisher against a real broker (rumqttd, in process), with a gate that makes the
 //! broker unreachable on demand.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use groundtruth_device_sdk::{
-    keys, topics, EnergyReading, Error, Publisher, ReadingBody, SignedReading,
+    keys, login_token, topics, verify_login, Credentials, DeviceId, EnergyReading, Error,
+    Publisher, PublisherStatus, ReadingBody, ResendLimits, SignedReading, DEFAULT_LOGIN_SKEW_SECS,
 };
 use rumqttc::QoS;
 
@@ -126,7 +127,7 @@ async fn resend_request_republishes_retained_readings() {
     let broker = start_broker();
     let mut sub = Subscriber::connect(broker, &topics::readings_topic(&device)).await;
     let p = Publisher::start(test_key(3), {
-        let mut c = publisher_config(broker.port(), dir.path(), "device-3");
+        let mut c = publisher_config(broker.port(), dir.path());
         c.retain_acked = 6;
         c
     })
@@ -171,7 +172,7 @@ async fn resend_request_republishes_retained_readings() {
 #[tokio::test]
 async fn full_queue_refuses_new_readings_without_using_a_seq() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = publisher_config(crate::support::free_port(), dir.path(), "device-4");
+    let mut c = publisher_config(crate::support::free_port(), dir.path());
     c.max_queue_entries = std::num::NonZeroUsize::new(3).unwrap();
     let p = Publisher::start(test_key(4), c).unwrap();
     publish_n(&p, 0..3);
@@ -191,7 +192,7 @@ async fn full_queue_refuses_new_readings_without_using_a_seq() {
 #[test]
 fn start_outside_a_runtime_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Publisher::start(test_key(5), publisher_config(1, dir.path(), "d")).unwrap_err();
+    let err = Publisher::start(test_key(5), publisher_config(1, dir.path())).unwrap_err();
     assert!(matches!(err, Error::Config(_)));
 }
 
@@ -203,4 +204,260 @@ fn key_file_round_trip_through_public_api() {
     let again = keys::load_or_generate(&path).unwrap();
     assert_eq!(k.device_id(), again.device_id());
     assert!(keys::save(&keys::generate(), &path).is_err());
+}
+
+/// Waits until `check` holds for the publisher's status, or fails after 5 s.
+async fn wait_status(p: &Publisher, what: &str, check: impl Fn(&PublisherStatus) -> bool) {
+    for _ in 0..500 {
+        if check(&p.status()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: status {:?}", p.status());
+}
+
+const VALIDATOR: (&str, &str) = ("validator:test", "validator-secret");
+
+/// A broker that logs devices in the way a groundtruth node does: the client id names a
+/// registered device and the password is a valid login token for it ([`verify_login`]);
+/// validators log in with a shared secret.
+fn start_authenticating_broker(registered: Vec<DeviceId>) -> std::net::SocketAddr {
+    let registered = std::sync::Arc::new(registered);
+    crate::support::start_broker_with(None, move |server| {
+        server.set_auth_handler(move |client_id: String, user: String, pass: String| {
+            let registered = std::sync::Arc::clone(&registered);
+            async move {
+                if user == VALIDATOR.0 {
+                    return pass == VALIDATOR.1;
+                }
+                let Some(device) = registered.iter().find(|d| d.to_string() == client_id) else {
+                    return false;
+                };
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                verify_login(
+                    device,
+                    &client_id,
+                    &user,
+                    &pass,
+                    now,
+                    DEFAULT_LOGIN_SKEW_SECS,
+                )
+                .is_ok()
+            }
+        });
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_logs_in_with_its_token_and_others_cannot_take_its_id() {
+    let (a, b) = (test_key(10), test_key(11));
+    let a_hex = a.device_id().to_string();
+    let broker = start_authenticating_broker(vec![a.device_id(), b.device_id()]);
+    let mut sub = Subscriber::connect_as(
+        broker,
+        &topics::readings_topic(&a.device_id()),
+        Some(VALIDATOR),
+    )
+    .await;
+    let dir_a = tempfile::tempdir().unwrap();
+    let pa = Publisher::start(test_key(10), publisher_config(broker.port(), dir_a.path())).unwrap();
+    wait_connected(&pa).await;
+    let first = publish_n(&pa, 0..1);
+    assert_eq!(
+        sub.next_reading(Duration::from_secs(5)).await,
+        Some(first[0])
+    );
+
+    // B, registered itself, tries A's client id with a token B signed for it: refused, and A
+    // is not evicted.
+    let dir_b = tempfile::tempdir().unwrap();
+    let mut cb = publisher_config(broker.port(), dir_b.path());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    cb.client_id = Some(a_hex.clone());
+    cb.credentials = Credentials::Password {
+        username: a_hex.clone(),
+        password: login_token(&b, &a_hex, now),
+    };
+    let pb = Publisher::start(test_key(11), cb).unwrap();
+    // B's own valid token under A's client id: refused as well.
+    let dir_c = tempfile::tempdir().unwrap();
+    let mut cc = publisher_config(broker.port(), dir_c.path());
+    cc.client_id = Some(a_hex.clone());
+    cc.credentials = Credentials::Password {
+        username: a_hex.clone(),
+        password: login_token(&b, &b.device_id().to_string(), now),
+    };
+    let pc = Publisher::start(test_key(11), cc);
+    // (Same key as pb: pick another queue dir, the queue lock is per directory.)
+    let pc = pc.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!pb.status().connected, "impersonation refused");
+    assert!(!pc.status().connected, "another device's token refused");
+    assert!(pa.status().connected, "A keeps its session");
+    let second = publish_n(&pa, 1..2);
+    assert_eq!(
+        sub.next_reading(Duration::from_secs(5)).await,
+        Some(second[0])
+    );
+
+    // With the default credentials the client id must be the device id.
+    let dir_d = tempfile::tempdir().unwrap();
+    let mut cd = publisher_config(broker.port(), dir_d.path());
+    cd.client_id = Some("device-12".into());
+    assert!(matches!(
+        Publisher::start(test_key(12), cd),
+        Err(Error::Config(_))
+    ));
+    pa.shutdown().await;
+    pb.shutdown().await;
+    pc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_username_and_password_for_a_password_file_broker() {
+    let broker = crate::support::start_broker_with(
+        Some(std::collections::HashMap::from([(
+            "meter-7".to_string(),
+            "s3cret".to_string(),
+        )])),
+        |_| {},
+    );
+    let device = test_key(13).device_id();
+    let with = |password: &str, dir: &std::path::Path| {
+        let mut c = publisher_config(broker.port(), dir);
+        c.client_id = Some("meter-7".into());
+        c.credentials = Credentials::Password {
+            username: "meter-7".into(),
+            password: password.into(),
+        };
+        c
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = Publisher::start(test_key(13), with("guess", dir.path())).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!wrong.status().connected);
+    assert_eq!(
+        format!("{:?}", with("s3cret", dir.path()).credentials),
+        "Password { username: \"meter-7\", password: \"redacted\" }"
+    );
+    wrong.shutdown().await;
+    let mut sub = Subscriber::connect_as(
+        broker,
+        &topics::readings_topic(&device),
+        Some(("meter-7", "s3cret")),
+    )
+    .await;
+    let p = Publisher::start(test_key(13), with("s3cret", dir.path())).unwrap();
+    wait_connected(&p).await;
+    let sent = publish_n(&p, 0..3);
+    assert_eq!(sub.take_seqs(3).await, vec![0, 1, 2]);
+    assert!(p.flush(Duration::from_secs(5)).await);
+    assert_eq!(sent.len(), 3);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resend_requests_are_size_capped_and_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = test_key(14).device_id();
+    let broker = start_broker();
+    let mut sub = Subscriber::connect(broker, &topics::readings_topic(&device)).await;
+    let mut c = publisher_config(broker.port(), dir.path());
+    c.retain_acked = 100;
+    c.resend_limits = ResendLimits {
+        requests_per_minute: 2,
+        readings_per_minute: 5,
+    };
+    let p = Publisher::start(test_key(14), c).unwrap();
+    wait_connected(&p).await;
+    let sent = publish_n(&p, 0..20);
+    assert_eq!(sub.take_seqs(20).await, (0..20).collect::<Vec<_>>());
+    assert!(p.flush(Duration::from_secs(5)).await);
+
+    let ask = |payload: Vec<u8>| {
+        let client = sub.client.clone();
+        async move {
+            client
+                .publish(
+                    topics::resend_topic(&device),
+                    QoS::AtLeastOnce,
+                    false,
+                    payload,
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Oversize (one byte over, and far over) and short payloads: refused, counted, and they
+    // spend no request budget.
+    ask(vec![0; topics::MAX_RESEND_REQUEST_LEN + 1]).await;
+    ask(vec![0; 1000]).await;
+    ask(vec![0; 3]).await;
+    wait_status(&p, "oversize and malformed counted", |s| {
+        s.resend.requests_oversize == 2 && s.resend.requests_malformed == 1
+    })
+    .await;
+    assert_eq!(p.status().resend.requests_served, 0);
+
+    // Four requests for everything: two are served, two are over the request budget, and of
+    // the 20 readings asked for only the first 5 are resent (the reading budget), in order.
+    for _ in 0..4 {
+        ask(topics::encode_resend_request(0).to_vec()).await;
+    }
+    wait_status(&p, "requests limited", |s| {
+        s.resend.requests_served == 2 && s.resend.requests_rate_limited == 2
+    })
+    .await;
+    for expected in &sent[0..5] {
+        let got = sub.next_reading(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(&got, expected);
+    }
+    assert_eq!(sub.next_reading(Duration::from_millis(1500)).await, None);
+    let s = p.status().resend;
+    assert_eq!(s.readings_resent, 5);
+    assert!(s.readings_throttled >= 1);
+    // New readings are not held back by the resend budget.
+    let fresh = publish_n(&p, 20..21);
+    assert_eq!(
+        sub.next_reading(Duration::from_secs(5)).await,
+        Some(fresh[0])
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_limits_turn_resending_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = test_key(15).device_id();
+    let broker = start_broker();
+    let mut sub = Subscriber::connect(broker, &topics::readings_topic(&device)).await;
+    let mut c = publisher_config(broker.port(), dir.path());
+    c.resend_limits = ResendLimits {
+        requests_per_minute: 0,
+        readings_per_minute: 0,
+    };
+    let p = Publisher::start(test_key(15), c).unwrap();
+    wait_connected(&p).await;
+    publish_n(&p, 0..3);
+    assert_eq!(sub.take_seqs(3).await, vec![0, 1, 2]);
+    assert!(p.flush(Duration::from_secs(5)).await);
+    sub.client
+        .publish(
+            topics::resend_topic(&device),
+            QoS::AtLeastOnce,
+            false,
+            topics::encode_resend_request(0).to_vec(),
+        )
+        .await
+        .unwrap();
+    wait_status(&p, "refused", |s| s.resend.requests_rate_limited == 1).await;
+    assert_eq!(sub.next_reading(Duration::from_millis(500)).await, None);
+    p.shutdown().await;
 }

@@ -20,9 +20,17 @@ pub fn free_port() -> u16 {
 
 /// Starts rumqttd on a free port in its own threads; it lives until the test process ends.
 pub fn start_broker() -> SocketAddr {
+    start_broker_with(None, |_| {})
+}
+
+/// How a test broker authenticates: a password map, and/or an auth hook set by `hook`.
+pub fn start_broker_with(
+    passwords: Option<HashMap<String, String>>,
+    hook: impl FnOnce(&mut rumqttd::ServerSettings),
+) -> SocketAddr {
     use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let server = ServerSettings {
+    let mut server = ServerSettings {
         name: "v4-test".into(),
         listen,
         tls: None,
@@ -31,11 +39,12 @@ pub fn start_broker() -> SocketAddr {
             connection_timeout_ms: 10_000,
             max_payload_size: 20_480,
             max_inflight_count: 100,
-            auth: None,
+            auth: passwords,
             external_auth: None,
             dynamic_filters: true,
         },
     };
+    hook(&mut server);
     let config = Config {
         id: 0,
         router: RouterConfig {
@@ -122,12 +131,20 @@ impl Drop for Subscriber {
 impl Subscriber {
     /// Connects to `broker` and subscribes to `filter` with QoS 1; returns once SUBACKed.
     pub async fn connect(broker: SocketAddr, filter: &str) -> Self {
+        Self::connect_as(broker, filter, None).await
+    }
+
+    /// As [`Subscriber::connect`], logging in with `login` (username, password).
+    pub async fn connect_as(broker: SocketAddr, filter: &str, login: Option<(&str, &str)>) -> Self {
         let mut opts = MqttOptions::new(
             format!("test-sub-{}", free_port()),
             broker.ip().to_string(),
             broker.port(),
         );
         opts.set_keep_alive(Duration::from_secs(5));
+        if let Some((user, pass)) = login {
+            opts.set_credentials(user, pass);
+        }
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
         client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
         let (tx, rx) = mpsc::channel(4096);
@@ -180,9 +197,10 @@ impl Subscriber {
     }
 }
 
-/// A publisher config for a broker at 127.0.0.1:`port` with fast reconnects.
-pub fn publisher_config(port: u16, dir: &std::path::Path, client_id: &str) -> PublisherConfig {
-    let mut c = PublisherConfig::new("127.0.0.1", port, client_id, dir);
+/// A publisher config for a broker at 127.0.0.1:`port` with fast reconnects (default
+/// credentials: the device id and a login token).
+pub fn publisher_config(port: u16, dir: &std::path::Path) -> PublisherConfig {
+    let mut c = PublisherConfig::new("127.0.0.1", port, dir);
     c.reconnect_delay = Duration::from_millis(50);
     c.keep_alive = Duration::from_secs(5);
     c.inflight = std::num::NonZeroU16::new(8).unwrap();
@@ -194,9 +212,5 @@ pub fn test_key(n: u8) -> DeviceKey {
 }
 
 pub fn start_publisher(key_seed: u8, port: u16, dir: &std::path::Path) -> Publisher {
-    Publisher::start(
-        test_key(key_seed),
-        publisher_config(port, dir, &format!("device-{key_seed}")),
-    )
-    .unwrap()
+    Publisher::start(test_key(key_seed), publisher_config(port, dir)).unwrap()
 }
