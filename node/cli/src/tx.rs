@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use ed25519_dalek::{Signer, SigningKey};
+use groundtruth_api::{ApiClient, ClientError, Hex32};
 use groundtruth_ledger::{possession_sign_bytes, Address, DeviceId, DeviceKind, Tx, TxBody};
-use serde_json::Value;
-
-use groundtruth_node::chain::client;
+use serde::Serialize;
 
 /// Arguments of `groundtruth tx`.
 #[derive(Debug, clap::Args)]
@@ -36,7 +35,7 @@ struct Send {
     #[arg(long, default_value = "http://127.0.0.1:9464")]
     node: String,
     /// Fee paid to the proposer.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 1)]
     fee: u64,
     /// Return once the node admitted the transaction instead of waiting for a block.
     #[arg(long)]
@@ -135,12 +134,8 @@ enum Query {
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn get_json(node: &str, path: &str) -> anyhow::Result<(u16, Value)> {
-    let (status, body) = client::request(node, "GET", path, &[], &[], HTTP_TIMEOUT)
-        .with_context(|| format!("GET {path} from {node}"))?;
-    let v = serde_json::from_slice(&body)
-        .with_context(|| format!("GET {path}: response is not JSON"))?;
-    Ok((status, v))
+fn client(node: &str) -> anyhow::Result<ApiClient> {
+    Ok(ApiClient::new(node)?.with_timeout(HTTP_TIMEOUT))
 }
 
 fn load_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
@@ -223,13 +218,12 @@ pub fn run(args: TxArgs) -> anyhow::Result<ExitCode> {
     };
     let key = load_signing_key(&send.key)?;
     let signer = Address(key.verifying_key().to_bytes());
-    let (_, status) = get_json(&send.node, "/status")?;
-    let chain_id = status["chain_id"]
-        .as_str()
-        .context("node status has no chain_id")?
-        .to_string();
-    let (_, account) = get_json(&send.node, &format!("/state/account/{signer}"))?;
-    let nonce = account["nonce"].as_u64().context("account has no nonce")?;
+    let api = client(&send.node)?;
+    let chain_id = api
+        .status()
+        .with_context(|| format!("status of {}", send.node))?
+        .chain_id;
+    let nonce = api.account(&Hex32(signer.0))?.nonce;
     let body = build(&chain_id, &signer)?;
     let kind = body.name();
     let stx = Tx {
@@ -239,21 +233,14 @@ pub fn run(args: TxArgs) -> anyhow::Result<ExitCode> {
         body,
     }
     .sign(&chain_id, &key);
-    let (code, resp) = client::request(&send.node, "POST", "/tx", &stx.encode(), &[], HTTP_TIMEOUT)
-        .context("POST /tx")?;
-    let resp: Value = serde_json::from_slice(&resp).unwrap_or(Value::Null);
-    if code != 200 {
-        eprintln!(
-            "rejected: {} ({})",
-            resp["reason"].as_str().unwrap_or("?"),
-            resp["detail"].as_str().unwrap_or("")
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    let hash = resp["hash"]
-        .as_str()
-        .context("no hash in response")?
-        .to_string();
+    let hash = match api.submit_tx(&stx.encode()) {
+        Ok(s) => s.hash,
+        Err(ClientError::Problem { problem, .. }) => {
+            eprintln!("rejected: {} ({})", problem.reason, problem.detail);
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e).context("POST /tx"),
+    };
     if send.no_wait {
         println!(
             "{}",
@@ -263,10 +250,9 @@ pub fn run(args: TxArgs) -> anyhow::Result<ExitCode> {
     }
     let until = Instant::now() + send.timeout;
     loop {
-        let (code, out) = get_json(&send.node, &format!("/tx/{hash}"))?;
-        if code == 200 {
-            println!("{out}");
-            return Ok(if out["ok"].as_bool() == Some(true) {
+        if let Some(out) = api.tx(&hash)? {
+            println!("{}", serde_json::to_string(&out)?);
+            return Ok(if out.ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -279,20 +265,33 @@ pub fn run(args: TxArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn query(node: &str, what: Query) -> anyhow::Result<ExitCode> {
-    let path = match &what {
-        Query::Device { id } => format!("/state/device/{}", hex::encode(hex32(id, "device id")?)),
-        Query::Account { address } => {
-            format!("/state/account/{}", hex::encode(hex32(address, "address")?))
+/// Prints a view (or the server's problem details) as pretty JSON; fails unless a view came.
+fn show<T: Serialize>(result: Result<Option<T>, ClientError>) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(Some(v)) => {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(ExitCode::SUCCESS)
         }
-        Query::Validators => "/state/validators".into(),
-        Query::Status => "/status".into(),
-    };
-    let (code, v) = get_json(node, &path)?;
-    println!("{}", serde_json::to_string_pretty(&v)?);
-    Ok(if code == 200 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+        Ok(None) => {
+            eprintln!("not found");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(ClientError::Problem { problem, .. }) => {
+            println!("{}", serde_json::to_string_pretty(&problem)?);
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn query(node: &str, what: Query) -> anyhow::Result<ExitCode> {
+    let api = client(node)?;
+    match &what {
+        Query::Device { id } => show(api.device(&Hex32(hex32(id, "device id")?))),
+        Query::Account { address } => {
+            show(api.account(&Hex32(hex32(address, "address")?)).map(Some))
+        }
+        Query::Validators => show(api.validators().map(Some)),
+        Query::Status => show(api.status().map(Some)),
+    }
 }

@@ -144,6 +144,42 @@ impl Evidence {
     }
 }
 
+/// Why the application refused a transaction at the mempool's door.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Stable snake_case reason code (for metrics and API responses).
+    pub reason: &'static str,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+/// The application's say over the mempool: what may enter, and what must leave after a block.
+///
+/// The mempool calls [`Admission::admit`] for every new transaction (after its own size,
+/// duplicate and capacity checks, holding its lock, so calls are serialised) and
+/// [`Admission::after_commit`] after every committed block. Implementations must be quick:
+/// they run on the submitting task and on the consensus task.
+pub trait Admission: Send + Sync + 'static {
+    /// Whether `tx` (blake3 hash `hash`) may enter; on `Ok` the application counts it as
+    /// pending until [`Admission::after_commit`] drops it.
+    fn admit(&self, hash: &[u8; 32], tx: &[u8]) -> Result<(), Refusal>;
+
+    /// Called after every committed block (the application's `commit` has returned): the
+    /// hashes of pending transactions that can no longer be included (consumed nonces,
+    /// unpayable fees…). The mempool drops them, and the block's own transactions.
+    fn after_commit(&self) -> Vec<[u8; 32]>;
+}
+
+/// Why a decided block could not be applied: the node must halt rather than diverge.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("block {height} cannot be applied: {reason}")]
+pub struct CommitError {
+    /// Height of the block.
+    pub height: u64,
+    /// What went wrong.
+    pub reason: String,
+}
+
 /// The replicated state machine driven by consensus.
 ///
 /// Every method is called from the consensus task, one at a time, in height order, and must
@@ -169,7 +205,17 @@ pub trait Application: Send + 'static {
     fn validate_block(&self, height: u64, txs: &[Bytes]) -> bool;
 
     /// Applies a decided block and returns the state root after it.
-    fn commit(&mut self, block: &DecidedBlock) -> [u8; 32];
+    ///
+    /// `Err` means the application cannot follow the chain (a decided block that does not
+    /// apply, state that cannot be persisted): the consensus node stops with
+    /// [`crate::Error::Commit`] instead of voting on a state it does not have.
+    fn commit(&mut self, block: &DecidedBlock) -> Result<[u8; 32], CommitError>;
+
+    /// Who decides what enters the mempool (asked once, at start). Default: anything that
+    /// fits.
+    fn admission(&self) -> Option<std::sync::Arc<dyn Admission>> {
+        None
+    }
 
     /// Equivocation found by the engine in the last height. Typically queued as a slashing
     /// transaction for a later block.

@@ -34,6 +34,17 @@ pub enum Error {
     /// The node has stopped; the handle can no longer be used.
     #[error("consensus node has stopped")]
     Stopped,
+    /// The application refused the transaction (see [`crate::Admission`]).
+    #[error("transaction refused ({reason}): {detail}")]
+    Refused {
+        /// Stable reason code.
+        reason: &'static str,
+        /// Detail.
+        detail: String,
+    },
+    /// The application could not apply a decided block; the node stopped.
+    #[error(transparent)]
+    Commit(#[from] crate::app::CommitError),
     /// The mempool is full.
     #[error("mempool full ({0} transactions)")]
     MempoolFull(usize),

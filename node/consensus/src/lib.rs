@@ -35,8 +35,8 @@ mod streaming;
 pub mod types;
 
 pub use app::{
-    precommit_sign_bytes, Application, CommitCertificate, CommitSignature, DecidedBlock, Evidence,
-    EvidenceKind, SignedBytes, ValidatorInfo,
+    precommit_sign_bytes, Admission, Application, CommitCertificate, CommitError, CommitSignature,
+    DecidedBlock, Evidence, EvidenceKind, Refusal, SignedBytes, ValidatorInfo,
 };
 pub use config::{ConsensusConfig, Timeouts};
 pub use error::{CodecError, Error, Result};

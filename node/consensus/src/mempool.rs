@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use crate::app::Admission;
 use crate::error::{Error, Result};
 
 type TxHash = [u8; 32];
@@ -32,11 +33,18 @@ pub(crate) struct Mempool {
     max_txs: usize,
     max_bytes: usize,
     max_tx_bytes: usize,
+    admission: Option<Arc<dyn Admission>>,
 }
 
 impl Mempool {
-    pub fn new(max_txs: usize, max_bytes: usize, max_tx_bytes: usize) -> Self {
+    pub fn new(
+        max_txs: usize,
+        max_bytes: usize,
+        max_tx_bytes: usize,
+        admission: Option<Arc<dyn Admission>>,
+    ) -> Self {
         Self {
+            admission,
             inner: Arc::new(Mutex::new(Inner {
                 queue: VecDeque::new(),
                 known: HashSet::new(),
@@ -72,6 +80,12 @@ impl Mempool {
         {
             return Err(Error::MempoolFull(inner.queue.len()));
         }
+        if let Some(a) = &self.admission {
+            a.admit(&h, &tx).map_err(|r| Error::Refused {
+                reason: r.reason,
+                detail: r.detail,
+            })?;
+        }
         inner.bytes += tx.len();
         inner.known.insert(h);
         inner.queue.push_back((h, tx));
@@ -95,12 +109,16 @@ impl Mempool {
         out
     }
 
-    /// Drops transactions included in a committed block.
+    /// Drops transactions included in a committed block, and those the application says can
+    /// no longer be included ([`Admission::after_commit`]).
     pub fn remove_committed(&self, txs: &[Bytes]) {
-        if txs.is_empty() {
+        let mut hashes: HashSet<TxHash> = txs.iter().map(|t| tx_hash(t)).collect();
+        if let Some(a) = &self.admission {
+            hashes.extend(a.after_commit());
+        }
+        if hashes.is_empty() {
             return;
         }
-        let hashes: HashSet<TxHash> = txs.iter().map(|t| tx_hash(t)).collect();
         let mut inner = self.lock();
         if !hashes.iter().any(|h| inner.known.contains(h)) {
             return;
@@ -131,7 +149,7 @@ mod tests {
 
     #[test]
     fn bounded_dedup_and_removal() {
-        let m = Mempool::new(2, 100, 10);
+        let m = Mempool::new(2, 100, 10, None);
         assert!(m.submit(Bytes::from_static(b"a")).expect("ok"));
         assert!(!m.submit(Bytes::from_static(b"a")).expect("dup"));
         assert!(m.submit(Bytes::from_static(b"b")).expect("ok"));
@@ -147,5 +165,55 @@ mod tests {
         m.remove_committed(&[Bytes::from_static(b"a")]);
         assert_eq!(m.len(), 1);
         assert_eq!(m.candidates(100), vec![Bytes::from_static(b"b")]);
+    }
+
+    /// An admission that admits transactions starting with `ok` and, after each commit,
+    /// evicts what the test queued.
+    struct Prefix {
+        evict: Mutex<Vec<TxHash>>,
+    }
+
+    impl Admission for Prefix {
+        fn admit(&self, _hash: &TxHash, tx: &[u8]) -> std::result::Result<(), crate::Refusal> {
+            if tx.starts_with(b"ok") {
+                Ok(())
+            } else {
+                Err(crate::Refusal {
+                    reason: "cannot_pay_fee",
+                    detail: "no".into(),
+                })
+            }
+        }
+        fn after_commit(&self) -> Vec<TxHash> {
+            std::mem::take(&mut *self.evict.lock().unwrap_or_else(|e| e.into_inner()))
+        }
+    }
+
+    #[test]
+    fn admission_refuses_and_evicts() {
+        let adm = Arc::new(Prefix {
+            evict: Mutex::new(Vec::new()),
+        });
+        let m = Mempool::new(10, 1000, 100, Some(adm.clone()));
+        assert!(matches!(
+            m.submit(Bytes::from_static(b"broke")),
+            Err(Error::Refused {
+                reason: "cannot_pay_fee",
+                ..
+            })
+        ));
+        assert_eq!(m.len(), 0);
+        for tx in [&b"ok1"[..], b"ok2", b"ok3"] {
+            assert!(m.submit(Bytes::copy_from_slice(tx)).expect("admitted"));
+        }
+        // A block commits ok1; the application says ok3 became unpayable.
+        adm.evict
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx_hash(b"ok3"));
+        m.remove_committed(&[Bytes::from_static(b"ok1")]);
+        assert_eq!(m.candidates(1000), vec![Bytes::from_static(b"ok2")]);
+        // ok3 may come back (it is no longer known).
+        assert!(m.submit(Bytes::from_static(b"ok3")).expect("readmitted"));
     }
 }

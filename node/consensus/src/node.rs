@@ -244,6 +244,7 @@ pub async fn run(config: ConsensusConfig, mut app: impl Application) -> Result<H
         config.mempool_max_txs,
         config.mempool_max_bytes,
         config.max_block_bytes.saturating_sub(BLOCK_OVERHEAD + 4),
+        app.admission(),
     );
     let (status_tx, status_rx) = watch::channel(status);
     let state = State {
@@ -304,7 +305,7 @@ fn replay(store: &Store, app: &mut impl Application) -> Result<Status> {
             height: next,
             txs: block.txs,
             certificate,
-        });
+        })?;
         height = next;
     }
     Ok(Status {
@@ -769,7 +770,7 @@ impl<A: Application> State<A> {
             txs: block.txs,
             certificate: app_cert,
         };
-        let root = self.app.commit(&decided);
+        let root = self.app.commit(&decided)?;
         self.mempool.remove_committed(&decided.txs);
         self.last = Status {
             height,

@@ -104,6 +104,9 @@ pub enum TxError {
     /// The device was retired.
     #[error("device is retired")]
     DeviceRetired,
+    /// The device was suspended for equivocation; it cannot be rotated or retired.
+    #[error("device is suspended")]
+    DeviceSuspended,
     /// The signer does not own the device.
     #[error("signer does not own the device")]
     NotDeviceOwner,
@@ -139,6 +142,22 @@ pub enum TxError {
     /// A signature inside the evidence does not verify.
     #[error("evidence signature does not verify")]
     EvidenceSignature,
+    /// The evidence is older than `evidence_max_age_epochs`.
+    #[error("evidence from epoch {evidence_epoch} is too old (current epoch {current}, max age {max_age})")]
+    EvidenceTooOld {
+        /// Epoch of the misbehaviour.
+        evidence_epoch: Epoch,
+        /// Current epoch.
+        current: Epoch,
+        /// Parameter `evidence_max_age_epochs`.
+        max_age: Epoch,
+    },
+    /// A reading signed by a device key that was rotated away before its sequence number.
+    #[error("reading signed by a key rotated away before sequence {seq}")]
+    RotatedKey {
+        /// The reading's sequence number.
+        seq: u64,
+    },
     /// This misbehaviour was already punished.
     #[error("duplicate evidence")]
     DuplicateEvidence,
@@ -173,6 +192,7 @@ impl TxError {
             Self::DeviceKeyUsed => "device_key_used",
             Self::UnknownDevice => "unknown_device",
             Self::DeviceRetired => "device_retired",
+            Self::DeviceSuspended => "device_suspended",
             Self::NotDeviceOwner => "not_device_owner",
             Self::BadPossession => "bad_possession",
             Self::InvalidText(_) => "invalid_text",
@@ -183,6 +203,8 @@ impl TxError {
             Self::DuplicateAudit => "duplicate_audit",
             Self::InvalidEvidence(_) => "invalid_evidence",
             Self::EvidenceSignature => "evidence_bad_signature",
+            Self::EvidenceTooOld { .. } => "evidence_too_old",
+            Self::RotatedKey { .. } => "rotated_key",
             Self::DuplicateEvidence => "duplicate_evidence",
             Self::UnknownOffender => "unknown_offender",
         }

@@ -74,7 +74,13 @@ pub struct Params {
     /// Share of each epoch's reward paid to auditing validators (per audit recorded), basis
     /// points; the rest is paid to owners of passing subjects by work units.
     pub auditor_share_bp: u16,
-    /// Least fee a transaction must pay.
+    /// How many epochs evidence stays admissible: a double vote at a height in epoch `e`, or
+    /// an invalid-proof claim about an audit of epoch `e`, is refused from epoch
+    /// `e + evidence_max_age_epochs + 1` on. `unbonding_epochs` must be at least this, so stake
+    /// cannot leave before its faults can be proven.
+    pub evidence_max_age_epochs: u64,
+    /// Least fee a transaction must pay (default 1: a transaction always costs its sender
+    /// something, so a key without funds cannot fill blocks).
     pub min_fee: Amount,
 }
 
@@ -96,7 +102,8 @@ impl Default for Params {
             reward_per_epoch: 1_000,
             reward_halving_epochs: 0,
             auditor_share_bp: 2_000,
-            min_fee: 0,
+            evidence_max_age_epochs: 2,
+            min_fee: 1,
         }
     }
 }
@@ -127,6 +134,11 @@ impl Params {
         }
         if self.jail_threshold == 0 {
             return bad("jail_threshold must be positive");
+        }
+        if self.unbonding_epochs < self.evidence_max_age_epochs {
+            return bad(
+                "unbonding_epochs must be at least evidence_max_age_epochs (stake must not leave before its faults can be proven)",
+            );
         }
         for (name, bp) in [
             ("slash_double_sign_bp", self.slash_double_sign_bp),
@@ -165,6 +177,7 @@ impl Params {
             .u64(self.reward_per_epoch)
             .u64(self.reward_halving_epochs)
             .u16(self.auditor_share_bp)
+            .u64(self.evidence_max_age_epochs)
             .u64(self.min_fee);
     }
 
@@ -187,6 +200,7 @@ impl Params {
             reward_per_epoch: r.u64()?,
             reward_halving_epochs: r.u64()?,
             auditor_share_bp: r.u16()?,
+            evidence_max_age_epochs: r.u64()?,
             min_fee: r.u64()?,
         })
     }

@@ -20,6 +20,7 @@
 //!                       └─ last block of an epoch ─► end_epoch (rewards, unbonding, set)
 //! ```
 
+pub mod admission;
 pub mod codec;
 mod error;
 pub mod evidence;
@@ -32,9 +33,10 @@ mod types;
 
 mod apply;
 
+pub use admission::{select_payable, AdmitError, PendingPool};
 pub use apply::{
-    apply_block, apply_raw_block, apply_tx, check_tx, end_epoch, BlockContext, BlockOutcome, Event,
-    TxReceipt,
+    apply_block, apply_raw_block, apply_tx, check_envelope, check_signed, check_tx, end_epoch,
+    BlockContext, BlockOutcome, Event, TxReceipt,
 };
 pub use error::{InvariantError, LedgerError, Result, SnapshotError, TxError};
 pub use evidence::{

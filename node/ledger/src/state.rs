@@ -155,6 +155,7 @@ impl State {
                 status: DeviceStatus::Active,
                 registered_at: 0,
                 previous_keys: Vec::new(),
+                rotated_at_seq: Vec::new(),
             };
             if st.devices.insert(id, rec).is_some() {
                 return bad(format!("device {} listed twice", d.id));

@@ -110,7 +110,9 @@ pub const STORAGE_DEVICE: u8 = 202;
 pub const ENERGY_DEVICE_2: u8 = 210;
 
 impl TestNet {
-    /// Parameters for tests: 4-block epochs, 1 unbonding epoch, jail threshold 2.
+    /// Parameters for tests: 4-block epochs, 1 unbonding epoch, jail threshold 2, and
+    /// `min_fee` 0 so that tests of one rule need not account for fees (shipped genesis files
+    /// default to `min_fee` 1; tests of fees set it).
     pub fn params() -> Params {
         Params {
             epoch_length: 4,
@@ -121,6 +123,8 @@ impl TestNet {
             jail_epochs: 1,
             jail_threshold: 2,
             reward_per_epoch: 1_000,
+            min_fee: 0,
+            evidence_max_age_epochs: 1,
             ..Params::default()
         }
     }

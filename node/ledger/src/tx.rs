@@ -100,6 +100,9 @@ pub enum TxBody {
         new: DeviceId,
         /// New key's signature over [`possession_sign_bytes`] for the signer.
         possession: [u8; 64],
+        /// First sequence number the new key signs: the old key's readings from this sequence
+        /// number on are not the device's, so they are refused as evidence.
+        from_seq: u64,
     },
     /// \[11\] Retires a device; its key can never be registered again.
     RetireDevice {
@@ -200,11 +203,13 @@ impl TxBody {
                 old,
                 new,
                 possession,
+                from_seq,
             } => {
                 w.u8(10);
                 encode_device(old, w);
                 encode_device(new, w);
                 w.raw(possession);
+                w.u64(*from_seq);
             }
             Self::RetireDevice { device } => {
                 w.u8(11);
@@ -272,6 +277,7 @@ impl TxBody {
                 old: decode_device(r)?,
                 new: decode_device(r)?,
                 possession: r.array()?,
+                from_seq: r.u64()?,
             },
             11 => Self::RetireDevice {
                 device: decode_device(r)?,

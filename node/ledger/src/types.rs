@@ -272,6 +272,9 @@ pub enum DeviceStatus {
     Active,
     /// Retired by its owner; its key can never be registered again.
     Retired,
+    /// Suspended for equivocation (slashed once for the incident); it no longer reports, and
+    /// further evidence against it is a duplicate.
+    Suspended,
 }
 
 /// A registered device. The record is keyed by its current key; keys it used before
@@ -295,6 +298,23 @@ pub struct Device {
     pub registered_at: Height,
     /// Keys this device used before, oldest first.
     pub previous_keys: Vec<DeviceId>,
+    /// For each of `previous_keys`, the first sequence number signed by its successor: that
+    /// key's readings from this sequence number on are not the device's.
+    pub rotated_at_seq: Vec<u64>,
+}
+
+impl Device {
+    /// Whether `key` may sign reading `seq` of this device: its current key always, a previous
+    /// key only below the sequence number at which it was rotated away.
+    pub fn key_valid_for_seq(&self, key: &DeviceId, seq: u64) -> bool {
+        if *key == self.id {
+            return true;
+        }
+        self.previous_keys
+            .iter()
+            .zip(&self.rotated_at_seq)
+            .any(|(k, cut)| k == key && seq < *cut)
+    }
 }
 
 impl Device {
@@ -313,11 +333,13 @@ impl Device {
         w.u8(match self.status {
             DeviceStatus::Active => 1,
             DeviceStatus::Retired => 2,
+            DeviceStatus::Suspended => 3,
         });
         w.u64(self.registered_at);
         w.u32(u32::try_from(self.previous_keys.len()).unwrap_or(u32::MAX));
-        for k in &self.previous_keys {
+        for (k, cut) in self.previous_keys.iter().zip(&self.rotated_at_seq) {
             encode_device(k, w);
+            w.u64(*cut);
         }
     }
 
@@ -334,13 +356,16 @@ impl Device {
         let status = match r.u8()? {
             1 => DeviceStatus::Active,
             2 => DeviceStatus::Retired,
+            3 => DeviceStatus::Suspended,
             _ => return Err(TxError::Malformed("unknown device status")),
         };
         let registered_at = r.u64()?;
         let n = r.u32()?;
         let mut previous_keys = Vec::new();
+        let mut rotated_at_seq = Vec::new();
         for _ in 0..n {
             previous_keys.push(decode_device(r)?);
+            rotated_at_seq.push(r.u64()?);
         }
         Ok(Self {
             id,
@@ -351,6 +376,7 @@ impl Device {
             status,
             registered_at,
             previous_keys,
+            rotated_at_seq,
         })
     }
 }

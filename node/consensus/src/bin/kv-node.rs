@@ -21,7 +21,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 use bytes::Bytes;
 use groundtruth_consensus::{
-    run, Application, ConsensusConfig, DecidedBlock, Evidence, PrivateKey, Timeouts, ValidatorInfo,
+    run, Application, CommitError, ConsensusConfig, DecidedBlock, Evidence, PrivateKey, Timeouts,
+    ValidatorInfo,
 };
 
 /// The secret key of test validator `index`.
@@ -50,7 +51,7 @@ impl Application for KvApp {
         txs.iter().all(|tx| tx.contains(&b'='))
     }
 
-    fn commit(&mut self, block: &DecidedBlock) -> [u8; 32] {
+    fn commit(&mut self, block: &DecidedBlock) -> Result<[u8; 32], CommitError> {
         let mut h = blake3::Hasher::new();
         h.update(&self.root);
         h.update(&block.height.to_be_bytes());
@@ -72,7 +73,7 @@ impl Application for KvApp {
             block.txs.len()
         );
         let _ = out.flush();
-        self.root
+        Ok(self.root)
     }
 
     fn on_misbehavior(&mut self, evidence: Evidence) {

@@ -55,6 +55,7 @@ pub(super) fn check(
                 status: DeviceStatus::Active,
                 registered_at: ctx.height,
                 previous_keys: Vec::new(),
+                rotated_at_seq: Vec::new(),
             };
             Ok(Box::new(move |st, ev| {
                 ev.push(Event::DeviceRegistered {
@@ -69,6 +70,7 @@ pub(super) fn check(
             old,
             new,
             possession,
+            from_seq,
         } => {
             let d = owned_active_device(st, &signer, old)?;
             if new.is_weak() {
@@ -82,6 +84,7 @@ pub(super) fn check(
                 .map_err(|_| TxError::BadPossession)?;
             let mut rec = d.clone();
             rec.previous_keys.push(*old);
+            rec.rotated_at_seq.push(*from_seq);
             rec.id = *new;
             let (old, new) = (*old, *new);
             Ok(Box::new(move |st, ev| {
@@ -117,8 +120,10 @@ fn owned_active_device<'s>(
     if d.owner.as_ref() != Some(signer) {
         return Err(TxError::NotDeviceOwner);
     }
-    if d.status == DeviceStatus::Retired {
-        return Err(TxError::DeviceRetired);
+    match d.status {
+        DeviceStatus::Active => {}
+        DeviceStatus::Retired => return Err(TxError::DeviceRetired),
+        DeviceStatus::Suspended => return Err(TxError::DeviceSuspended),
     }
     Ok(d)
 }

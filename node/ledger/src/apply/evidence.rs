@@ -22,16 +22,16 @@ pub(super) fn check_evidence(
             check_device_equivocation(a, b)?;
             let (dev, seq) = (a.reading.device, a.reading.seq);
             let d = st.device_by_any_key(&dev).ok_or(TxError::UnknownOffender)?;
+            if !d.key_valid_for_seq(&dev, seq) {
+                return Err(TxError::RotatedKey { seq });
+            }
             let owner = d.owner.ok_or(TxError::UnknownOffender)?;
-            let dup = st.slashes.iter().any(|s| match &s.evidence {
-                SlashEvidence::Submitted(Evidence::DeviceEquivocation { a, .. }) => {
-                    a.reading.device == dev && a.reading.seq == seq
-                }
-                _ => false,
-            });
-            if dup {
+            // One slash per incident: the first one suspends the device, so any further
+            // evidence against it (same or other sequence numbers) is a duplicate.
+            if d.status == DeviceStatus::Suspended {
                 return Err(TxError::DuplicateEvidence);
             }
+            let device = d.id;
             let plan = plan_slash(
                 stage,
                 Offender::Provider(owner),
@@ -41,10 +41,17 @@ pub(super) fn check_evidence(
                 stored,
                 ctx,
             )?;
-            Ok(Box::new(move |st, ev| plan.commit(st, ev)))
+            Ok(Box::new(move |st, ev| {
+                plan.commit(st, ev);
+                if let Some(d) = st.devices.get_mut(&device) {
+                    d.status = DeviceStatus::Suspended;
+                }
+                ev.push(Event::DeviceSuspended { device });
+            }))
         }
         Evidence::DoubleSign(ds) => {
             ds.verify()?;
+            check_age(st, epoch_of(st, ds.vote_a.height))?;
             let operator = *st
                 .consensus_keys
                 .get(&ds.validator_key)
@@ -78,6 +85,7 @@ pub(super) fn check_evidence(
             {
                 return Err(TxError::InvalidText("reason"));
             }
+            check_age(st, c.epoch)?;
             if c.accused == signer {
                 return Err(TxError::InvalidEvidence("a validator cannot accuse itself"));
             }
@@ -113,6 +121,26 @@ pub(super) fn check_evidence(
             Ok(Box::new(move |st, ev| plan.commit(st, ev)))
         }
     }
+}
+
+/// The epoch of block `height` (block `h ≥ 1` is in epoch `(h − 1) / epoch_length`).
+fn epoch_of(st: &State, height: Height) -> Epoch {
+    height.saturating_sub(1) / st.params.epoch_length.max(1)
+}
+
+/// Refuses evidence of misbehaviour in `epoch` once it is older than
+/// `evidence_max_age_epochs` (the unbonding period is at least that long, so the stake at
+/// fault has not left yet).
+fn check_age(st: &State, epoch: Epoch) -> core::result::Result<(), TxError> {
+    let max_age = st.params.evidence_max_age_epochs;
+    if st.epoch > epoch.saturating_add(max_age) {
+        return Err(TxError::EvidenceTooOld {
+            evidence_epoch: epoch,
+            current: st.epoch,
+            max_age,
+        });
+    }
+    Ok(())
 }
 
 /// A slash, computed in the check phase.

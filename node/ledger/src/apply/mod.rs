@@ -125,6 +125,11 @@ pub enum Event {
         /// New key.
         new: DeviceId,
     },
+    /// A device was suspended after an equivocation slash.
+    DeviceSuspended {
+        /// Device key.
+        device: DeviceId,
+    },
     /// A device was retired.
     DeviceRetired {
         /// Device key.
@@ -197,6 +202,9 @@ pub struct TxReceipt {
     pub fee: Amount,
     /// What happened.
     pub events: Vec<Event>,
+    /// `Some(e)`: the body was rejected with `e`; the fee was still paid and the nonce
+    /// consumed, nothing else changed.
+    pub failed: Option<TxError>,
 }
 
 /// The result of a block.
@@ -204,7 +212,8 @@ pub struct TxReceipt {
 pub struct BlockOutcome {
     /// Height applied.
     pub height: Height,
-    /// One result per transaction, in block order.
+    /// One result per transaction, in block order: `Err` for one that changed nothing (not
+    /// chargeable), `Ok` for one that was included (see [`TxReceipt::failed`]).
     pub results: Vec<core::result::Result<TxReceipt, TxError>>,
     /// Events of the end of the block (epoch boundary: rewards, releases, set change).
     pub end_block_events: Vec<Event>,
@@ -274,44 +283,60 @@ impl<'a> Stage<'a> {
 /// Writes a check phase's results; cannot fail.
 type Commit = Box<dyn FnOnce(&mut State, &mut Vec<Event>)>;
 
-/// Checks a transaction against the state without changing it: exactly the checks
-/// [`apply_tx`] makes. For mempools and proposers.
+/// Checks a transaction against the state without changing it: whether [`apply_tx`] would
+/// apply it in full (`Ok`), or reject it (`Err`, whether or not it would still pay its fee:
+/// see [`check_envelope`]). For mempools and proposers.
 pub fn check_tx(
     state: &State,
     tx: &SignedTx,
     ctx: &BlockContext,
 ) -> core::result::Result<(), TxError> {
-    check(state, tx, ctx).map(|_| ())
+    check(state, tx, ctx)
 }
 
-struct Checked {
-    balances: BTreeMap<Address, Amount>,
-    burned: Amount,
-    next_nonce: u64,
-    fee_to: Option<Address>,
-    commit: Commit,
+/// The checks a transaction must pass to be charged at all: a strong signer key, a valid
+/// signature for this chain, the signer's next nonce, a fee of at least `min_fee`. A
+/// transaction that passes these and can pay its fee is *included*: its fee is paid and its
+/// nonce consumed even if its body then fails ([`TxReceipt::failed`]).
+pub fn check_envelope(state: &State, stx: &SignedTx) -> core::result::Result<(), TxError> {
+    check_signed(state, stx)?;
+    next_nonce(state, stx).map(|_| ())
 }
 
-fn check(st: &State, stx: &SignedTx, ctx: &BlockContext) -> core::result::Result<Checked, TxError> {
+/// The stateless part of [`check_envelope`] (key, signature, minimum fee), for transactions
+/// whose nonce is not yet the account's next one (mempool admission).
+pub fn check_signed(state: &State, stx: &SignedTx) -> core::result::Result<(), TxError> {
     let tx = &stx.tx;
     if tx.signer.is_weak() {
         return Err(TxError::WeakKey("signer"));
     }
-    stx.verify(&st.chain_id)?;
-    let expected = st.account(&tx.signer).nonce;
-    if tx.nonce != expected {
-        return Err(TxError::BadNonce {
-            expected,
-            got: tx.nonce,
-        });
-    }
-    let next_nonce = expected.checked_add(1).ok_or(TxError::Overflow)?;
-    if tx.fee < st.params.min_fee {
+    if tx.fee < state.params.min_fee {
         return Err(TxError::FeeTooLow {
-            min: st.params.min_fee,
+            min: state.params.min_fee,
             got: tx.fee,
         });
     }
+    stx.verify(&state.chain_id)
+}
+
+fn next_nonce(st: &State, stx: &SignedTx) -> core::result::Result<u64, TxError> {
+    let expected = st.account(&stx.tx.signer).nonce;
+    if stx.tx.nonce != expected {
+        return Err(TxError::BadNonce {
+            expected,
+            got: stx.tx.nonce,
+        });
+    }
+    expected.checked_add(1).ok_or(TxError::Overflow)
+}
+
+/// Stages the fee: debited from the signer, credited to the proposer's operator or burned.
+fn fee_stage<'a>(
+    st: &'a State,
+    stx: &SignedTx,
+    ctx: &BlockContext,
+) -> core::result::Result<(Stage<'a>, Option<Address>), TxError> {
+    let tx = &stx.tx;
     let mut stage = Stage::new(st);
     stage.debit(&tx.signer, tx.fee)?;
     let fee_to = ctx
@@ -322,42 +347,61 @@ fn check(st: &State, stx: &SignedTx, ctx: &BlockContext) -> core::result::Result
         Some(op) => stage.credit(op, tx.fee)?,
         None => stage.burn(tx.fee)?,
     }
-    let commit = check_body(&mut stage, &tx.signer, &tx.body, ctx)?;
-    Ok(Checked {
-        balances: stage.balances,
-        burned: stage.burned,
-        next_nonce,
-        fee_to,
-        commit,
-    })
+    Ok((stage, fee_to))
 }
 
-/// Applies one transaction. On error nothing changed.
+fn check(st: &State, stx: &SignedTx, ctx: &BlockContext) -> core::result::Result<(), TxError> {
+    check_signed(st, stx)?;
+    next_nonce(st, stx)?;
+    let (mut stage, _) = fee_stage(st, stx, ctx)?;
+    check_body(&mut stage, &stx.tx.signer, &stx.tx.body, ctx).map(|_| ())
+}
+
+/// Applies one transaction.
+///
+/// `Err`: the transaction is not chargeable (bad signature or key, wrong nonce, fee below the
+/// minimum or not payable) and nothing changed. `Ok` with [`TxReceipt::failed`] `None`: it
+/// applied. `Ok` with `failed: Some(e)`: its body was rejected with `e`; only its fee was paid
+/// and its nonce consumed (so it cannot be replayed).
 pub fn apply_tx(
     state: &mut State,
     tx: &SignedTx,
     ctx: &BlockContext,
 ) -> core::result::Result<TxReceipt, TxError> {
-    let checked = check(state, tx, ctx)?;
+    check_signed(state, tx)?;
+    let next_nonce = next_nonce(state, tx)?;
+    let (mut stage, fee_to) = fee_stage(state, tx, ctx)?;
+    let (balances, burned, commit, failed) =
+        match check_body(&mut stage, &tx.tx.signer, &tx.tx.body, ctx) {
+            Ok(commit) => (stage.balances, stage.burned, Some(commit), None),
+            Err(e) => {
+                // Charge the fee alone; it was payable a moment ago, on the same state.
+                let (fee_only, _) = fee_stage(state, tx, ctx)?;
+                (fee_only.balances, fee_only.burned, None, Some(e))
+            }
+        };
     // Commit phase: only precomputed writes from here on.
     let signer = tx.tx.signer;
-    for (a, b) in checked.balances {
+    for (a, b) in balances {
         state.accounts.entry(a).or_default().balance = b;
     }
-    state.accounts.entry(signer).or_default().nonce = checked.next_nonce;
-    state.supply.burned = state.supply.burned.saturating_add(checked.burned);
+    state.accounts.entry(signer).or_default().nonce = next_nonce;
+    state.supply.burned = state.supply.burned.saturating_add(burned);
     let mut events = vec![Event::FeePaid {
         from: signer,
-        to: checked.fee_to,
+        to: fee_to,
         amount: tx.tx.fee,
     }];
-    (checked.commit)(state, &mut events);
+    if let Some(commit) = commit {
+        commit(state, &mut events);
+    }
     Ok(TxReceipt {
         tx_hash: tx.hash(),
         signer,
         nonce: tx.tx.nonce,
         fee: tx.tx.fee,
         events,
+        failed,
     })
 }
 

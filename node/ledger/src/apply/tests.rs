@@ -36,14 +36,30 @@ impl Expect for State {
         r.unwrap()
     }
 
+    /// A transaction that is not chargeable changes nothing; one that is (envelope valid, fee
+    /// payable) but whose body fails pays its fee (burned here: no proposer) and consumes its
+    /// nonce, and changes nothing else.
     fn reject(&mut self, tx: &SignedTx, want: TxError) {
-        let before = self.clone();
-        let root = self.state_root();
+        let mut expected = self.clone();
         let c = ctx(self, None);
         assert_eq!(check_tx(self, tx, &c), Err(want.clone()));
-        assert_eq!(apply_tx(self, tx, &c).unwrap_err(), want);
-        assert_eq!(self.state_root(), root, "root changed on {}", want.reason());
-        assert_eq!(*self, before);
+        match apply_tx(self, tx, &c) {
+            Err(e) => assert_eq!(e, want),
+            Ok(r) => {
+                assert_eq!(r.failed, Some(want.clone()));
+                let a = expected.accounts.entry(tx.tx.signer).or_default();
+                a.balance -= tx.tx.fee;
+                a.nonce += 1;
+                expected.supply.burned += tx.tx.fee;
+            }
+        }
+        assert_eq!(
+            self.state_root(),
+            expected.state_root(),
+            "unexpected change on {}",
+            want.reason()
+        );
+        assert_eq!(*self, expected);
     }
 }
 
@@ -186,6 +202,7 @@ fn every_transaction_type_round_trips_through_the_codec() {
             old: device_id(&dev),
             new: device_id(u),
             possession: [1; 64],
+            from_seq: 77,
         },
         TxBody::RetireDevice {
             device: device_id(&dev),
@@ -575,6 +592,7 @@ fn device_rotation_and_retirement() {
             old: device_id(old),
             new: device_id(new),
             possession: possession(st.chain_id(), &address(owner), new),
+            from_seq: 10,
         }
     };
     st.reject(
@@ -1085,4 +1103,138 @@ fn delegation_adds_power_is_slashed_and_unbonds() {
     assert_eq!(st.account(&address(alice)).balance, balance + 950);
     st.accept(&sign_tx(&st, alice, 0, undelegate(3_800)));
     assert!(st.delegations_to(&op).is_empty());
+}
+
+#[test]
+fn one_equivocation_incident_slashes_once_and_suspends_the_device() {
+    let (n, mut st) = net();
+    let reporter = &n.users[3];
+    let p0 = address(&n.users[0]);
+    let ev = |seq| {
+        TxBody::SubmitEvidence(Evidence::DeviceEquivocation {
+            a: energy_reading(ENERGY_DEVICE, seq, 10),
+            b: energy_reading(ENERGY_DEVICE, seq, 11),
+        })
+    };
+    let r = st.accept(&sign_tx(&st, reporter, 0, ev(5)));
+    let id = device_id(&key(ENERGY_DEVICE));
+    assert!(r.events.contains(&Event::DeviceSuspended { device: id }));
+    assert_eq!(st.device(&id).unwrap().status, DeviceStatus::Suspended);
+    // The same incident at other sequence numbers: no second slash.
+    for seq in [6, 7, 4] {
+        st.reject(
+            &sign_tx(&st, reporter, 0, ev(seq)),
+            TxError::DuplicateEvidence,
+        );
+    }
+    assert_eq!(st.slashes_of(&Offender::Provider(p0)).len(), 1);
+    assert_eq!(st.provider(&p0).unwrap().stake, 900);
+    // A suspended device cannot be rotated back into service.
+    let new = key(183);
+    st.reject(
+        &sign_tx(
+            &st,
+            &n.users[0],
+            0,
+            TxBody::RotateDeviceKey {
+                old: id,
+                new: device_id(&new),
+                possession: possession(st.chain_id(), &p0, &new),
+                from_seq: 100,
+            },
+        ),
+        TxError::DeviceSuspended,
+    );
+}
+
+#[test]
+fn evidence_signed_by_a_rotated_away_key_after_the_rotation_is_refused() {
+    let (n, mut st) = net();
+    let (owner, reporter) = (&n.users[0], &n.users[3]);
+    let new = key(183);
+    st.accept(&sign_tx(
+        &st,
+        owner,
+        0,
+        TxBody::RotateDeviceKey {
+            old: device_id(&key(ENERGY_DEVICE)),
+            new: device_id(&new),
+            possession: possession(st.chain_id(), &address(owner), &new),
+            from_seq: 10,
+        },
+    ));
+    let ev = |seq| {
+        TxBody::SubmitEvidence(Evidence::DeviceEquivocation {
+            a: energy_reading(ENERGY_DEVICE, seq, 10),
+            b: energy_reading(ENERGY_DEVICE, seq, 11),
+        })
+    };
+    // The old key no longer speaks for the device from sequence 10 on (it may have leaked).
+    st.reject(
+        &sign_tx(&st, reporter, 0, ev(10)),
+        TxError::RotatedKey { seq: 10 },
+    );
+    st.reject(
+        &sign_tx(&st, reporter, 0, ev(500)),
+        TxError::RotatedKey { seq: 500 },
+    );
+    // Before the rotation it did: that equivocation is the device's.
+    st.accept(&sign_tx(&st, reporter, 0, ev(9)));
+    assert_eq!(st.slashes().len(), 1);
+}
+
+#[test]
+fn evidence_older_than_the_max_age_is_refused() {
+    let (n, mut st) = net();
+    let reporter = &n.users[3];
+    // TestNet: 4-block epochs, evidence_max_age_epochs 1. A double vote at height 2 is in
+    // epoch 0: admissible in epochs 0 and 1, too old from epoch 2.
+    advance_to_epoch(&mut st, 1);
+    let tx = sign_tx(&st, reporter, 0, double_sign(&n, 0, 2));
+    let ctx = ctx(&st, None);
+    assert_eq!(check_tx(&st, &tx, &ctx), Ok(()));
+    advance_to_epoch(&mut st, 2);
+    st.reject(
+        &sign_tx(&st, reporter, 0, double_sign(&n, 0, 2)),
+        TxError::EvidenceTooOld {
+            evidence_epoch: 0,
+            current: 2,
+            max_age: 1,
+        },
+    );
+    // A double vote of the current epoch is still accepted.
+    let h = st.height() + 1;
+    st.accept(&sign_tx(&st, reporter, 0, double_sign(&n, 0, h)));
+}
+
+#[test]
+fn genesis_refuses_an_unbonding_period_shorter_than_the_evidence_max_age() {
+    let mut g = TestNet::new(4, 4).genesis;
+    g.params.unbonding_epochs = 1;
+    g.params.evidence_max_age_epochs = 2;
+    assert!(matches!(
+        State::from_genesis(&g),
+        Err(LedgerError::Genesis(m)) if m.contains("evidence_max_age_epochs")
+    ));
+    g.params.unbonding_epochs = 2;
+    assert!(State::from_genesis(&g).is_ok());
+}
+
+#[test]
+fn the_same_reading_with_another_signature_is_a_duplicate_not_equivocation() {
+    let (n, mut st) = net();
+    let a = energy_reading(ENERGY_DEVICE, 5, 10);
+    let mut b = a;
+    b.signature[10] ^= 0x40;
+    assert_ne!(a.signature, b.signature);
+    st.reject(
+        &sign_tx(
+            &st,
+            &n.users[3],
+            0,
+            TxBody::SubmitEvidence(Evidence::DeviceEquivocation { a, b }),
+        ),
+        TxError::InvalidEvidence("readings are identical"),
+    );
+    assert!(st.slashes().is_empty());
 }
