@@ -101,6 +101,15 @@ impl DeviceId {
             Err(_) => true,
         }
     }
+
+    /// True when the id is the canonical encoding of a curve point: `y < p`, and the sign bit
+    /// clear when `x = 0` (no "negative zero"). Every key [`DeviceKey`] derives is canonical.
+    /// ZIP-215 verification accepts non-canonical encodings, so two ids could name one point;
+    /// a registrar should refuse non-canonical ids (PROTOCOL.md §1).
+    pub fn is_canonical(&self) -> bool {
+        ed25519_dalek::VerifyingKey::from_bytes(&self.0)
+            .is_ok_and(|vk| vk.to_edwards().compress().to_bytes() == self.0)
+    }
 }
 
 /// A reading with its device's signature: what travels on the wire.
