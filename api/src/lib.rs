@@ -1,4 +1,44 @@
-//! groundtruth REST API (to come): the axum router, its OpenAPI document, and the read-model
-//! traits the node implements (verified production, proofs, stakes, slashing, L1 anchors).
+//! groundtruth's HTTP API: the axum [`router`], the JSON [`views`] it serves, the
+//! [`ReadModel`] trait the node implements, and a typed blocking [`client::ApiClient`].
 //!
-//! Must not depend on node internals.
+//! | route | answer |
+//! |---|---|
+//! | `POST /tx` | one raw signed transaction → [`Submitted`] |
+//! | `POST /txs` | a batch `(u32 BE len ‖ bytes)*` → `[`[`BatchItem`]`]` in order |
+//! | `GET /tx/{hash}` | [`TxOutcomeView`]; `404 unknown_tx` until committed |
+//! | `GET /block/{height}` | [`BlockView`] of a recent block; `404 unknown_block` |
+//! | `GET /status` | [`StatusView`] |
+//! | `GET /state/account/{hex}` | [`AccountView`] |
+//! | `GET /state/device/{hex}` | [`DeviceView`]; `404 unknown_device` |
+//! | `GET /state/validators` | [`ValidatorsView`] |
+//! | `GET /healthz` | liveness: [`HealthView`], `503 unhealthy` if a check failed |
+//! | `GET /readyz` | readiness: [`HealthView`], `503 not_ready` if a check failed |
+//!
+//! Every error is RFC 9457 `application/problem+json` ([`Problem`]) with a stable `reason`
+//! code, unknown routes and wrong methods included; internals are logged, never shown.
+//! Writes are capped before anything sized by the request is allocated ([`ApiConfig`]).
+//!
+//! This crate must not depend on the node, the ledger or consensus: views are plain data and
+//! the node converts its state into them.
+
+pub mod batch;
+pub mod client;
+mod config;
+mod model;
+pub mod problem;
+mod server;
+pub mod views;
+
+pub use batch::{decode_batch, encode_batch, BatchError};
+pub use client::{ApiClient, ClientError};
+pub use config::{
+    ApiConfig, DEFAULT_MAX_BATCH_BODY, DEFAULT_MAX_BATCH_ENTRIES, DEFAULT_MAX_CONCURRENT_WRITES,
+    DEFAULT_MAX_TX_BYTES,
+};
+pub use model::{Origin, ReadError, ReadModel, Rejection, RejectionKind};
+pub use problem::Problem;
+pub use server::router;
+pub use views::*;
+
+/// Header marking a transaction batch forwarded by another validator (never re-forwarded).
+pub const FORWARDED_HEADER: &str = "x-groundtruth-forwarded";

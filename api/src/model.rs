@@ -1,0 +1,103 @@
+//! The read-model trait the node implements: views out, raw signed transactions in.
+
+use bytes::Bytes;
+
+use crate::views::{
+    AccountView, BlockView, DeviceView, HealthView, Hex32, StatusView, Submitted, TxOutcomeView,
+    ValidatorsView,
+};
+
+/// Who handed us a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A client: the node may forward it to its peers.
+    Client,
+    /// Another validator forwarded it (header [`crate::FORWARDED_HEADER`]): never forwarded again.
+    Peer,
+}
+
+/// How a refused transaction is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionKind {
+    /// The transaction is wrong (undecodable, bad signature, bad nonce, …): `400`.
+    Invalid,
+    /// The node is full (mempool): `503` with `Retry-After`; the same bytes may pass later.
+    Overloaded,
+    /// The node cannot take transactions now (consensus stopped): `503`.
+    Unavailable,
+}
+
+/// Why a transaction was not admitted: a stable `reason` code for programs and a `detail`
+/// for humans (it must not carry internals: paths, addresses of peers, stack traces).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct Rejection {
+    /// How it is answered.
+    pub kind: RejectionKind,
+    /// Stable code (the ledger's, e.g. `bad_nonce`, or `mempool_full`, `stopped`).
+    pub reason: String,
+    /// For humans.
+    pub detail: String,
+}
+
+impl Rejection {
+    /// A transaction the ledger refuses.
+    pub fn invalid(reason: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(RejectionKind::Invalid, reason, detail)
+    }
+
+    /// A transaction refused because the node is full.
+    pub fn overloaded(reason: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(RejectionKind::Overloaded, reason, detail)
+    }
+
+    /// A transaction refused because the node cannot take any now.
+    pub fn unavailable(reason: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(RejectionKind::Unavailable, reason, detail)
+    }
+
+    fn new(kind: RejectionKind, reason: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            reason: reason.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Why a read could not be answered (a missing object is `Ok(None)`, not an error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// This node does not serve it (e.g. the ledger, on a node without consensus): `404`,
+    /// reason `not_served`.
+    #[error("this node does not serve the {0}")]
+    NotServed(&'static str),
+    /// Temporarily not answerable: `503`, reason `unavailable`.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What the API reads and writes through. Methods are synchronous (the router calls them on
+/// tokio's blocking pool) and must not block for long: a read takes a lock, copies what the
+/// view needs and returns.
+pub trait ReadModel: Send + Sync + 'static {
+    /// `GET /status`.
+    fn status(&self) -> Result<StatusView, ReadError>;
+    /// `GET /state/account/<hex>` (an unknown account is a zero account, not `None`).
+    fn account(&self, address: &Hex32) -> Result<AccountView, ReadError>;
+    /// `GET /state/device/<hex>`, by current or previous key.
+    fn device(&self, id: &Hex32) -> Result<Option<DeviceView>, ReadError>;
+    /// `GET /state/validators`.
+    fn validators(&self) -> Result<ValidatorsView, ReadError>;
+    /// `GET /tx/<hash>`: `None` until the transaction is in a (recent) committed block.
+    fn tx(&self, hash: &Hex32) -> Result<Option<TxOutcomeView>, ReadError>;
+    /// `GET /block/<height>`: `None` if not a recent committed block.
+    fn block(&self, height: u64) -> Result<Option<BlockView>, ReadError>;
+    /// `POST /tx` and each entry of `POST /txs`: check a raw signed transaction and queue it.
+    /// `raw` is at most [`crate::ApiConfig::max_tx_bytes`] long.
+    fn submit_tx(&self, raw: Bytes, origin: Origin) -> Result<Submitted, Rejection>;
+    /// `GET /healthz`: is the process alive and making progress (restart it if not)?
+    fn health(&self) -> HealthView;
+    /// `GET /readyz`: should it get traffic (caught up, registry loaded)?
+    fn readiness(&self) -> HealthView;
+}

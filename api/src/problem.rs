@@ -1,0 +1,135 @@
+//! RFC 9457 problem details: every error the API answers, as `application/problem+json`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// Media type of every error response.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Prefix of every problem `type` (followed by the reason code).
+pub const TYPE_PREFIX: &str = "urn:groundtruth:problem:";
+
+/// The stable reason codes the API itself produces (transaction rejections add the ledger's
+/// codes, e.g. `bad_nonce`, and the node's `mempool_full`, `stopped`).
+pub mod reason {
+    /// No such route.
+    pub const NOT_FOUND: &str = "not_found";
+    /// The route exists with other methods.
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// A path segment is not 64 hex characters.
+    pub const BAD_KEY: &str = "bad_key";
+    /// A height is not a decimal `u64`.
+    pub const BAD_HEIGHT: &str = "bad_height";
+    /// A body (declared or received) is over the limit.
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    /// The body could not be received.
+    pub const BAD_BODY: &str = "bad_body";
+    /// The body did not arrive within the body timeout.
+    pub const BODY_TIMEOUT: &str = "body_timeout";
+    /// A batch has more entries than allowed.
+    pub const TOO_MANY_ENTRIES: &str = "too_many_entries";
+    /// A batch entry is longer than a transaction may be.
+    pub const ENTRY_TOO_LARGE: &str = "entry_too_large";
+    /// A batch ends inside an entry.
+    pub const MALFORMED_BATCH: &str = "malformed_batch";
+    /// Too many writes in progress.
+    pub const BUSY: &str = "busy";
+    /// `GET /tx/<hash>`: not in a recent block.
+    pub const UNKNOWN_TX: &str = "unknown_tx";
+    /// `GET /block/<h>`: not a recent block.
+    pub const UNKNOWN_BLOCK: &str = "unknown_block";
+    /// `GET /state/device/<id>`: no such device.
+    pub const UNKNOWN_DEVICE: &str = "unknown_device";
+    /// This node does not serve the resource (e.g. no ledger).
+    pub const NOT_SERVED: &str = "not_served";
+    /// Temporarily unavailable.
+    pub const UNAVAILABLE: &str = "unavailable";
+    /// `/healthz` failed.
+    pub const UNHEALTHY: &str = "unhealthy";
+    /// `/readyz` failed.
+    pub const NOT_READY: &str = "not_ready";
+    /// Something failed inside the node (details are logged, not shown).
+    pub const INTERNAL: &str = "internal";
+}
+
+/// A problem details object (RFC 9457) with our `reason` member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    /// `urn:groundtruth:problem:<reason>`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The HTTP status phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// For humans.
+    pub detail: String,
+    /// Stable reason code for programs.
+    pub reason: String,
+    /// Extension members (e.g. `checks` of `/healthz`).
+    #[serde(flatten)]
+    pub extensions: Box<serde_json::Map<String, serde_json::Value>>,
+    /// `Retry-After` seconds to send (not part of the body).
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
+}
+
+impl Problem {
+    /// A problem with `status`, `reason` and `detail`.
+    pub fn new(status: StatusCode, reason: impl Into<String>, detail: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self {
+            type_: format!("{TYPE_PREFIX}{reason}"),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            reason,
+            extensions: Box::default(),
+            retry_after: None,
+        }
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// Adds an extension member.
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(key.to_string(), value);
+        self
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
+        let mut resp = (status, body).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// `404` for unknown routes (the router's fallback).
+pub async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, reason::NOT_FOUND, "no such route")
+}
+
+/// `405` for a known route with another method (the router's method fallback). Routers
+/// merged into ours after [`crate::router`] should set it again with
+/// `axum::Router::method_not_allowed_fallback`.
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        reason::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
+}

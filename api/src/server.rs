@@ -1,0 +1,406 @@
+//! The axum router: routes, write admission (caps, concurrency), problem+json errors.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::batch::{decode_batch, BatchError};
+use crate::config::ApiConfig;
+use crate::model::{Origin, ReadError, ReadModel, Rejection, RejectionKind};
+use crate::problem::{method_not_allowed, not_found, reason, Problem};
+use crate::views::{BatchItem, HealthView, Hex32, RejectedView};
+use crate::FORWARDED_HEADER;
+
+struct Inner {
+    model: Arc<dyn ReadModel>,
+    config: ApiConfig,
+    writes: Arc<Semaphore>,
+}
+
+type AppState = Arc<Inner>;
+
+/// The API's router (state included): every route of the crate docs, `404`/`405`
+/// problem+json fallbacks. Serve it with `axum::serve`, or merge it with other routes.
+pub fn router(model: Arc<dyn ReadModel>, config: ApiConfig) -> Router {
+    let writes = Arc::new(Semaphore::new(config.max_concurrent_writes.max(1)));
+    let state = Arc::new(Inner {
+        model,
+        config,
+        writes,
+    });
+    Router::new()
+        .route("/tx", post(post_tx))
+        .route("/txs", post(post_txs))
+        .route("/tx/{hash}", get(get_tx))
+        .route("/block/{height}", get(get_block))
+        .route("/status", get(status))
+        .route("/state/account/{address}", get(account))
+        .route("/state/device/{id}", get(device))
+        .route("/state/validators", get(validators))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+fn internal() -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        reason::INTERNAL,
+        "the request failed inside the node",
+    )
+}
+
+fn too_large(what: &str, limit: usize) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        reason::BODY_TOO_LARGE,
+        format!("{what} is over {limit} bytes"),
+    )
+}
+
+fn rejection(r: Rejection, retry_after: u32) -> Problem {
+    match r.kind {
+        RejectionKind::Invalid => Problem::new(StatusCode::BAD_REQUEST, r.reason, r.detail),
+        RejectionKind::Overloaded => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, r.reason, r.detail)
+                .retry_after(retry_after)
+        }
+        RejectionKind::Unavailable => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, r.reason, r.detail)
+        }
+    }
+}
+
+fn read_error(e: ReadError, retry_after: u32) -> Problem {
+    match e {
+        ReadError::NotServed(_) => {
+            Problem::new(StatusCode::NOT_FOUND, reason::NOT_SERVED, e.to_string())
+        }
+        ReadError::Unavailable(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            reason::UNAVAILABLE,
+            e.to_string(),
+        )
+        .retry_after(retry_after),
+    }
+}
+
+/// Runs `f` on the blocking pool (the model takes locks and may verify signatures).
+async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, Problem>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn ReadModel) -> T + Send + 'static,
+{
+    let model = state.model.clone();
+    tokio::task::spawn_blocking(move || f(&*model))
+        .await
+        .map_err(|e| {
+            tracing::error!(target: "api", error = %e, "read model call failed");
+            internal()
+        })
+}
+
+fn hex_key(p: Result<Path<String>, PathRejection>) -> Result<Hex32, Problem> {
+    p.ok().and_then(|Path(s)| s.parse().ok()).ok_or_else(|| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            reason::BAD_KEY,
+            "expected 64 hex characters",
+        )
+    })
+}
+
+/// The declared `Content-Length`, if any; an unreadable one is refused.
+fn declared_len(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+    match headers.get(header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    reason::BAD_BODY,
+                    "unreadable Content-Length",
+                )
+            }),
+    }
+}
+
+/// A write's body, read under its cap while holding a write permit.
+struct Admitted {
+    body: Bytes,
+    origin: Origin,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Refuses on `Content-Length` before reading, takes a write permit (or `503`), then reads
+/// at most `limit` bytes within the body timeout.
+async fn admit(state: &Inner, req: Request, what: &str, limit: usize) -> Result<Admitted, Problem> {
+    let (parts, body) = req.into_parts();
+    let declared = declared_len(&parts.headers)?;
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(what, limit));
+    }
+    let permit = state.writes.clone().try_acquire_owned().map_err(|_| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            reason::BUSY,
+            "too many transaction submissions in progress; retry later",
+        )
+        .retry_after(state.config.retry_after_secs)
+    })?;
+    let capacity = declared
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0)
+        .min(limit);
+    let body = tokio::time::timeout(
+        state.config.body_timeout,
+        read_capped(body, what, limit, capacity),
+    )
+    .await
+    .map_err(|_| {
+        Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            reason::BODY_TIMEOUT,
+            "the body did not arrive in time",
+        )
+    })??;
+    let origin = if parts.headers.contains_key(FORWARDED_HEADER) {
+        Origin::Peer
+    } else {
+        Origin::Client
+    };
+    Ok(Admitted {
+        body,
+        origin,
+        _permit: permit,
+    })
+}
+
+/// Reads a body, stopping with `413` as soon as it passes `limit` bytes.
+async fn read_capped(
+    mut body: Body,
+    what: &str,
+    limit: usize,
+    capacity: usize,
+) -> Result<Bytes, Problem> {
+    let mut buf = BytesMut::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                reason::BAD_BODY,
+                "the body could not be received",
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len().saturating_add(data.len()) > limit {
+                return Err(too_large(what, limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+async fn post_tx(State(state): State<AppState>, req: Request) -> Response {
+    let limit = state.config.max_tx_bytes;
+    let admitted = match admit(&state, req, "a transaction", limit).await {
+        Ok(a) => a,
+        Err(p) => return p.into_response(),
+    };
+    let (body, origin) = (admitted.body.clone(), admitted.origin);
+    let result = blocking(&state, move |m| m.submit_tx(body, origin)).await;
+    drop(admitted);
+    match result {
+        Ok(Ok(s)) => Json(s).into_response(),
+        Ok(Err(r)) => rejection(r, state.config.retry_after_secs).into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+fn batch_problem(e: BatchError) -> Problem {
+    let (status, code) = match e {
+        BatchError::TooManyEntries { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, reason::TOO_MANY_ENTRIES)
+        }
+        BatchError::EntryTooLarge { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, reason::ENTRY_TOO_LARGE)
+        }
+        BatchError::Truncated { .. } => (StatusCode::BAD_REQUEST, reason::MALFORMED_BATCH),
+    };
+    Problem::new(
+        status,
+        code,
+        format!("not a valid (u32 len ‖ bytes)* batch: {e}"),
+    )
+}
+
+async fn post_txs(State(state): State<AppState>, req: Request) -> Response {
+    let cfg = &state.config;
+    let admitted = match admit(&state, req, "a batch", cfg.max_batch_body).await {
+        Ok(a) => a,
+        Err(p) => return p.into_response(),
+    };
+    let txs = match decode_batch(&admitted.body, cfg.max_batch_entries, cfg.max_tx_bytes) {
+        Ok(t) => t,
+        Err(e) => return batch_problem(e).into_response(),
+    };
+    let origin = admitted.origin;
+    let result = blocking(&state, move |m| {
+        txs.into_iter()
+            .map(|raw| match m.submit_tx(raw, origin) {
+                Ok(s) => BatchItem::Submitted(s),
+                Err(r) => BatchItem::Rejected(RejectedView {
+                    reason: r.reason,
+                    detail: r.detail,
+                }),
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    drop(admitted);
+    match result {
+        Ok(items) => Json(items).into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn get_tx(State(state): State<AppState>, p: Result<Path<String>, PathRejection>) -> Response {
+    let hash = match hex_key(p) {
+        Ok(h) => h,
+        Err(p) => return p.into_response(),
+    };
+    match blocking(&state, move |m| m.tx(&hash)).await {
+        Ok(Ok(Some(v))) => Json(v).into_response(),
+        Ok(Ok(None)) => Problem::new(
+            StatusCode::NOT_FOUND,
+            reason::UNKNOWN_TX,
+            "not in a recent block",
+        )
+        .into_response(),
+        Ok(Err(e)) => read_error(e, state.config.retry_after_secs).into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn get_block(
+    State(state): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Some(height) = p.ok().and_then(|Path(s)| s.parse::<u64>().ok()) else {
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            reason::BAD_HEIGHT,
+            "expected a decimal height",
+        )
+        .into_response();
+    };
+    match blocking(&state, move |m| m.block(height)).await {
+        Ok(Ok(Some(v))) => Json(v).into_response(),
+        Ok(Ok(None)) => Problem::new(
+            StatusCode::NOT_FOUND,
+            reason::UNKNOWN_BLOCK,
+            "not a recent committed block",
+        )
+        .into_response(),
+        Ok(Err(e)) => read_error(e, state.config.retry_after_secs).into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    match blocking(&state, |m| m.status()).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => read_error(e, state.config.retry_after_secs).into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn account(
+    State(state): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+) -> Response {
+    let address = match hex_key(p) {
+        Ok(h) => h,
+        Err(p) => return p.into_response(),
+    };
+    match blocking(&state, move |m| m.account(&address)).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => read_error(e, state.config.retry_after_secs).into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn device(State(state): State<AppState>, p: Result<Path<String>, PathRejection>) -> Response {
+    let id = match hex_key(p) {
+        Ok(h) => h,
+        Err(p) => return p.into_response(),
+    };
+    match blocking(&state, move |m| m.device(&id)).await {
+        Ok(Ok(Some(v))) => Json(v).into_response(),
+        Ok(Ok(None)) => Problem::new(
+            StatusCode::NOT_FOUND,
+            reason::UNKNOWN_DEVICE,
+            "no device with this key",
+        )
+        .into_response(),
+        Ok(Err(e)) => read_error(e, state.config.retry_after_secs).into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn validators(State(state): State<AppState>) -> Response {
+    match blocking(&state, |m| m.validators()).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => read_error(e, state.config.retry_after_secs).into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+/// `200` with the view, or `503` problem+json carrying the same `ok` and `checks` members.
+fn health_response(view: HealthView, code: &str, what: &str) -> Response {
+    if view.ok {
+        return Json(view).into_response();
+    }
+    let failed: Vec<&str> = view
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    let detail = format!("{what}: failed {}", failed.join(", "));
+    let checks = serde_json::to_value(&view.checks).unwrap_or_default();
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+        .with("ok", serde_json::Value::Bool(false))
+        .with("checks", checks)
+        .into_response()
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match blocking(&state, |m| m.health()).await {
+        Ok(v) => health_response(v, reason::UNHEALTHY, "not alive"),
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match blocking(&state, |m| m.readiness()).await {
+        Ok(v) => health_response(v, reason::NOT_READY, "not ready"),
+        Err(p) => p.into_response(),
+    }
+}

@@ -1,0 +1,6 @@
+//! The API against a real router: hostile writes through `tower::ServiceExt::oneshot`, and
+//! the typed client against a real listener.
+
+mod client;
+mod model;
+mod router;
