@@ -6,7 +6,7 @@ mod baseline;
 
 use criterion::{criterion_main, Criterion};
 use groundtruth_proofs::{
-    metered::trace_length, prove_metered, verify, DeviceSeries, SecurityLevel,
+    metered::trace_length, prove_metered, verify, DeviceSeries, Epoch, SecurityLevel,
 };
 
 fn day() -> Vec<DeviceSeries> {
@@ -15,22 +15,26 @@ fn day() -> Vec<DeviceSeries> {
         id: [1; 32],
         cap: 4000,
         start_register: 123_456,
+        first_seq: 1_000,
+        first_interval_start: 1_700_000_000,
+        interval_len: 300,
         values,
     }]
 }
 
 fn benches(c: &mut Criterion) {
     let s = day();
+    let epoch = Epoch::covering(1, &s);
     let mut g = c.benchmark_group("metered");
     g.sample_size(10);
     g.bench_function("prove device-day (288 readings)", |b| {
-        b.iter(|| prove_metered(&s, SecurityLevel::Default100))
+        b.iter(|| prove_metered(&epoch, &s, SecurityLevel::Default100))
     });
     let rows = trace_length(288);
     g.bench_function("baseline Rescue chain, same rows", |b| {
         b.iter(|| baseline::prove_chain(rows, SecurityLevel::Default100.options()))
     });
-    let env = match prove_metered(&s, SecurityLevel::Default100) {
+    let env = match prove_metered(&epoch, &s, SecurityLevel::Default100) {
         Ok(e) => e,
         Err(e) => panic!("{e}"),
     };

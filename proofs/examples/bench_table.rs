@@ -13,7 +13,7 @@ mod baseline;
 use std::time::{Duration, Instant};
 
 use groundtruth_proofs::{
-    metered, por, prove_metered, prove_retrievability, verify, Challenge, DeviceSeries,
+    metered, por, prove_metered, prove_retrievability, verify, Challenge, DeviceSeries, Epoch,
     ProofEnvelope, SecurityLevel,
 };
 
@@ -49,6 +49,9 @@ fn series(readings: usize, per_device: usize) -> Vec<DeviceSeries> {
             id: dev,
             cap,
             start_register: 1_000_000,
+            first_seq: 7,
+            first_interval_start: 1_700_000_000,
+            interval_len: 300,
             values,
         });
     }
@@ -110,7 +113,8 @@ fn run(workload: &str) {
             "day-1core" | "day" | "batch100k" | "batch100k-128" => {
                 let n = if workload.starts_with("day") { 288 } else { 100_000 };
                 let s = series(n, 288);
-                let (env, d) = best_of(runs, || prove_metered(&s, level));
+                let epoch = Epoch::covering(1, &s);
+                let (env, d) = best_of(runs, || prove_metered(&epoch, &s, level));
                 (env, metered::trace_length(n), d)
             }
             "por-k100-d30" => {

@@ -1,26 +1,28 @@
 //! The versioned proof envelope: statement kind, parameters, public inputs, security level and
 //! winterfell proof bytes, with a stable byte encoding and a Blake3 digest.
 //!
-//! Encoding (version 1, all integers little-endian):
+//! Encoding (version 2, all integers little-endian):
 //! ```text
 //! magic "GTPF" | version u16 | kind u8 | security level u8 | stated bits u16 |
 //! public inputs (u32 length + bytes, kind-specific) | proof (u32 length + bytes)
 //! ```
-//! Metered public inputs: `value_bits u8 | commitment [32] | num_readings u64 | devices u32 |
-//! devices × (id [32] | cap u64 | start_register u64 | total u64)`.
+//! Metered public inputs: `value_bits u8 | epoch u64 | window start u64 | window end u64 |
+//! commitment [32] | num_readings u64 | devices u32 | devices × (id [32] | cap u64 |
+//! start_register u64 | total u64 | first_seq u64 | last_seq u64 | first interval start u64 |
+//! interval length u32)`.
 //! Retrievability public inputs: `chunk_size u32 | depth u8 | root [32] | seed [32] | k u32 |
 //! num_chunks u64`.
 
 use crate::codec::{Reader, Writer};
 use crate::error::{ProofError, Result};
-use crate::metered::{DeviceTotal, MeteredStatement, VALUE_BITS};
+use crate::metered::{DeviceTotal, Epoch, MeteredStatement, VALUE_BITS};
 use crate::options::SecurityLevel;
 use crate::por::{RetrievabilityStatement, CHUNK_SIZE};
 
 /// Envelope magic bytes.
 pub const MAGIC: [u8; 4] = *b"GTPF";
 /// Current envelope format version.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 pub use crate::layout::MAX_PROOF_BYTES;
 /// Largest envelope accepted: header, the largest public inputs (metered, every device at
 /// [`crate::metered::MAX_DEVICES`]) and the largest proof.
@@ -29,9 +31,9 @@ pub const MAX_ENVELOPE_BYTES: usize = 64
     + crate::metered::MAX_DEVICES as usize * DEVICE_BYTES
     + MAX_PROOF_BYTES;
 /// Bytes of the metered public inputs before the device table.
-const PUBLIC_HEADER_BYTES: usize = 1 + 32 + 8 + 4;
+const PUBLIC_HEADER_BYTES: usize = 1 + 24 + 32 + 8 + 4;
 /// Bytes of one device in the metered public inputs.
-const DEVICE_BYTES: usize = 32 + 8 + 8 + 8;
+const DEVICE_BYTES: usize = 32 + 8 * 6 + 4;
 
 /// Which statement a proof is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,6 +105,9 @@ impl ProofEnvelope {
         match &self.statement {
             Statement::MeteredOutput(s) => {
                 p.u8(VALUE_BITS as u8);
+                p.u64(s.epoch.number);
+                p.u64(s.epoch.start_s);
+                p.u64(s.epoch.end_s);
                 p.bytes(&s.commitment);
                 p.u64(s.num_readings);
                 p.u32(
@@ -114,6 +119,10 @@ impl ProofEnvelope {
                     p.u64(d.cap);
                     p.u64(d.start_register);
                     p.u64(d.total);
+                    p.u64(d.first_seq);
+                    p.u64(d.last_seq);
+                    p.u64(d.first_interval_start);
+                    p.u32(d.interval_len);
                 }
             }
             Statement::Retrievability(s) => {
@@ -161,6 +170,11 @@ impl ProofEnvelope {
                 if u32::from(p.u8("missing value bits")?) != VALUE_BITS {
                     return Err(ProofError::UnsupportedParameters("value bits"));
                 }
+                let epoch = Epoch {
+                    number: p.u64("missing epoch")?,
+                    start_s: p.u64("missing epoch window")?,
+                    end_s: p.u64("missing epoch window")?,
+                };
                 let commitment = p.array::<32>("missing commitment")?;
                 let num_readings = p.u64("missing reading count")?;
                 let count = p.u32("missing device count")? as usize;
@@ -175,9 +189,14 @@ impl ProofEnvelope {
                         cap: p.u64("truncated device")?,
                         start_register: p.u64("truncated device")?,
                         total: p.u64("truncated device")?,
+                        first_seq: p.u64("truncated device")?,
+                        last_seq: p.u64("truncated device")?,
+                        first_interval_start: p.u64("truncated device")?,
+                        interval_len: p.u32("truncated device")?,
                     });
                 }
                 Statement::MeteredOutput(MeteredStatement {
+                    epoch,
                     commitment,
                     num_readings,
                     devices,
@@ -245,7 +264,7 @@ where
     let run = move || -> Result<()> {
         let proof = winter_air::proof::Proof::from_bytes(proof_bytes)
             .map_err(|e| ProofError::ProofDecode(e.to_string()))?;
-        if proof.options() != &level.options() {
+        if proof.options() != &level.options_for(shape.length) {
             return Err(ProofError::OptionsMismatch);
         }
         let info = proof.trace_info();
@@ -258,7 +277,8 @@ where
         {
             return Err(ProofError::TraceShape("trace width"));
         }
-        let acceptable = winter_verifier::AcceptableOptions::OptionSet(vec![level.options()]);
+        let acceptable =
+            winter_verifier::AcceptableOptions::OptionSet(vec![level.options_for(shape.length)]);
         winter_verifier::verify::<
             A,
             CommitmentHasher,

@@ -52,6 +52,14 @@ pub enum ProofError {
         /// The device's cap.
         cap: u64,
     },
+    /// Signed reading fields do not form the series a metered statement describes.
+    #[error("reading {index}: {what}")]
+    ReadingMismatch {
+        /// Position of the reading in the input.
+        index: usize,
+        /// What does not hold.
+        what: &'static str,
+    },
     /// The prover's input is not well formed (empty device, too many readings, …).
     #[error("invalid prover input: {0}")]
     InvalidInput(&'static str),

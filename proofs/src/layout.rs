@@ -51,7 +51,7 @@ pub(crate) fn check(bytes: &[u8], level: SecurityLevel, shape: &Shape) -> Result
 }
 
 fn walk(r: &mut Reader<'_>, level: SecurityLevel, shape: &Shape) -> Result<()> {
-    let options = level.options();
+    let options = level.options_for(shape.length);
     // Trace info.
     let main = r.u8("trace info")?;
     let aux = r.u8("trace info")?;

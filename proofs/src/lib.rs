@@ -1,9 +1,11 @@
 //! groundtruth STARK proofs (winterfell 0.13): metered output (which is also the epoch batch
 //! proof) and proof of retrievability, with provers, verifiers and a versioned proof envelope.
 //!
-//! * [`prove_metered`] / [`verify_metered`]: readings of one or many devices, each within its
-//!   cap, registers advancing by the interval values, totals summed, all bound to a Rescue-Prime
-//!   commitment ([`metered::readings_commitment`]).
+//! * [`prove_metered`] / [`verify_metered`]: readings of one or many devices in an epoch window,
+//!   each within its cap, seqs and intervals contiguous per device, registers advancing by the
+//!   interval values, totals summed, all bound to a Rescue-Prime commitment
+//!   ([`metered::readings_commitment`]) that anyone holding the signed frames recomputes with
+//!   [`commitment_from_readings`].
 //! * [`prove_retrievability`] / [`verify_retrievability`]: chunks at seed-derived indices hash to
 //!   leaves on paths to a committed Merkle root ([`por::commit_path`] builds it, streaming).
 //! * [`ProofEnvelope`]: statement kind, public inputs, security level and proof bytes, with a
@@ -28,7 +30,10 @@ mod trace;
 
 pub use envelope::{ProofEnvelope, Statement, StatementKind};
 pub use error::{ProofError, Result};
-pub use metered::{DeviceSeries, DeviceTotal, MeteredStatement};
+pub use metered::{
+    commitment_from_readings, series_from_readings, DeviceSeries, DeviceTotal, Epoch,
+    MeteredStatement, ReadingFields,
+};
 pub use options::SecurityLevel;
 pub use por::{Challenge, ChunkOpening, DataCommitment, Response, RetrievabilityStatement};
 
@@ -37,11 +42,16 @@ use envelope::{verify_stark, Shape};
 /// Proves metered output for a batch of devices (one device is a device-day proof; many devices
 /// make the epoch batch proof). Refuses readings over their cap.
 #[cfg(feature = "prover")]
-pub fn prove_metered(series: &[DeviceSeries], level: SecurityLevel) -> Result<ProofEnvelope> {
-    let statement = MeteredStatement::for_readings(series)?;
+pub fn prove_metered(
+    epoch: &Epoch,
+    series: &[DeviceSeries],
+    level: SecurityLevel,
+) -> Result<ProofEnvelope> {
+    let statement = MeteredStatement::for_readings(epoch, series)?;
     let pubs = statement.air_inputs()?;
+    let options = level.options_for(metered::trace_length(pubs.num_readings));
     let trace = metered::prover::build_trace(series, &pubs);
-    let proof = metered::prover::prove_trace(trace, pubs, level.options())?;
+    let proof = metered::prover::prove_trace(trace, pubs, options)?;
     Ok(ProofEnvelope {
         statement: Statement::MeteredOutput(statement),
         security: level,
@@ -91,8 +101,9 @@ pub fn prove_retrievability(
             path,
         });
     }
+    let options = level.options_for(statement.trace_length());
     let trace = por::prover::build_trace(&samples, challenge.depth as usize);
-    let proof = por::prover::prove_trace(trace, pubs, level.options())?;
+    let proof = por::prover::prove_trace(trace, pubs, options)?;
     Ok(ProofEnvelope {
         statement: Statement::Retrievability(statement),
         security: level,

@@ -6,7 +6,7 @@
 
 use groundtruth_proofs::{
     envelope::MAX_PROOF_BYTES, prove_metered, prove_retrievability, verify, verify_bytes,
-    Challenge, DeviceSeries, ProofEnvelope, ProofError, SecurityLevel,
+    Challenge, DeviceSeries, Epoch, ProofEnvelope, ProofError, SecurityLevel,
 };
 
 fn check(bytes: &[u8]) -> Result<(), ProofError> {
@@ -19,16 +19,27 @@ fn metered() -> ProofEnvelope {
             id: [1; 32],
             cap: 1000,
             start_register: 5,
+            first_seq: 0,
+            first_interval_start: 0,
+            interval_len: 300,
             values: (0..290).map(|i| i % 1000).collect(),
         },
         DeviceSeries {
             id: [2; 32],
             cap: 10,
             start_register: 0,
+            first_seq: 0,
+            first_interval_start: 0,
+            interval_len: 300,
             values: vec![10, 0, 3],
         },
     ];
-    prove_metered(&series, SecurityLevel::Default100).unwrap()
+    prove_metered(
+        &Epoch::covering(1, &series),
+        &series,
+        SecurityLevel::Default100,
+    )
+    .unwrap()
 }
 
 /// A winterfell `usize` in its vint64 encoding.
@@ -215,11 +226,8 @@ fn the_offsets_walker_matches_the_honest_proof() {
     let env = metered();
     let f = fields(&env.proof);
     assert_eq!(env.proof[f.log_len], 9); // 293 readings: 38 permutations → 2^9 rows
-    assert_eq!(
-        env.proof[f.unique_queries] as usize,
-        env.proof[f.unique_queries] as usize
-    );
-    assert!(env.proof[f.unique_queries] > 0 && env.proof[f.unique_queries] <= 27);
+    let queries = SecurityLevel::Default100.options_for(512).num_queries();
+    assert!((1..=queries).contains(&(env.proof[f.unique_queries] as usize)));
     assert!((1..=3).contains(&env.proof[f.fri_layers]));
     assert!(f.trace_values < f.trace_paths);
 }
@@ -309,7 +317,7 @@ fn envelope_length_fields_are_bounded() {
     assert!(matches!(check(&bad), Err(ProofError::Decode(_))));
     // A device count of 2^32 − 1.
     let mut bad = bytes.clone();
-    let count_at = 14 + 1 + 32 + 8;
+    let count_at = 14 + 1 + 24 + 32 + 8;
     bad[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     let r = check(&bad);
     assert!(matches!(r, Err(ProofError::Decode(_))), "{r:?}");

@@ -6,8 +6,10 @@
 //! groundtruth prove retrievability --data ./dataset --depth 30 --seed HEX --k 100 --out por.proof
 //! groundtruth verify day.proof
 //! ```
-//! `readings.json`: `{"devices": [{"id": "<64 hex>", "cap": 500, "start_register": 0,
-//! "values": [1, 2, 3]}]}`.
+//! `readings.json`: `{"epoch": {"number": 7, "start_s": 0, "end_s": 86400}, "devices":
+//! [{"id": "<64 hex>", "cap": 500, "start_register": 0, "first_seq": 0,
+//! "first_interval_start": 0, "interval_len": 300, "values": [1, 2, 3]}]}` (`epoch` defaults to
+//! epoch 0 over the readings' span, `interval_len` to 300, the others to 0).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +79,10 @@ pub struct VerifyArgs {
 
 #[derive(serde::Deserialize)]
 struct ReadingsFile {
+    /// Epoch number and window `[start_s, end_s)`; by default epoch 0 and the window covering
+    /// the readings.
+    #[serde(default)]
+    epoch: Option<groundtruth_proofs::Epoch>,
     devices: Vec<DeviceJson>,
 }
 
@@ -86,7 +92,17 @@ struct DeviceJson {
     cap: u64,
     #[serde(default)]
     start_register: u64,
+    #[serde(default)]
+    first_seq: u64,
+    #[serde(default)]
+    first_interval_start: u64,
+    #[serde(default = "default_interval_len")]
+    interval_len: u32,
     values: Vec<u64>,
+}
+
+fn default_interval_len() -> u32 {
+    300
 }
 
 fn level(bits: u32) -> anyhow::Result<SecurityLevel> {
@@ -143,12 +159,18 @@ pub fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
                         id: hex32(&d.id, "device id")?,
                         cap: d.cap,
                         start_register: d.start_register,
+                        first_seq: d.first_seq,
+                        first_interval_start: d.first_interval_start,
+                        interval_len: d.interval_len,
                         values: d.values,
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let started = std::time::Instant::now();
-            let env = groundtruth_proofs::prove_metered(&series, level(security)?)?;
+            let epoch = file
+                .epoch
+                .unwrap_or_else(|| groundtruth_proofs::Epoch::covering(0, &series));
+            let env = groundtruth_proofs::prove_metered(&epoch, &series, level(security)?)?;
             eprintln!("proved in {:.2?}", started.elapsed());
             write_envelope(&env, &out)?;
         }

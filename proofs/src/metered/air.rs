@@ -2,10 +2,10 @@
 //!
 //! Main columns: `h[0..12]` Rescue state, `buf[12..19]` the 7 previous hashed elements,
 //! `dev` device index, `reg` register before the reading, `acc` device sum before the reading,
-//! `dv[0..11]` base-8 digits of the value, `dd[0..11]` base-8 digits of `cap − value`.
-//! The cap is not a column: `cap = value + Σ 8^i·dd_i`. One auxiliary column `p` (extension
-//! field) is the running product of the multiset check that binds each device's
-//! `(index, cap, start register, total)` to the public table.
+//! `cnt` position of the reading within its device, `v` the interval value, `dd[0..11]` base-8
+//! digits of `cap − value`. The cap is not a column: `cap = v + Σ 8^i·dd_i`. One auxiliary
+//! column `p` (extension field) is the running product of the multiset check that binds each
+//! device's `(index, cap, start register, total, last position)` to the public table.
 
 use winter_air::{
     Air, AirContext, Assertion, AuxRandElements, EvaluationFrame, ProofOptions, TraceInfo,
@@ -23,14 +23,20 @@ pub(crate) const BUF_LEN: usize = 7;
 pub(crate) const DEV: usize = 19;
 pub(crate) const REG: usize = 20;
 pub(crate) const ACC: usize = 21;
-pub(crate) const DV: usize = 22;
-pub(crate) const DD: usize = DV + DIGITS;
+pub(crate) const CNT: usize = 22;
+pub(crate) const V: usize = 23;
+/// Device `d`'s positions run from `CNT_BASE·d` (so `cnt` on its last row is `CNT_BASE·d +
+/// count − 1`; `2^32·2^20 + 2^24` stays far below the modulus).
+pub(crate) const CNT_BASE: u64 = 1 << 32;
+pub(crate) const DD: usize = 24;
 /// Main trace width.
 pub(crate) const WIDTH: usize = DD + DIGITS;
-/// Auxiliary columns and random elements they use (`α, β1, β2, β3`).
+/// Auxiliary columns and random elements they use (`α, β1, β2, β3, β4`).
 pub(crate) const AUX_WIDTH: usize = 1;
-pub(crate) const AUX_RANDS: usize = 4;
-const NUM_CONSTRAINTS: usize = STATE_WIDTH + BUF_LEN + 4 + 2 * DIGITS;
+pub(crate) const AUX_RANDS: usize = 5;
+/// Bookkeeping constraints after the Rescue and buffer ones.
+pub(crate) const BOOK: usize = 5;
+const NUM_CONSTRAINTS: usize = STATE_WIDTH + BUF_LEN + BOOK + DIGITS;
 
 /// Public inputs as field elements.
 #[derive(Debug, Clone)]
@@ -38,13 +44,13 @@ pub(crate) struct MeteredPublic {
     pub commitment: Digest4,
     pub iv: Digest4,
     pub num_readings: usize,
-    /// Per device: cap, start register, total.
-    pub devices: Vec<[BaseElement; 3]>,
+    /// Per device: cap, start register, total, number of readings − 1 (`last_seq − first_seq`).
+    pub devices: Vec<[BaseElement; 4]>,
 }
 
 impl ToElements<BaseElement> for MeteredPublic {
     fn to_elements(&self) -> Vec<BaseElement> {
-        let mut out = Vec::with_capacity(10 + 3 * self.devices.len());
+        let mut out = Vec::with_capacity(10 + 4 * self.devices.len());
         out.extend_from_slice(&self.commitment);
         out.extend_from_slice(&self.iv);
         out.push(fe(self.num_readings as u64));
@@ -82,18 +88,23 @@ fn digit_check<E: FieldElement + From<BaseElement>>(x: E) -> E {
     acc
 }
 
-/// Multiset tuple of a device-final row: `dev + β1·cap + β2·(reg − acc) + β3·(acc + value)`.
+/// Multiset tuple of a device-final row:
+/// `dev + β1·cap + β2·(reg − acc) + β3·(acc + v) + β4·cnt`.
 #[inline(always)]
 pub(crate) fn tuple<F, E>(row: &[F], rands: &[E]) -> E
 where
     F: FieldElement<BaseField = BaseElement>,
     E: FieldElement<BaseField = BaseElement> + ExtensionOf<F>,
 {
-    let v = from_digits(row, DV);
+    let v = row[V];
     let cap = v + from_digits(row, DD);
     let start = row[REG] - row[ACC];
     let total = row[ACC] + v;
-    E::from(row[DEV]) + rands[1].mul_base(cap) + rands[2].mul_base(start) + rands[3].mul_base(total)
+    E::from(row[DEV])
+        + rands[1].mul_base(cap)
+        + rands[2].mul_base(start)
+        + rands[3].mul_base(total)
+        + rands[4].mul_base(row[CNT])
 }
 
 impl MeteredAir {
@@ -113,11 +124,11 @@ impl Air for MeteredAir {
             (0..STATE_WIDTH).map(|_| TransitionConstraintDegree::with_cycles(7, vec![CYCLE])),
         );
         degrees.extend((0..BUF_LEN).map(|_| TransitionConstraintDegree::new(1)));
-        degrees.extend((0..4).map(|_| TransitionConstraintDegree::new(2)));
-        degrees.extend((0..2 * DIGITS).map(|_| TransitionConstraintDegree::new(8)));
+        degrees.extend((0..BOOK).map(|_| TransitionConstraintDegree::new(2)));
+        degrees.extend((0..DIGITS).map(|_| TransitionConstraintDegree::new(8)));
         let aux_degrees = vec![TransitionConstraintDegree::new(3)];
         let context =
-            AirContext::new_multi_segment(trace_info, degrees, aux_degrees, 20, 2, options);
+            AirContext::new_multi_segment(trace_info, degrees, aux_degrees, 21, 2, options);
         Self { context, pubs }
     }
 
@@ -138,10 +149,9 @@ impl Air for MeteredAir {
         let ark2 = &periodic[1 + STATE_WIDTH..1 + 2 * STATE_WIDTH];
         let not_flag = E::ONE - flag;
 
-        let v = from_digits(cur, DV);
-        let d = from_digits(cur, DD);
-        let cap = v + d;
-        let cap_next = from_digits(nxt, DV) + from_digits(nxt, DD);
+        let v = cur[V];
+        let cap = v + from_digits(cur, DD);
+        let cap_next = nxt[V] + from_digits(nxt, DD);
         let e = v + E::from(fe(1u64 << DEV_SHIFT)) * cur[DEV];
 
         // Rescue rounds on rows 0..7 of each cycle; on row 7 absorb the 8 elements of the cycle
@@ -178,10 +188,15 @@ impl Air for MeteredAir {
         result[base + 1] = same * (cap_next - cap);
         result[base + 2] = same * (nxt[REG] - cur[REG] - v);
         result[base + 3] = nxt[ACC] - same * (cur[ACC] + v);
-        // Range checks: value and cap − value are 11 base-8 digits each.
+        // Positions restart at 2^32·d for device d (not at 0: a restart at 0 can make the column
+        // periodic, which winterfell's debug-mode degree check reads as a wrong degree).
+        result[base + 4] =
+            nxt[CNT] - same * (cur[CNT] + E::ONE) - f * nxt[DEV] * E::from(fe(CNT_BASE));
+        // Range check: cap − value is 11 base-8 digits. (The value itself is the committed one:
+        // the hash binds `v + 2^33·dev`, `dev` is fixed by the multiset's positions, and the
+        // commitment only admits values below 2^32.)
         for i in 0..DIGITS {
-            result[base + 4 + i] = digit_check(cur[DV + i]);
-            result[base + 4 + DIGITS + i] = digit_check(cur[DD + i]);
+            result[base + BOOK + i] = digit_check(cur[DD + i]);
         }
     }
 
@@ -209,7 +224,7 @@ impl Air for MeteredAir {
         let last = self.trace_length() - 1;
         let d = fe(self.pubs.devices.len() as u64);
         let digest_row = Self::digest_row(n);
-        let mut out = Vec::with_capacity(20);
+        let mut out = Vec::with_capacity(21);
         for k in 0..STATE_WIDTH {
             let v = if k < 4 {
                 self.pubs.iv[k]
@@ -229,6 +244,7 @@ impl Air for MeteredAir {
         out.push(Assertion::single(DEV, n, d));
         out.push(Assertion::single(DEV, last, d));
         out.push(Assertion::single(ACC, 0, BaseElement::ZERO));
+        out.push(Assertion::single(CNT, 0, BaseElement::ZERO));
         out
     }
 
@@ -238,11 +254,13 @@ impl Air for MeteredAir {
     ) -> Vec<Assertion<E>> {
         let r = rands.rand_elements();
         let mut product = E::ONE;
-        for (i, [cap, start, total]) in self.pubs.devices.iter().enumerate() {
-            let t = E::from(fe(i as u64))
+        for (i, [cap, start, total, last]) in self.pubs.devices.iter().enumerate() {
+            let d = fe(i as u64);
+            let t = E::from(d)
                 + r[1].mul_base(*cap)
                 + r[2].mul_base(*start)
-                + r[3].mul_base(*total);
+                + r[3].mul_base(*total)
+                + r[4].mul_base(*last + d * fe(CNT_BASE));
             product *= r[0] - t;
         }
         vec![

@@ -5,8 +5,8 @@ use winter_math::{fields::f64::BaseElement, FieldElement};
 use winter_prover::{matrix::ColMatrix, Prover, Trace};
 
 use super::air::{
-    self, MeteredAir, MeteredPublic, ACC, AUX_RANDS, AUX_WIDTH, BUF, BUF_LEN, DD, DEV, DV, H, REG,
-    WIDTH,
+    self, MeteredAir, MeteredPublic, ACC, AUX_RANDS, AUX_WIDTH, BUF, BUF_LEN, CNT, DD, DEV, H, REG,
+    V, WIDTH,
 };
 use super::{encode, trace_length, DeviceSeries, DIGITS};
 use crate::error::{ProofError, Result};
@@ -64,20 +64,23 @@ pub(crate) fn build_trace(series: &[DeviceSeries], pubs: &MeteredPublic) -> AirT
     }
 
     let mut elems = Vec::with_capacity(len);
-    let (mut reg, mut acc) = (start[0], 0u64);
+    let (mut reg, mut acc, mut cnt) = (start[0], 0u64, 0u64);
     for r in 0..len {
         if r > 0 && dev[r] != dev[r - 1] {
             reg = start[r];
             acc = 0;
+            cnt = dev[r] * air::CNT_BASE;
         }
         cols[DEV][r] = fe(dev[r]);
         cols[REG][r] = fe(reg);
         cols[ACC][r] = fe(acc);
-        write_digits(&mut cols, DV, r, val[r]);
+        cols[CNT][r] = fe(cnt);
+        cols[V][r] = fe(val[r]);
         write_digits(&mut cols, DD, r, slack[r]);
         elems.push(encode(dev[r], val[r]));
         reg = reg.wrapping_add(val[r]);
         acc = acc.wrapping_add(val[r]);
+        cnt += 1;
     }
     for r in 1..len {
         cols[BUF][r] = elems[r - 1];

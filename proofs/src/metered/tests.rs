@@ -3,7 +3,7 @@
 use winter_air::{Air, TraceInfo};
 use winter_math::{fields::f64::BaseElement, FieldElement};
 
-use super::air::{MeteredAir, MeteredPublic, ACC, DD, DEV, DV, H, REG};
+use super::air::{MeteredAir, MeteredPublic, ACC, BOOK, CNT, DD, DEV, H, REG, V};
 use super::prover::{build_trace, prove_trace};
 use super::*;
 use crate::options::SecurityLevel;
@@ -15,20 +15,32 @@ fn batch() -> Vec<DeviceSeries> {
             id: [1; 32],
             cap: 500,
             start_register: 10_000,
+            first_seq: 40,
+            first_interval_start: 1_000_200,
+            interval_len: 300,
             values: vec![5, 0, 500, 17, 42, 3, 9, 11, 250],
         },
         DeviceSeries {
             id: [2; 32],
             cap: 60,
             start_register: 7,
+            first_seq: 0,
+            first_interval_start: 1_000_000,
+            interval_len: 60,
             values: vec![60, 1, 2, 3, 4, 5, 6],
         },
     ]
 }
 
+const EPOCH: Epoch = Epoch {
+    number: 3,
+    start_s: 1_000_000,
+    end_s: 1_100_000,
+};
+
 fn setup() -> (MeteredStatement, MeteredPublic, AirTrace) {
     let series = batch();
-    let st = MeteredStatement::for_readings(&series).unwrap();
+    let st = MeteredStatement::for_readings(&EPOCH, &series).unwrap();
     let pubs = st.air_inputs().unwrap();
     let trace = build_trace(&series, &pubs);
     (st, pubs, trace)
@@ -38,7 +50,11 @@ fn air(pubs: &MeteredPublic) -> MeteredAir {
     let len = trace_length(pubs.num_readings);
     let info =
         TraceInfo::new_multi_segment(air::WIDTH, air::AUX_WIDTH, air::AUX_RANDS, len, vec![]);
-    MeteredAir::new(info, pubs.clone(), SecurityLevel::Default100.options())
+    MeteredAir::new(
+        info,
+        pubs.clone(),
+        SecurityLevel::Default100.options_for(len),
+    )
 }
 
 /// Proving the dishonest trace is refused (debug) or yields a proof that fails verification.
@@ -47,7 +63,8 @@ fn assert_rejected(trace: AirTrace, st: &MeteredStatement, pubs: &MeteredPublic)
     let st2 = st.clone();
     let outcome = prove_dishonest(
         std::panic::AssertUnwindSafe(move || {
-            prove_trace(trace, pubs2, SecurityLevel::Default100.options())
+            let len = trace_length(pubs2.num_readings);
+            prove_trace(trace, pubs2, SecurityLevel::Default100.options_for(len))
         }),
         move |proof| {
             let env = crate::ProofEnvelope {
@@ -78,18 +95,21 @@ fn honest_trace_satisfies_every_constraint_and_digest_matches_native_commitment(
 }
 
 #[test]
-fn reading_over_cap_breaks_the_range_check() {
-    let (st, pubs, mut trace) = setup();
-    // Device 1 (cap 60), first reading: claim value 61 — cap − value is −1, which has no
-    // base-8 digits, so the prover must write some digits and the cap identity breaks.
-    let row = 9;
-    let v = 61u64;
-    for i in 0..DIGITS {
-        trace.set(DV + i, row, crate::field::fe((v >> (3 * i)) & 7));
-        trace.set(DD + i, row, BaseElement::ZERO);
-    }
-    let failing = failing_constraints(&air(&pubs), &trace);
-    assert!(!failing.is_empty());
+fn reading_over_cap_cannot_meet_the_public_cap() {
+    // The committed readings hold 61 on device 1 (cap 60); the commitment does not depend on
+    // caps. An honest-looking trace built as if the cap were 61 satisfies every transition, but
+    // its cap column (v + slack) is 61, so the multiset against the public cap 60 fails; a trace
+    // with the public cap would need cap − value = −1, which has no base-8 digits.
+    let (_, _, _) = setup();
+    let mut over = batch();
+    over[1].values[0] = 61;
+    over[1].cap = 61;
+    let trace_st = MeteredStatement::for_readings(&EPOCH, &over).unwrap();
+    let trace = build_trace(&over, &trace_st.air_inputs().unwrap());
+    let mut st = trace_st.clone();
+    st.devices[1].cap = 60;
+    let pubs = st.air_inputs().unwrap();
+    assert!(failing_constraints(&air(&pubs), &trace).is_empty());
     assert_rejected(trace, &st, &pubs);
 }
 
@@ -100,7 +120,7 @@ fn field_wraparound_value_is_not_a_digit() {
     trace.set(DD, 3, BaseElement::ZERO - BaseElement::ONE);
     let failing = failing_constraints(&air(&pubs), &trace);
     assert!(
-        failing.contains(&(STATE_WIDTH + air::BUF_LEN + 4 + DIGITS)),
+        failing.contains(&(STATE_WIDTH + air::BUF_LEN + BOOK)),
         "{failing:?}"
     );
     assert_rejected(trace, &st, &pubs);
@@ -133,6 +153,32 @@ fn broken_accumulator_fails() {
 }
 
 #[test]
+fn a_seq_gap_in_the_trace_fails_the_position_constraint() {
+    // Skipping a position (a missing seq) within device 0.
+    let (st, pubs, mut trace) = setup();
+    for row in 4..9 {
+        let c = trace.get(CNT, row);
+        trace.set(CNT, row, c + BaseElement::ONE);
+    }
+    let failing = failing_constraints(&air(&pubs), &trace);
+    assert!(
+        failing.contains(&(STATE_WIDTH + air::BUF_LEN + 4)),
+        "{failing:?}"
+    );
+    assert_rejected(trace, &st, &pubs);
+}
+
+#[test]
+fn a_changed_value_breaks_the_hash() {
+    let (st, pubs, mut trace) = setup();
+    let v = trace.get(V, 2);
+    trace.set(V, 2, v - BaseElement::ONE);
+    let failing = failing_constraints(&air(&pubs), &trace);
+    assert!(failing.contains(&STATE_WIDTH), "{failing:?}");
+    assert_rejected(trace, &st, &pubs);
+}
+
+#[test]
 fn moving_a_device_boundary_breaks_the_hash() {
     let (st, pubs, mut trace) = setup();
     // Reassign the last reading of device 0 to device 1: dev steps stay 0/1 but the hashed
@@ -149,7 +195,7 @@ fn a_trace_claiming_a_bigger_total_is_rejected_by_the_multiset_check() {
     let (st, pubs, _) = setup();
     let mut other = batch();
     other[0].values[0] = 6;
-    let other_st = MeteredStatement::for_readings(&other).unwrap();
+    let other_st = MeteredStatement::for_readings(&EPOCH, &other).unwrap();
     let trace = build_trace(&other, &other_st.air_inputs().unwrap());
     assert!(failing_constraints(&air(&pubs), &trace).is_empty());
     assert_rejected(trace, &st, &pubs);

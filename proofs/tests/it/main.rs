@@ -2,8 +2,9 @@
 #![allow(clippy::unwrap_used)]
 
 use groundtruth_proofs::{
-    metered::readings_commitment, por, verify, verify_bytes, verify_metered, verify_retrievability,
-    Challenge, DeviceSeries, ProofEnvelope, ProofError, SecurityLevel, Statement, StatementKind,
+    commitment_from_readings, metered::readings_commitment, por, series_from_readings, verify,
+    verify_bytes, verify_metered, verify_retrievability, Challenge, DeviceSeries, Epoch,
+    ProofEnvelope, ProofError, ReadingFields, SecurityLevel, Statement, StatementKind,
 };
 use proptest::prelude::*;
 use winter_verifier::VerifierError;
@@ -13,6 +14,9 @@ fn device(id: u8, cap: u64, start: u64, values: Vec<u64>) -> DeviceSeries {
         id: [id; 32],
         cap,
         start_register: start,
+        first_seq: 100 * u64::from(id),
+        first_interval_start: 1_700_000_000 + 7 * u64::from(id),
+        interval_len: 300,
         values,
     }
 }
@@ -22,7 +26,12 @@ fn metered_env() -> ProofEnvelope {
         device(1, 1000, 5_000, vec![10, 20, 30, 1000, 0, 7, 8, 9, 10, 11]),
         device(2, 50, 0, vec![50, 49, 1]),
     ];
-    groundtruth_proofs::prove_metered(&series, SecurityLevel::Default100).unwrap()
+    groundtruth_proofs::prove_metered(
+        &Epoch::covering(1, &series),
+        &series,
+        SecurityLevel::Default100,
+    )
+    .unwrap()
 }
 
 fn metered_statement(env: &mut ProofEnvelope) -> &mut groundtruth_proofs::MeteredStatement {
@@ -90,7 +99,12 @@ fn metered_swapped_device_ids_fail() {
 fn metered_reading_over_cap_is_refused_by_the_prover() {
     let series = vec![device(1, 100, 0, vec![5, 101])];
     assert_eq!(
-        groundtruth_proofs::prove_metered(&series, SecurityLevel::Default100).unwrap_err(),
+        groundtruth_proofs::prove_metered(
+            &Epoch::covering(1, &series),
+            &series,
+            SecurityLevel::Default100
+        )
+        .unwrap_err(),
         ProofError::ReadingOverCap {
             device: 0,
             index: 1,
@@ -98,7 +112,7 @@ fn metered_reading_over_cap_is_refused_by_the_prover() {
             cap: 100
         }
     );
-    assert!(readings_commitment(&series).is_err());
+    assert!(readings_commitment(&Epoch::covering(1, &series), &series).is_err());
 }
 
 #[test]
@@ -174,11 +188,11 @@ fn envelope_decoding_rejects_garbage_without_panicking() {
         ProofEnvelope::from_bytes(&long).unwrap_err(),
         ProofError::Decode("trailing bytes after proof")
     );
-    let mut v2 = bytes.clone();
-    v2[4] = 2;
+    let mut v1 = bytes.clone();
+    v1[4] = 1; // version 1 had no epoch nor seq/interval fields
     assert_eq!(
-        ProofEnvelope::from_bytes(&v2).unwrap_err(),
-        ProofError::UnsupportedVersion(2)
+        ProofEnvelope::from_bytes(&v1).unwrap_err(),
+        ProofError::UnsupportedVersion(1)
     );
 }
 
@@ -274,7 +288,12 @@ fn retrievability_altered_proof_bytes_fail() {
 #[test]
 fn high_security_level_round_trips() {
     let series = vec![device(7, 10, 0, vec![1, 2, 3])];
-    let env = groundtruth_proofs::prove_metered(&series, SecurityLevel::High128).unwrap();
+    let env = groundtruth_proofs::prove_metered(
+        &Epoch::covering(1, &series),
+        &series,
+        SecurityLevel::High128,
+    )
+    .unwrap();
     assert_eq!(env.security.conjectured_bits(), 128);
     verify(&ProofEnvelope::from_bytes(&env.to_bytes().unwrap()).unwrap()).unwrap();
     let mut weaker = env;
@@ -303,7 +322,7 @@ proptest! {
             let values = (0..lens[i]).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x % (cap + 1) }).collect();
             device(i as u8, cap, x % 1_000_000, values)
         }).collect();
-        let env = groundtruth_proofs::prove_metered(&series, SecurityLevel::Default100).unwrap();
+        let env = groundtruth_proofs::prove_metered(&Epoch::covering(1, &series), &series, SecurityLevel::Default100).unwrap();
         let bytes = env.to_bytes().unwrap();
         prop_assert!(verify_bytes(&bytes).is_ok());
         let mut bad = env.clone();
@@ -315,7 +334,7 @@ proptest! {
     #[test]
     fn envelope_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = ProofEnvelope::from_bytes(&bytes);
-        let mut framed = b"GTPF\x01\x00\x01\x01".to_vec();
+        let mut framed = b"GTPF\x02\x00\x01\x01".to_vec();
         framed.extend_from_slice(&bytes);
         let _ = verify_bytes(&framed);
     }
@@ -337,4 +356,203 @@ fn retrievability_with_repeated_indices_proves() {
     let env =
         groundtruth_proofs::prove_retrievability(&ch, &resp, SecurityLevel::Default100).unwrap();
     verify(&env).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binding to the signed readings: each bound field, changed in the statement or in the frames,
+// is refused.
+
+const EPOCH: Epoch = Epoch {
+    number: 42,
+    start_s: 1_699_999_000,
+    end_s: 1_700_100_000,
+};
+
+/// Signed reading fields of two devices (device 1: 5 readings, device 2: 3 readings).
+fn frames() -> Vec<ReadingFields> {
+    let mut out = vec![];
+    for (id, first_seq, start, len, register, values) in [
+        (
+            1u8,
+            17u64,
+            1_700_000_000u64,
+            300u32,
+            5_000u64,
+            vec![10u64, 0, 30, 20, 7],
+        ),
+        (2, 0, 1_700_000_060, 60, 0, vec![3, 4, 5]),
+    ] {
+        let mut reg = register;
+        for (j, v) in values.into_iter().enumerate() {
+            reg += v;
+            out.push(ReadingFields {
+                device: [id; 32],
+                seq: first_seq + j as u64,
+                interval_start_s: start + j as u64 * u64::from(len),
+                interval_len_s: len,
+                value: v,
+                register: reg,
+            });
+        }
+    }
+    out
+}
+
+fn bound_env() -> ProofEnvelope {
+    let series = series_from_readings(&frames(), |_| 100).unwrap();
+    groundtruth_proofs::prove_metered(&EPOCH, &series, SecurityLevel::Default100).unwrap()
+}
+
+#[test]
+fn commitment_recomputed_from_signed_frames_matches_the_proof() {
+    let env = bound_env();
+    let s = verify_metered(&env).unwrap();
+    assert_eq!(
+        commitment_from_readings(&EPOCH, &frames()).unwrap(),
+        s.commitment
+    );
+    assert_eq!(s.epoch, EPOCH);
+    let d = &s.devices[0];
+    assert_eq!((d.first_seq, d.last_seq), (17, 21));
+    assert_eq!(
+        (d.first_interval_start, d.interval_len),
+        (1_700_000_000, 300)
+    );
+    assert_eq!((d.start_register, d.end_register()), (5_000, 5_067));
+    assert_eq!(d.interval_end(), Some(1_700_001_500));
+}
+
+#[test]
+fn frames_with_a_seq_gap_interval_gap_overlap_or_register_mismatch_are_refused() {
+    let mismatch = |f: Vec<ReadingFields>| commitment_from_readings(&EPOCH, &f).unwrap_err();
+    let mut f = frames();
+    f[2].seq += 1;
+    assert!(matches!(
+        mismatch(f),
+        ProofError::ReadingMismatch { index: 2, .. }
+    ));
+    let mut f = frames();
+    f[3].interval_start_s += 1; // gap
+    assert!(matches!(
+        mismatch(f),
+        ProofError::ReadingMismatch { index: 3, .. }
+    ));
+    let mut f = frames();
+    f[3].interval_start_s -= 1; // overlap
+    assert!(matches!(
+        mismatch(f),
+        ProofError::ReadingMismatch { index: 3, .. }
+    ));
+    let mut f = frames();
+    f[1].interval_len_s = 301;
+    assert!(matches!(
+        mismatch(f),
+        ProofError::ReadingMismatch { index: 1, .. }
+    ));
+    let mut f = frames();
+    f[4].register += 1;
+    assert!(matches!(
+        mismatch(f),
+        ProofError::ReadingMismatch { index: 4, .. }
+    ));
+    let mut f = frames();
+    f[6].value = 1 << 32;
+    assert!(matches!(
+        mismatch(f),
+        ProofError::ReadingMismatch { index: 6, .. }
+    ));
+    // A device that comes back after another is not one contiguous run.
+    let mut f = frames();
+    let first = f[0];
+    f.push(first);
+    assert!(matches!(
+        mismatch(f),
+        ProofError::ReadingMismatch { index: 8, .. }
+    ));
+    // Frames outside the epoch window cannot be committed for that epoch.
+    let narrow = Epoch {
+        end_s: 1_700_001_000,
+        ..EPOCH
+    };
+    assert!(commitment_from_readings(&narrow, &frames()).is_err());
+}
+
+#[test]
+fn changing_any_bound_field_changes_the_commitment() {
+    let honest = commitment_from_readings(&EPOCH, &frames()).unwrap();
+    // A consistent re-labelling of the frames (all seqs shifted, all intervals shifted, all
+    // registers shifted, a different epoch) gives another commitment.
+    let shifted = |g: &dyn Fn(&mut ReadingFields)| {
+        let mut f = frames();
+        f.iter_mut().for_each(g);
+        commitment_from_readings(&EPOCH, &f).unwrap()
+    };
+    assert_ne!(shifted(&|r| r.seq += 1), honest);
+    assert_ne!(shifted(&|r| r.interval_start_s += 300), honest);
+    assert_ne!(shifted(&|r| r.register += 1), honest);
+    let other_epoch = Epoch {
+        number: 43,
+        ..EPOCH
+    };
+    assert_ne!(
+        commitment_from_readings(&other_epoch, &frames()).unwrap(),
+        honest
+    );
+}
+
+#[test]
+fn statement_with_wrong_first_or_last_seq_fails() {
+    let mut env = bound_env();
+    let d = &mut metered_statement(&mut env).devices[0];
+    d.first_seq += 1;
+    d.last_seq += 1;
+    assert!(is_verification_failure(&verify_metered(&env)));
+    // One more reading claimed than proved (hiding a gap): the count no longer matches.
+    let mut env = bound_env();
+    metered_statement(&mut env).devices[0].last_seq += 1;
+    assert!(matches!(
+        verify_metered(&env),
+        Err(ProofError::InvalidPublicInputs(_))
+    ));
+    metered_statement(&mut env).num_readings += 1;
+    assert!(verify_metered(&env).is_err());
+    // Moving one reading from device 0 to device 1 keeps the total count.
+    let mut env = bound_env();
+    metered_statement(&mut env).devices[0].last_seq -= 1;
+    metered_statement(&mut env).devices[1].last_seq += 1;
+    assert!(is_verification_failure(&verify_metered(&env)));
+}
+
+#[test]
+fn statement_with_wrong_intervals_fails() {
+    let mut env = bound_env();
+    metered_statement(&mut env).devices[1].first_interval_start += 60;
+    assert!(is_verification_failure(&verify_metered(&env)));
+    let mut env = bound_env();
+    metered_statement(&mut env).devices[0].interval_len = 600;
+    assert!(is_verification_failure(&verify_metered(&env)));
+}
+
+#[test]
+fn statement_with_wrong_epoch_or_window_fails() {
+    let mut env = bound_env();
+    metered_statement(&mut env).epoch.number += 1;
+    assert!(is_verification_failure(&verify_metered(&env)));
+    let mut env = bound_env();
+    metered_statement(&mut env).epoch.start_s -= 1;
+    assert!(is_verification_failure(&verify_metered(&env)));
+    // A window that does not hold the intervals is refused before the STARK runs.
+    let mut env = bound_env();
+    metered_statement(&mut env).epoch.end_s = 1_700_001_000;
+    assert!(matches!(
+        verify_metered(&env),
+        Err(ProofError::InvalidPublicInputs(_))
+    ));
+}
+
+#[test]
+fn statement_with_wrong_register_fails() {
+    let mut env = bound_env();
+    metered_statement(&mut env).devices[0].start_register += 1;
+    assert!(is_verification_failure(&verify_metered(&env)));
 }
