@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what groundtruth needs beyond the Rust toolchain: Mosquitto (the external broker the
-# tests run against). Safe to run again; does nothing when everything is there.
+# tests run against), and from the npm registry, into the git-ignored .tools/, the L1 tools at
+# pinned versions: anvil (a local Ethereum node) and solc-js (the Solidity compiler that builds
+# oracle/contracts). Safe to run again; does nothing when everything is there.
+# The binaries: .tools/bin/anvil and .tools/bin/solcjs (also written to .tools/env).
 set -euo pipefail
 
 SUDO=""
@@ -20,4 +23,34 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO service mosquitto stop >/dev/null 2>&1 || true
   pkill -x mosquitto >/dev/null 2>&1 || true
 fi
-echo "setup: ok (mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto))"
+
+# L1 tools, pinned. npm 11 skips install scripts; the anvil binary ships in the platform package.
+ANVIL_VERSION=1.7.1
+SOLC_VERSION=0.8.37
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+installed_version() { node -p "require('$TOOLS/node_modules/$1/package.json').version" 2>/dev/null || true; }
+if [ "$(installed_version @foundry-rs/anvil)" != "$ANVIL_VERSION" ] || [ "$(installed_version solc)" != "$SOLC_VERSION" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: installing nodejs and npm from Debian packages"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  echo "setup: installing anvil $ANVIL_VERSION and solc-js $SOLC_VERSION into .tools/"
+  mkdir -p "$TOOLS"
+  npm install --prefix "$TOOLS" --no-audit --no-fund --loglevel=error --save-exact \
+    "@foundry-rs/anvil@$ANVIL_VERSION" "solc@$SOLC_VERSION" >/dev/null
+fi
+case "$(uname -m)" in
+  x86_64) anvil_pkg=anvil-linux-amd64 ;;
+  aarch64 | arm64) anvil_pkg=anvil-linux-arm64 ;;
+  *) echo "setup: no anvil package for $(uname -m)" >&2; exit 1 ;;
+esac
+mkdir -p "$TOOLS/bin"
+ln -sfn "$TOOLS/node_modules/@foundry-rs/$anvil_pkg/bin/anvil" "$TOOLS/bin/anvil"
+ln -sfn "$TOOLS/node_modules/.bin/solcjs" "$TOOLS/bin/solcjs"
+"$TOOLS/bin/anvil" --version >/dev/null
+printf 'export GROUNDTRUTH_ANVIL=%s\nexport GROUNDTRUTH_SOLCJS_DIR=%s\n' \
+  "$TOOLS/bin/anvil" "$TOOLS/node_modules/solc" >"$TOOLS/env"
+
+echo "setup: ok (mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto); anvil: .tools/bin/anvil; solcjs: .tools/bin/solcjs)"

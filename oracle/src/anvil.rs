@@ -1,0 +1,149 @@
+//! A local Ethereum node: the `anvil` binary that `scripts/setup.sh` installs from the npm
+//! registry (`@foundry-rs/anvil`), started on a free loopback port and killed when dropped.
+//!
+//! The binary is `$GROUNDTRUTH_ANVIL` when set, else `<workspace>/.tools/bin/anvil`.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::B256;
+use alloy::signers::local::PrivateKeySigner;
+
+use crate::error::{Error, Result};
+
+/// Environment variable naming the anvil binary.
+pub const ANVIL_ENV: &str = "GROUNDTRUTH_ANVIL";
+
+/// Private keys of anvil's first funded development accounts (its default mnemonic). Public
+/// knowledge: use them only on a local node.
+const DEV_KEYS: [&str; 3] = [
+    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+];
+
+/// The chain id the local node runs with.
+pub const CHAIN_ID: u64 = 31337;
+
+/// Where the anvil binary is expected: `$GROUNDTRUTH_ANVIL`, else the project-local path that
+/// `scripts/setup.sh` links.
+pub fn binary_path() -> PathBuf {
+    match std::env::var_os(ANVIL_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(".tools")
+            .join("bin")
+            .join("anvil"),
+    }
+}
+
+/// Whether the anvil binary is where [`binary_path`] says.
+pub fn is_installed() -> bool {
+    binary_path().is_file()
+}
+
+/// One funded development key of the local node (`index` < 3).
+pub fn dev_key(index: usize) -> Result<PrivateKeySigner> {
+    let hex = DEV_KEYS
+        .get(index)
+        .ok_or_else(|| Error::Anvil(format!("no dev key {index}")))?;
+    let bytes: B256 = hex
+        .parse()
+        .map_err(|e| Error::Anvil(format!("dev key: {e}")))?;
+    PrivateKeySigner::from_bytes(&bytes).map_err(|e| Error::Anvil(format!("dev key: {e}")))
+}
+
+/// A free loopback TCP port (free when asked; another process may take it before it is used).
+pub fn free_port() -> Result<u16> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Anvil(format!("free port: {e}")))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::Anvil(format!("free port: {e}")))
+}
+
+/// A running anvil process, killed on drop.
+#[derive(Debug)]
+pub struct Anvil {
+    child: Child,
+    port: u16,
+}
+
+impl Anvil {
+    /// Starts anvil on a free port (instant mining) and waits until it accepts connections.
+    pub fn spawn() -> Result<Self> {
+        // Another process may grab the port between the probe and anvil's bind: try a few.
+        let mut last = Error::Anvil("not started".into());
+        for _ in 0..3 {
+            match Self::spawn_on(free_port()?) {
+                Ok(a) => return Ok(a),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Starts anvil on `port` and waits until it accepts connections.
+    pub fn spawn_on(port: u16) -> Result<Self> {
+        let bin = binary_path();
+        if !bin.is_file() {
+            return Err(Error::Anvil(format!(
+                "{} not found: run scripts/setup.sh or set {ANVIL_ENV}",
+                bin.display()
+            )));
+        }
+        let child = Command::new(&bin)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--chain-id",
+                &CHAIN_ID.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::Anvil(format!("starting {}: {e}", bin.display())))?;
+        let mut anvil = Anvil { child, port };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                tracing::debug!(target: "oracle::anvil", port, "anvil ready");
+                return Ok(anvil);
+            }
+            if let Ok(Some(status)) = anvil.child.try_wait() {
+                return Err(Error::Anvil(format!(
+                    "exited before listening on {port}: {status}"
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Anvil(format!("not listening on {port} after 20 s")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its JSON-RPC URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
