@@ -1,6 +1,6 @@
 //! Prints the benchmark table of `PROOFS.md`: each figure next to the baseline (a Rescue-Prime
-//! hash chain at the same trace length, same options), their ratio, verification time, proof
-//! size and the peak RSS of the process that ran it (each workload runs in its own process).
+//! hash chain at the same trace length, with the level's large-trace options), their ratio,
+//! verification time, STARK proof size, envelope size (proof plus public inputs) and the peak RSS of the process that ran it (each workload runs in its own process).
 //!
 //! ```text
 //! cargo run --release -p groundtruth-proofs --features concurrent --example bench_table
@@ -129,15 +129,17 @@ fn run(workload: &str) {
         };
         let env = env.unwrap_or_else(|e| panic!("prove failed: {e}"));
         let size = env.to_bytes().map(|b| b.len()).unwrap_or(0);
+        let stark = env.proof.len();
         let verify = verify_time(&env);
         let (_, base) = best_of(runs, || baseline::prove_chain(rows, level.options()));
         println!(
-            "| {workload} | {threads} | 2^{} | {:.1} ms | {:.1} ms | {:.2}x | {:.2} ms | {:.1} KB | {:.0} MB |",
+            "| {workload} | {threads} | 2^{} | {:.1} ms | {:.1} ms | {:.2}x | {:.2} ms | {:.1} KB | {:.1} KB | {:.0} MB |",
             rows.ilog2(),
             prove.as_secs_f64() * 1e3,
             base.as_secs_f64() * 1e3,
             prove.as_secs_f64() / base.as_secs_f64(),
             verify.as_secs_f64() * 1e3,
+            stark as f64 / 1000.0,
             size as f64 / 1000.0,
             peak_rss_mb(),
         );
@@ -150,8 +152,8 @@ fn main() {
         run(w);
         return;
     }
-    println!("| workload | threads | rows | prove | baseline chain, same rows | ratio | verify | proof | peak RSS |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| workload | threads | rows | prove | baseline chain, same rows | ratio | verify | STARK proof | envelope (with public inputs) | peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
     for w in WORKLOADS {
         let out = std::process::Command::new(&exe)
