@@ -1,4 +1,5 @@
-//! Prometheus metrics: one registry, one struct per subsystem, served over HTTP.
+//! Prometheus metrics: one registry, one struct per subsystem, served over HTTP beside the
+//! API (`groundtruth-api`), and the ingest heartbeat the API's `/healthz` reads.
 
 use crate::ingest::Rejection;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -8,7 +9,69 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Liveness of a loop: when it last went round, and whether it reached its main loop. Cheap
+/// to beat (two relaxed atomic stores), read by `/healthz` and `/readyz`.
+#[derive(Clone, Debug)]
+pub struct Heartbeat {
+    inner: Arc<HeartbeatInner>,
+}
+
+#[derive(Debug)]
+struct HeartbeatInner {
+    base: Instant,
+    /// Milliseconds since `base` of the last beat, plus one; 0: never.
+    last: AtomicU64,
+    serving: AtomicBool,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Heartbeat {
+    /// A heartbeat that never beat.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(HeartbeatInner {
+                base: Instant::now(),
+                last: AtomicU64::new(0),
+                serving: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The loop is alive (e.g. still scanning the store at start-up).
+    pub fn beat(&self) {
+        let ms = u64::try_from(self.inner.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.inner
+            .last
+            .store(ms.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// The loop is alive and in its main loop (serving).
+    pub fn beat_serving(&self) {
+        self.beat();
+        self.inner.serving.store(true, Ordering::Relaxed);
+    }
+
+    /// How long since the last beat; `None` if it never beat.
+    pub fn since_last(&self) -> Option<Duration> {
+        let last = self.inner.last.load(Ordering::Relaxed).checked_sub(1)?;
+        let now = u64::try_from(self.inner.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Some(Duration::from_millis(now.saturating_sub(last)))
+    }
+
+    /// Whether it reached its main loop.
+    pub fn serving(&self) -> bool {
+        self.inner.serving.load(Ordering::Relaxed)
+    }
+}
 
 /// Label naming why a reading was rejected.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,6 +111,8 @@ pub struct IngestMetrics {
     pub mqtt_errors: Counter,
     /// Accepted readings in the store (survives restarts: counted from disk at start-up).
     pub stored_accepted: Gauge,
+    /// Beaten by the committer thread on every loop (not exported; read by `/healthz`).
+    pub heartbeat: Heartbeat,
 }
 
 impl IngestMetrics {
@@ -80,6 +145,7 @@ impl IngestMetrics {
             unfilled_gaps: Counter::default(),
             mqtt_errors: Counter::default(),
             stored_accepted: Gauge::default(),
+            heartbeat: Heartbeat::new(),
         };
         sub.register(
             "received",
@@ -151,37 +217,53 @@ pub fn render(registry: &Registry) -> String {
     out
 }
 
-/// Serves `/metrics` and `/healthz` until the task is dropped.
-pub async fn serve(listen: std::net::SocketAddr, registry: Arc<Registry>) -> std::io::Result<()> {
-    serve_with(listen, registry, axum::Router::new()).await
+/// `GET /metrics`: the registry in the Prometheus text format.
+pub fn router(registry: Arc<Registry>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    render(&registry),
+                )
+            }
+        }),
+    )
 }
 
-/// Serves `/metrics`, `/healthz` and the routes of `extra` (e.g. the ledger API) until the
-/// task is dropped.
+/// Serves `/metrics` and the routes of `api` (the node's API router, with `/healthz` and
+/// `/readyz`: `crate::chain::read_model::api_router`) on one listener until the task is
+/// dropped. Unknown routes and wrong methods answer problem+json.
 pub async fn serve_with(
     listen: std::net::SocketAddr,
     registry: Arc<Registry>,
-    extra: axum::Router,
+    api: axum::Router,
 ) -> std::io::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    (
-                        [(
-                            "content-type",
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        render(&registry),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .merge(extra);
+    let app = api
+        .merge(router(registry))
+        .method_not_allowed_fallback(groundtruth_api::problem::method_not_allowed);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_records_beats_and_serving() {
+        let h = Heartbeat::new();
+        assert_eq!(h.since_last(), None);
+        assert!(!h.serving());
+        h.beat();
+        assert!(h.since_last().is_some_and(|d| d < Duration::from_secs(5)));
+        assert!(!h.serving());
+        h.clone().beat_serving();
+        assert!(h.serving());
+    }
 }

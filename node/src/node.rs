@@ -87,13 +87,18 @@ pub async fn run(
     let ingest_metrics = telemetry.ingest.clone();
     let prometheus = Arc::new(telemetry.registry);
     let listener_addr = config.metrics.listen;
-    let api = chain.as_ref().map(|c| c.router()).unwrap_or_default();
+    let api = crate::chain::read_model::api_router(
+        &config,
+        chain.as_ref(),
+        registry.clone(),
+        ingest_metrics.heartbeat.clone(),
+    );
     tokio::spawn(async move {
         if let Err(e) = metrics::serve_with(listener_addr, prometheus, api).await {
             tracing::error!(target: "node::metrics", error = %e, "metrics endpoint stopped");
         }
     });
-    tracing::info!(target: "node::metrics", listen = %listener_addr, "serving /metrics");
+    tracing::info!(target: "node::metrics", listen = %listener_addr, "serving the API, /metrics, /healthz and /readyz");
 
     let (host, port) = parse_broker_url(&config.mqtt.url)?;
     let connections = usize::from(

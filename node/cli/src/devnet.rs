@@ -144,7 +144,7 @@ fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
 /// The multi-validator devnet: child processes, one per validator.
 mod network {
     use super::DevnetArgs;
-    use groundtruth_node::chain::client;
+    use groundtruth_api::ApiClient;
     use groundtruth_device_sdk::{keys, DeviceKey};
     use groundtruth_firmware_sim::{Fleet, PublishConfig, PublishStats, Publisher};
     use std::path::{Path, PathBuf};
@@ -172,14 +172,17 @@ mod network {
         Ok(())
     }
 
+    fn client(api: &str) -> Option<ApiClient> {
+        ApiClient::new(api)
+            .ok()
+            .map(|c| c.with_timeout(Duration::from_secs(2)))
+    }
+
     fn scrape(api: &str, name: &str) -> Vec<(String, f64)> {
-        let Ok((200, body)) =
-            client::request(api, "GET", "/metrics", &[], &[], Duration::from_secs(2))
-        else {
+        let Some(text) = client(api).and_then(|c| c.metrics_text().ok()) else {
             return Vec::new();
         };
-        String::from_utf8_lossy(&body)
-            .lines()
+        text.lines()
             .filter(|l| l.starts_with(name))
             .filter_map(|l| {
                 l.rsplit_once(' ')
@@ -189,12 +192,7 @@ mod network {
     }
 
     fn height(api: &str) -> Option<u64> {
-        let (status, body) =
-            client::request(api, "GET", "/status", &[], &[], Duration::from_secs(2)).ok()?;
-        if status != 200 {
-            return None;
-        }
-        serde_json::from_slice::<serde_json::Value>(&body).ok()?["height"].as_u64()
+        client(api)?.status().ok().map(|s| s.height)
     }
 
     pub(super) fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {

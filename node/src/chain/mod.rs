@@ -23,11 +23,10 @@
 //! What this module must not do: interpret transactions beyond `check_tx` (the ledger does),
 //! or block the consensus task on I/O other than the one state write per block.
 
-mod api;
 mod app;
-pub mod client;
 mod gossip;
 mod persist;
+pub mod read_model;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -389,12 +388,6 @@ impl Chain {
     /// Where ingest sends device equivocation evidence (first frame, second frame).
     pub fn evidence_sender(&self) -> mpsc::Sender<(Vec<u8>, Vec<u8>)> {
         self.evidence.clone()
-    }
-
-    /// The ledger HTTP API (`/tx`, `/txs`, `/tx/<hash>`, `/block/<h>`, `/status`,
-    /// `/state/…`), to merge into the node's HTTP server.
-    pub fn router(&self) -> axum::Router {
-        api::router(self.core.clone())
     }
 }
 

@@ -327,6 +327,7 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
     };
     let mut stored_accepted = 0i64;
     for r in ctx.store.readings() {
+        ctx.metrics.heartbeat.beat();
         let r = r?;
         committer.gaps.settle(r.device, r.seq);
         if r.status == Status::Accepted {
@@ -337,6 +338,7 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
     let mut last_gap_check = Instant::now();
     let max_commit = ctx.config.commit_batch.max(1);
     loop {
+        ctx.metrics.heartbeat.beat_serving();
         committer.send_acks();
         let wait = if committer.pending_acks.is_empty() {
             500

@@ -1,0 +1,455 @@
+//! The node's implementation of [`groundtruth_api::ReadModel`]: ledger views copied out of the
+//! committed state, admission through [`Core::submit`], liveness and readiness from the ingest
+//! committer's heartbeat and from consensus progress (last decided height and when).
+//!
+//! What it must not do: hold the ledger lock longer than a copy, or decide anything the ledger
+//! decides (admission is `Core::submit`, i.e. `check_tx`).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use groundtruth_api::{
+    AccountValidatorView, AccountView, ApiConfig, BlockTxView, BlockView, CheckView,
+    DeviceStatusView, DeviceView, HealthView, Hex32, OffenderView, Origin, ProviderView, ReadError,
+    ReadModel, Rejection, SetMemberView, SlashView, StatusView, Submitted, TxOutcomeView,
+    ValidatorStatusView, ValidatorView, ValidatorsView,
+};
+use groundtruth_ledger::{
+    tx::MAX_TX_LEN, Address, DeviceId, DeviceStatus, Offender, ValidatorStatus,
+};
+
+use super::{Chain, Core, Rejected};
+use crate::config::NodeConfig;
+use crate::ingest::registry::SharedRegistry;
+use crate::metrics::Heartbeat;
+
+/// How stale a signal may be before `/healthz` or `/readyz` fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthBounds {
+    /// `/healthz` fails when the ingest committer has not looped for this long (it loops at
+    /// least every 500 ms when idle). Also the start-up grace before its first beat.
+    pub ingest_stall: Duration,
+    /// `/healthz` fails when consensus has decided nothing for this long.
+    pub consensus_stall: Duration,
+    /// `/readyz` fails unless a block was decided within this long (since this node started).
+    pub ready_block_age: Duration,
+}
+
+impl HealthBounds {
+    /// Bounds for a chain producing a block every `block_time`: stall after
+    /// max(60 s, 100 blocks), ready within max(10 s, 20 blocks); ingest stall 30 s.
+    pub fn for_block_time(block_time: Duration) -> Self {
+        Self {
+            ingest_stall: Duration::from_secs(30),
+            consensus_stall: Duration::from_secs(60).max(block_time.saturating_mul(100)),
+            ready_block_age: Duration::from_secs(10).max(block_time.saturating_mul(20)),
+        }
+    }
+}
+
+/// Last decided height and when this node saw it.
+#[derive(Debug)]
+struct Progress {
+    /// (height, when it was decided; `None` before the first decision since start).
+    last: Mutex<(u64, Option<Instant>)>,
+}
+
+impl Progress {
+    /// Follows the consensus handle's commit notifications.
+    fn follow(core: &Core) -> Arc<Self> {
+        let mut rx = core.handle.subscribe();
+        let start = rx.borrow().height;
+        let progress = Arc::new(Self {
+            last: Mutex::new((start, None)),
+        });
+        let p = progress.clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let height = rx.borrow_and_update().height;
+                *p.last.lock().unwrap_or_else(|e| e.into_inner()) = (height, Some(Instant::now()));
+            }
+        });
+        progress
+    }
+
+    fn get(&self) -> (u64, Option<Instant>) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The read model served by the node's API.
+pub struct NodeReadModel {
+    chain: Option<(Arc<Core>, Arc<Progress>)>,
+    registry: SharedRegistry,
+    ingest: Heartbeat,
+    bounds: HealthBounds,
+    started: Instant,
+}
+
+impl std::fmt::Debug for NodeReadModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeReadModel")
+            .field("ledger", &self.chain.is_some())
+            .field("bounds", &self.bounds)
+            .finish()
+    }
+}
+
+/// The API limits the node serves with: the ledger's transaction size, defaults otherwise.
+pub fn api_config() -> ApiConfig {
+    ApiConfig {
+        max_tx_bytes: MAX_TX_LEN,
+        ..ApiConfig::default()
+    }
+}
+
+/// The node's API router (`/tx`, `/txs`, `/status`, `/state/…`, `/healthz`, `/readyz`):
+/// the ledger routes answer `404 not_served` when `chain` is `None`. Must run inside tokio.
+pub fn api_router(
+    config: &NodeConfig,
+    chain: Option<&Chain>,
+    registry: SharedRegistry,
+    ingest: Heartbeat,
+) -> axum::Router {
+    let model = NodeReadModel::new(
+        chain,
+        registry,
+        ingest,
+        HealthBounds::for_block_time(config.consensus.block_time),
+    );
+    groundtruth_api::router(Arc::new(model), api_config())
+}
+
+impl NodeReadModel {
+    /// A read model over `chain` (if consensus runs) and ingest. Must run inside tokio (it
+    /// follows consensus commits on a task).
+    pub fn new(
+        chain: Option<&Chain>,
+        registry: SharedRegistry,
+        ingest: Heartbeat,
+        bounds: HealthBounds,
+    ) -> Self {
+        let chain = chain.map(|c| {
+            let progress = Progress::follow(&c.core);
+            (c.core.clone(), progress)
+        });
+        Self {
+            chain,
+            registry,
+            ingest,
+            bounds,
+            started: Instant::now(),
+        }
+    }
+
+    fn core(&self) -> Result<&Core, ReadError> {
+        self.chain
+            .as_ref()
+            .map(|(c, _)| &**c)
+            .ok_or(ReadError::NotServed("ledger"))
+    }
+
+    fn ingest_alive(&self) -> CheckView {
+        match self.ingest.since_last() {
+            Some(d) if d <= self.bounds.ingest_stall => {
+                CheckView::new("ingest", true, format!("committer looped {d:.1?} ago"))
+            }
+            Some(d) => CheckView::new("ingest", false, format!("committer stalled for {d:.1?}")),
+            None if self.started.elapsed() <= self.bounds.ingest_stall => {
+                CheckView::new("ingest", true, "starting")
+            }
+            None => CheckView::new("ingest", false, "committer never started"),
+        }
+    }
+}
+
+fn validator_status(s: ValidatorStatus) -> ValidatorStatusView {
+    match s {
+        ValidatorStatus::Active => ValidatorStatusView::Active,
+        ValidatorStatus::Jailed { until_epoch } => {
+            ValidatorStatusView::JailedUntilEpoch(until_epoch)
+        }
+        ValidatorStatus::Removed => ValidatorStatusView::Removed,
+    }
+}
+
+fn rejection(r: Rejected) -> Rejection {
+    match r.reason {
+        "mempool_full" => Rejection::overloaded(r.reason, r.detail),
+        "stopped" => Rejection::unavailable(r.reason, r.detail),
+        _ => Rejection::invalid(r.reason, r.detail),
+    }
+}
+
+impl ReadModel for NodeReadModel {
+    fn status(&self) -> Result<StatusView, ReadError> {
+        let core = self.core()?;
+        let l = core.shared.read();
+        Ok(StatusView {
+            chain_id: l.state.chain_id().to_string(),
+            height: l.state.height(),
+            epoch: l.state.epoch(),
+            state_root: Hex32(l.root),
+            mempool: core.handle.mempool_len() as u64,
+            validator: Hex32(core.handle.address()),
+        })
+    }
+
+    fn account(&self, address: &Hex32) -> Result<AccountView, ReadError> {
+        let core = self.core()?;
+        let a = Address(address.0);
+        let l = core.shared.read();
+        let acc = l.state.account(&a);
+        Ok(AccountView {
+            address: *address,
+            balance: acc.balance,
+            nonce: acc.nonce,
+            validator: l.state.validator(&a).map(|v| AccountValidatorView {
+                consensus_key: Hex32(v.consensus_key.0),
+                stake: v.stake,
+                status: validator_status(v.status),
+                jail_count: v.jail_count,
+            }),
+            provider: l.state.provider(&a).map(|p| ProviderView {
+                stake: p.stake,
+                data_root: Hex32(p.data_root),
+            }),
+        })
+    }
+
+    fn device(&self, id: &Hex32) -> Result<Option<DeviceView>, ReadError> {
+        let core = self.core()?;
+        let id = DeviceId(id.0);
+        let l = core.shared.read();
+        let Some(d) = l
+            .state
+            .device(&id)
+            .or_else(|| l.state.device_by_any_key(&id))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(DeviceView {
+            id: Hex32(d.id.0),
+            owner: d.owner.map(|o| Hex32(o.0)),
+            kind: d.kind.name().to_string(),
+            capacity: d.capacity,
+            region: d.region.clone(),
+            status: match d.status {
+                DeviceStatus::Active => DeviceStatusView::Active,
+                DeviceStatus::Retired => DeviceStatusView::Retired,
+                DeviceStatus::Suspended => DeviceStatusView::Suspended,
+            },
+            registered_at: d.registered_at,
+            previous_keys: d.previous_keys.iter().map(|k| Hex32(k.0)).collect(),
+            height: l.state.height(),
+        }))
+    }
+
+    fn validators(&self) -> Result<ValidatorsView, ReadError> {
+        let core = self.core()?;
+        let l = core.shared.read();
+        let s = &l.state;
+        Ok(ValidatorsView {
+            height: s.height(),
+            epoch: s.epoch(),
+            set: s
+                .validator_set()
+                .into_iter()
+                .map(|(k, power)| SetMemberView {
+                    consensus_key: Hex32(k.0),
+                    power,
+                })
+                .collect(),
+            validators: s
+                .validators()
+                .map(|v| ValidatorView {
+                    operator: Hex32(v.operator.0),
+                    consensus_key: Hex32(v.consensus_key.0),
+                    stake: v.stake,
+                    delegated: s.delegated_to(&v.operator),
+                    status: validator_status(v.status),
+                    jail_count: v.jail_count,
+                })
+                .collect(),
+            slashes: s
+                .slashes()
+                .iter()
+                .map(|r| SlashView {
+                    id: r.id,
+                    height: r.height,
+                    offender: match r.offender {
+                        Offender::Validator(a) => OffenderView::Validator(Hex32(a.0)),
+                        Offender::Provider(a) => OffenderView::Provider(Hex32(a.0)),
+                    },
+                    reason: r.reason.code().to_string(),
+                    amount: r.amount,
+                    jailed: r.jailed,
+                    removed: r.removed,
+                    explain: r.explain(),
+                })
+                .collect(),
+        })
+    }
+
+    fn tx(&self, hash: &Hex32) -> Result<Option<TxOutcomeView>, ReadError> {
+        let core = self.core()?;
+        Ok(core
+            .shared
+            .tx_outcome(&hash.0)
+            .map(|(height, outcome)| TxOutcomeView {
+                hash: *hash,
+                height,
+                ok: outcome.is_none(),
+                reason: outcome.map(str::to_string),
+            }))
+    }
+
+    fn block(&self, height: u64) -> Result<Option<BlockView>, ReadError> {
+        let core = self.core()?;
+        Ok(core.shared.block(height).map(|b| BlockView {
+            height: b.height,
+            state_root: Hex32(b.state_root),
+            txs: b
+                .txs
+                .iter()
+                .map(|(h, r)| BlockTxView {
+                    hash: Hex32(*h),
+                    ok: r.is_none(),
+                    reason: r.map(str::to_string),
+                })
+                .collect(),
+        }))
+    }
+
+    fn submit_tx(&self, raw: Bytes, origin: Origin) -> Result<Submitted, Rejection> {
+        let core = self
+            .core()
+            .map_err(|e| Rejection::unavailable("no_ledger", e.to_string()))?;
+        core.submit(raw, origin == Origin::Client)
+            .map(|(hash, new)| Submitted {
+                hash: Hex32(hash),
+                new,
+            })
+            .map_err(rejection)
+    }
+
+    fn health(&self) -> HealthView {
+        let mut checks = vec![self.ingest_alive()];
+        if let Some((_, progress)) = &self.chain {
+            let (height, at) = progress.get();
+            let since = at.map_or_else(|| self.started.elapsed(), |t| t.elapsed());
+            let ok = since <= self.bounds.consensus_stall;
+            let detail = match at {
+                Some(_) => format!("height {height} decided {since:.1?} ago"),
+                None => format!("nothing decided since start {since:.1?} ago (height {height})"),
+            };
+            checks.push(CheckView::new("consensus", ok, detail));
+        }
+        HealthView::from_checks(checks)
+    }
+
+    fn readiness(&self) -> HealthView {
+        let devices = self.registry.load().len();
+        let serving = self.ingest.serving();
+        let mut checks = vec![CheckView::new(
+            "ingest",
+            serving,
+            if serving {
+                format!("serving; {devices} devices registered")
+            } else {
+                format!("store not scanned yet; {devices} devices registered")
+            },
+        )];
+        if let Some((_, progress)) = &self.chain {
+            let (height, at) = progress.get();
+            let check = match at {
+                Some(t) if t.elapsed() <= self.bounds.ready_block_age => CheckView::new(
+                    "consensus",
+                    true,
+                    format!("height {height} decided {:.1?} ago", t.elapsed()),
+                ),
+                Some(t) => CheckView::new(
+                    "consensus",
+                    false,
+                    format!("height {height} decided {:.1?} ago", t.elapsed()),
+                ),
+                None => CheckView::new(
+                    "consensus",
+                    false,
+                    format!("no block decided since start (height {height})"),
+                ),
+            };
+            checks.push(check);
+        }
+        HealthView::from_checks(checks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::registry::Registry;
+
+    fn model(ingest: Heartbeat, bounds: HealthBounds) -> NodeReadModel {
+        NodeReadModel {
+            chain: None,
+            registry: SharedRegistry::new(Registry::from_records(std::iter::empty())),
+            ingest,
+            bounds,
+            started: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn ingest_heartbeat_drives_health_and_readiness() {
+        let beat = Heartbeat::new();
+        let m = model(
+            beat.clone(),
+            HealthBounds::for_block_time(Duration::from_millis(500)),
+        );
+        // Not beaten yet: alive within the start-up grace, not ready.
+        assert!(m.health().ok);
+        assert!(!m.readiness().ok);
+        beat.beat();
+        assert!(!m.readiness().ok, "scanning the store is not serving");
+        beat.beat_serving();
+        assert!(m.health().ok && m.readiness().ok);
+        // A zero stall bound: any beat is too old once time passes.
+        let strict = model(
+            beat.clone(),
+            HealthBounds {
+                ingest_stall: Duration::ZERO,
+                ..HealthBounds::for_block_time(Duration::from_millis(500))
+            },
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        let h = strict.health();
+        assert!(!h.ok);
+        assert!(h.checks.iter().any(|c| c.name == "ingest" && !c.ok));
+    }
+
+    #[test]
+    fn without_a_ledger_reads_are_not_served() {
+        let m = model(
+            Heartbeat::new(),
+            HealthBounds::for_block_time(Duration::from_secs(1)),
+        );
+        assert_eq!(m.status().err(), Some(ReadError::NotServed("ledger")));
+        assert_eq!(
+            m.submit_tx(Bytes::from_static(b"x"), Origin::Client)
+                .err()
+                .map(|r| r.reason),
+            Some("no_ledger".to_string())
+        );
+    }
+
+    #[test]
+    fn block_time_scales_the_bounds() {
+        let b = HealthBounds::for_block_time(Duration::from_secs(2));
+        assert_eq!(b.consensus_stall, Duration::from_secs(200));
+        assert_eq!(b.ready_block_age, Duration::from_secs(40));
+        let fast = HealthBounds::for_block_time(Duration::from_millis(100));
+        assert_eq!(fast.ready_block_age, Duration::from_secs(10));
+    }
+}
