@@ -229,6 +229,9 @@ pub enum LedgerError {
     /// A state snapshot does not decode or breaks an invariant.
     #[error("invalid state snapshot: {0}")]
     Snapshot(#[from] SnapshotError),
+    /// The in-memory state tree failed (a bug: the node must stop).
+    #[error("state tree: {0}")]
+    Commitment(String),
     /// The genesis file parses but is inconsistent (explained).
     #[error("invalid genesis: {0}")]
     Genesis(String),

@@ -22,6 +22,7 @@
 
 pub mod admission;
 pub mod codec;
+mod commitment;
 mod error;
 pub mod evidence;
 mod genesis;
@@ -38,6 +39,7 @@ pub use apply::{
     apply_block, apply_raw_block, apply_tx, check_envelope, check_signed, check_tx, end_epoch,
     BlockContext, BlockOutcome, Event, TxReceipt,
 };
+pub use commitment::WriteSet;
 pub use error::{InvariantError, LedgerError, Result, SnapshotError, TxError};
 pub use evidence::{
     vote_sign_bytes, DoubleSignEvidence, Evidence, InvalidProofClaim, SignedVote, SlashEvidence,

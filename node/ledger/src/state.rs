@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use groundtruth_device_sdk::DeviceId;
 
 use crate::codec::{Reader, Writer};
+use crate::commitment::{Commitment, Tracked, WriteSet};
 use crate::error::{InvariantError, LedgerError, Result, SnapshotError, TxError};
 use crate::genesis::{Genesis, Params};
 use crate::types::{
@@ -25,27 +26,29 @@ pub struct State {
     pub(crate) height: Height,
     pub(crate) epoch: Epoch,
     pub(crate) supply: Supply,
-    pub(crate) accounts: BTreeMap<Address, Account>,
+    pub(crate) accounts: Tracked<Address, Account>,
     /// Validators by operator.
-    pub(crate) validators: BTreeMap<Address, Validator>,
+    pub(crate) validators: Tracked<Address, Validator>,
     /// Derived index: consensus key (ever used) → operator. Not hashed into the root.
     pub(crate) consensus_keys: BTreeMap<ConsensusKey, Address>,
     /// The current validator set: consensus key → voting power. Recomputed at epoch
     /// boundaries; jailing or removal takes a validator out at once.
-    pub(crate) active_set: BTreeMap<ConsensusKey, u64>,
-    pub(crate) providers: BTreeMap<Address, Provider>,
+    pub(crate) active_set: Tracked<ConsensusKey, u64>,
+    pub(crate) providers: Tracked<Address, Provider>,
     /// Devices by current key.
-    pub(crate) devices: BTreeMap<DeviceId, Device>,
+    pub(crate) devices: Tracked<DeviceId, Device>,
     /// Derived index: every device key ever used → the record's current key. Not hashed.
     pub(crate) device_keys: BTreeMap<DeviceId, DeviceId>,
-    pub(crate) unbonding: BTreeMap<u64, UnbondingEntry>,
+    pub(crate) unbonding: Tracked<u64, UnbondingEntry>,
     pub(crate) next_unbonding_id: u64,
     /// Delegated stake: (validator operator, delegator) → amount (never zero).
-    pub(crate) delegations: BTreeMap<(Address, Address), Amount>,
-    pub(crate) audits: BTreeMap<Epoch, BTreeMap<(AuditSubject, AuditKind), AuditRecord>>,
+    pub(crate) delegations: Tracked<(Address, Address), Amount>,
+    pub(crate) audits: Tracked<Epoch, BTreeMap<(AuditSubject, AuditKind), AuditRecord>>,
     pub(crate) slashes: Vec<SlashRecord>,
     /// Rewards paid: (epoch, recipient) → amount.
-    pub(crate) rewards: BTreeMap<(Epoch, Address), Amount>,
+    pub(crate) rewards: Tracked<(Epoch, Address), Amount>,
+    /// The authenticated map over all of the above (derived; see [`crate::commitment`]).
+    pub(crate) commitment: Commitment,
 }
 
 impl State {
@@ -63,19 +66,20 @@ impl State {
             height: 0,
             epoch: 0,
             supply: Supply::default(),
-            accounts: BTreeMap::new(),
-            validators: BTreeMap::new(),
+            accounts: Tracked::default(),
+            validators: Tracked::default(),
             consensus_keys: BTreeMap::new(),
-            active_set: BTreeMap::new(),
-            providers: BTreeMap::new(),
-            devices: BTreeMap::new(),
+            active_set: Tracked::default(),
+            providers: Tracked::default(),
+            devices: Tracked::default(),
             device_keys: BTreeMap::new(),
-            unbonding: BTreeMap::new(),
+            unbonding: Tracked::default(),
             next_unbonding_id: 0,
-            delegations: BTreeMap::new(),
-            audits: BTreeMap::new(),
+            delegations: Tracked::default(),
+            audits: Tracked::default(),
             slashes: Vec::new(),
-            rewards: BTreeMap::new(),
+            rewards: Tracked::default(),
+            commitment: Commitment::default(),
         };
         let mut total: Amount = 0;
         let add = |total: &mut Amount, v: Amount| -> Result<()> {
@@ -163,7 +167,10 @@ impl State {
             st.device_keys.insert(id, id);
         }
         st.supply.genesis = total;
-        st.active_set = st.compute_validator_set();
+        let set = st.compute_validator_set();
+        st.active_set.replace(set);
+        st.rebuild_commitment()
+            .map_err(|e| LedgerError::Genesis(e.to_string()))?;
         Ok(st)
     }
 
@@ -434,19 +441,20 @@ impl State {
         eligible.into_iter().take(max).collect()
     }
 
-    /// blake3 commitment to the whole state: the keyed hash of [`State::snapshot`].
+    /// The state root: the root of the Jellyfish Merkle tree over [`State::entries`]
+    /// (blake3), including writes not yet folded in by a block (computed on the side, without
+    /// changing the tree). Cost: O(changed entries × log state).
     ///
-    /// The root is `blake3::derive_key(STATE_ROOT_CONTEXT)` over the canonical encoding of
-    /// the state, table by table in a fixed order, each table as `tag u8 ‖ count u64 ‖
-    /// entries`, entries in key order (every map is a `BTreeMap`): header (chain id, params,
-    /// height, epoch, supply, counters), accounts, validators, validator set, providers,
-    /// devices, unbonding entries, audits, slashes, rewards, delegations. Derived indexes are
-    /// not hashed.
-    ///
-    /// This is a flat sorted hash, recomputed in O(state) per block: simple and obviously
-    /// deterministic. It gives no inclusion proofs; a Merkle map (sparse Merkle tree or
-    /// JMT) would, and can replace it behind the same function.
+    /// Should the in-memory tree be broken (a bug), the root reads as `[0xff; 32]`, which
+    /// matches no real state, so the node's root check stops it.
     pub fn state_root(&self) -> [u8; 32] {
+        let writes = self.collect_writes();
+        self.commitment.preview(&writes).unwrap_or([0xff; 32])
+    }
+
+    /// The root of the old flat commitment: `blake3::derive_key(STATE_ROOT_CONTEXT)` over the
+    /// whole [`State::snapshot`], O(state). Kept as the baseline of the per-block benchmark.
+    pub fn flat_root(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new_derive_key(STATE_ROOT_CONTEXT);
         self.write_canonical(&mut |b| {
             h.update(b);
@@ -454,8 +462,339 @@ impl State {
         *h.finalize().as_bytes()
     }
 
-    /// The whole state in its canonical encoding (what [`State::state_root`] hashes), for
-    /// persisting it; [`State::from_snapshot`] reads it back.
+    /// Folds every write since the last call into the tree (one new version, stale nodes
+    /// dropped) and returns the new root with the entries written, for incremental
+    /// persistence. `apply_block` calls it once per block.
+    pub fn commit(&mut self) -> Result<([u8; 32], WriteSet)> {
+        let writes = self.collect_writes();
+        let root = self
+            .commitment
+            .apply(&writes)
+            .map_err(|e| LedgerError::Commitment(e.to_string()))?;
+        self.clear_dirty();
+        self.commitment.slashes = self.slashes.len();
+        Ok((root, writes))
+    }
+
+    fn clear_dirty(&mut self) {
+        self.accounts.clear_dirty();
+        self.validators.clear_dirty();
+        self.active_set.clear_dirty();
+        self.providers.clear_dirty();
+        self.devices.clear_dirty();
+        self.unbonding.clear_dirty();
+        self.delegations.clear_dirty();
+        self.audits.clear_dirty();
+        self.rewards.clear_dirty();
+    }
+
+    /// Builds the tree from scratch over every entry.
+    fn rebuild_commitment(&mut self) -> core::result::Result<(), SnapshotError> {
+        self.commitment = Commitment::default();
+        let writes: WriteSet = self
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        self.commitment
+            .apply(&writes)
+            .map_err(|e| SnapshotError::Params(format!("state tree: {e}")))?;
+        self.clear_dirty();
+        self.commitment.slashes = self.slashes.len();
+        Ok(())
+    }
+
+    /// Every entry of the state, keys ascending within each table: `(tag ‖ key, value)` in
+    /// canonical encodings. Tags: 0 header (chain id, params, height, epoch, supply, next
+    /// unbonding id), 1 accounts, 2 validators, 3 validator set, 4 providers, 5 devices,
+    /// 6 unbonding entries, 7 audits, 8 slashes, 9 rewards, 10 delegations. What the state root
+    /// commits to, and what the node persists ([`State::from_entries`] reads it back).
+    pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = vec![(entry_key::header(), self.header_bytes())];
+        for (a, acc) in self.accounts.iter() {
+            out.push((entry_key::account(a), enc(|w| acc.encode(w))));
+        }
+        for (a, v) in self.validators.iter() {
+            out.push((entry_key::validator(a), enc(|w| v.encode(w))));
+        }
+        for (k, p) in self.active_set.iter() {
+            out.push((
+                entry_key::active(k),
+                enc(|w| {
+                    w.u64(*p);
+                }),
+            ));
+        }
+        for (a, p) in self.providers.iter() {
+            out.push((entry_key::provider(a), enc(|w| p.encode(w))));
+        }
+        for (id, d) in self.devices.iter() {
+            out.push((entry_key::device(id), enc(|w| d.encode(w))));
+        }
+        for (id, u) in self.unbonding.iter() {
+            out.push((entry_key::unbonding(*id), enc(|w| u.encode(w))));
+        }
+        for a in self.audits.values().flat_map(BTreeMap::values) {
+            out.push((entry_key::audit(a), enc(|w| a.encode(w))));
+        }
+        for s in &self.slashes {
+            out.push((entry_key::slash(s.id), enc(|w| s.encode(w))));
+        }
+        for ((e, a), v) in self.rewards.iter() {
+            out.push((
+                entry_key::reward(*e, a),
+                enc(|w| {
+                    w.u64(*v);
+                }),
+            ));
+        }
+        for ((v, d), a) in self.delegations.iter() {
+            out.push((
+                entry_key::delegation(v, d),
+                enc(|w| {
+                    w.u64(*a);
+                }),
+            ));
+        }
+        out
+    }
+
+    fn header_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.str(&self.chain_id);
+        self.params.encode(&mut w);
+        w.u64(self.height).u64(self.epoch);
+        self.supply.encode(&mut w);
+        w.u64(self.next_unbonding_id);
+        w.into_bytes()
+    }
+
+    /// The entries written since the last [`State::commit`] whose value differs from the
+    /// tree's (`None`: deleted).
+    fn collect_writes(&self) -> WriteSet {
+        let mut out = WriteSet::new();
+        let c = &self.commitment;
+        let mut put = |key: Vec<u8>, value: Option<Vec<u8>>| match &value {
+            Some(v) if c.get(&key) == Some(v.as_slice()) => {}
+            None if !c.contains(&key) => {}
+            _ => out.push((key, value)),
+        };
+        put(entry_key::header(), Some(self.header_bytes()));
+        for a in self.accounts.dirty() {
+            let v = self.accounts.get(a).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::account(a), v);
+        }
+        for a in self.validators.dirty() {
+            let v = self.validators.get(a).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::validator(a), v);
+        }
+        for k in self.active_set.dirty() {
+            let v = self.active_set.get(k).map(|p| {
+                enc(|w| {
+                    w.u64(*p);
+                })
+            });
+            put(entry_key::active(k), v);
+        }
+        for a in self.providers.dirty() {
+            let v = self.providers.get(a).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::provider(a), v);
+        }
+        for id in self.devices.dirty() {
+            let v = self.devices.get(id).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::device(id), v);
+        }
+        for id in self.unbonding.dirty() {
+            let v = self.unbonding.get(id).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::unbonding(*id), v);
+        }
+        // Audits are only ever added: re-put the records of every epoch written.
+        for e in self.audits.dirty() {
+            for a in self.audits.get(e).into_iter().flat_map(BTreeMap::values) {
+                put(entry_key::audit(a), Some(enc(|w| a.encode(w))));
+            }
+        }
+        for s in self
+            .slashes
+            .get(self.commitment.slashes..)
+            .unwrap_or_default()
+        {
+            put(entry_key::slash(s.id), Some(enc(|w| s.encode(w))));
+        }
+        for k in self.rewards.dirty() {
+            let v = self.rewards.get(k).map(|x| {
+                enc(|w| {
+                    w.u64(*x);
+                })
+            });
+            put(entry_key::reward(k.0, &k.1), v);
+        }
+        for k in self.delegations.dirty() {
+            let v = self.delegations.get(k).map(|x| {
+                enc(|w| {
+                    w.u64(*x);
+                })
+            });
+            put(entry_key::delegation(&k.0, &k.1), v);
+        }
+        out
+    }
+
+    /// Rebuilds a state from its [`State::entries`] (in any order), checking each key against
+    /// its value, the invariants, and building the tree. The caller compares
+    /// [`State::state_root`] with the root it stored.
+    pub fn from_entries<K, V, I>(entries: I) -> core::result::Result<Self, SnapshotError>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        let mut header = None;
+        let mut st = State {
+            chain_id: String::new(),
+            params: Params::default(),
+            height: 0,
+            epoch: 0,
+            supply: Supply::default(),
+            accounts: Tracked::default(),
+            validators: Tracked::default(),
+            consensus_keys: BTreeMap::new(),
+            active_set: Tracked::default(),
+            providers: Tracked::default(),
+            devices: Tracked::default(),
+            device_keys: BTreeMap::new(),
+            unbonding: Tracked::default(),
+            next_unbonding_id: 0,
+            delegations: Tracked::default(),
+            audits: Tracked::default(),
+            slashes: Vec::new(),
+            rewards: Tracked::default(),
+            commitment: Commitment::default(),
+        };
+        let mut slashes = BTreeMap::new();
+        for (k, v) in entries {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            let (tag, key) = k.split_first().ok_or(SnapshotError::Entry("empty key"))?;
+            let mut r = Reader::new(v);
+            let mut kr = Reader::new(key);
+            let mismatch = SnapshotError::Entry("key does not match its value");
+            match tag {
+                0 => {
+                    let chain_id = r.string()?;
+                    let params = Params::decode(&mut r)?;
+                    let (height, epoch) = (r.u64()?, r.u64()?);
+                    let supply = Supply::decode(&mut r)?;
+                    let next = r.u64()?;
+                    header = Some((chain_id, params, height, epoch, supply, next));
+                }
+                1 => {
+                    let a = Address::decode(&mut kr)?;
+                    st.accounts.insert(a, Account::decode(&mut r)?);
+                }
+                2 => {
+                    let a = Address::decode(&mut kr)?;
+                    let v = Validator::decode(&mut r)?;
+                    if v.operator != a {
+                        return Err(mismatch);
+                    }
+                    st.validators.insert(a, v);
+                }
+                3 => {
+                    let a = Address::decode(&mut kr)?;
+                    st.active_set.insert(a, r.u64()?);
+                }
+                4 => {
+                    let a = Address::decode(&mut kr)?;
+                    let p = Provider::decode(&mut r)?;
+                    if p.address != a {
+                        return Err(mismatch);
+                    }
+                    st.providers.insert(a, p);
+                }
+                5 => {
+                    let id = crate::types::decode_device(&mut kr)?;
+                    let d = Device::decode(&mut r)?;
+                    if d.id != id {
+                        return Err(mismatch);
+                    }
+                    st.devices.insert(id, d);
+                }
+                6 => {
+                    let id = kr.u64()?;
+                    st.unbonding.insert(id, UnbondingEntry::decode(&mut r)?);
+                }
+                7 => {
+                    let a = AuditRecord::decode(&mut r)?;
+                    if entry_key::audit(&a).get(1..) != Some(key) {
+                        return Err(mismatch);
+                    }
+                    st.audits
+                        .entry(a.epoch)
+                        .or_default()
+                        .insert((a.subject, a.kind), a);
+                }
+                8 => {
+                    let id = kr.u64()?;
+                    let s = SlashRecord::decode(&mut r)?;
+                    if s.id != id {
+                        return Err(mismatch);
+                    }
+                    slashes.insert(id, s);
+                }
+                9 => {
+                    let e = kr.u64()?;
+                    let a = Address::decode(&mut kr)?;
+                    st.rewards.insert((e, a), r.u64()?);
+                }
+                10 => {
+                    let v = Address::decode(&mut kr)?;
+                    let d = Address::decode(&mut kr)?;
+                    st.delegations.insert((v, d), r.u64()?);
+                }
+                _ => return Err(SnapshotError::Entry("unknown table")),
+            }
+            r.finish()?;
+            if *tag != 7 && *tag != 0 {
+                kr.finish()?;
+            }
+        }
+        let (chain_id, params, height, epoch, supply, next) =
+            header.ok_or(SnapshotError::Entry("no header"))?;
+        params
+            .validate()
+            .map_err(|e| SnapshotError::Params(e.to_string()))?;
+        st.chain_id = chain_id;
+        st.params = params;
+        st.height = height;
+        st.epoch = epoch;
+        st.supply = supply;
+        st.next_unbonding_id = next;
+        for (i, (id, s)) in slashes.into_iter().enumerate() {
+            if u64::try_from(i).ok() != Some(id) {
+                return Err(SnapshotError::Entry("slash ids not contiguous"));
+            }
+            st.slashes.push(s);
+        }
+        st.rebuild_indexes();
+        st.check_invariants()?;
+        st.rebuild_commitment()?;
+        Ok(st)
+    }
+
+    fn rebuild_indexes(&mut self) {
+        for v in self.validators.values() {
+            self.consensus_keys.insert(v.consensus_key, v.operator);
+        }
+        for (id, d) in self.devices.iter() {
+            self.device_keys.insert(*id, *id);
+            for k in &d.previous_keys {
+                self.device_keys.insert(*k, *id);
+            }
+        }
+    }
+
+    /// The whole state in one canonical encoding (what [`State::flat_root`] hashes);
+    /// [`State::from_snapshot`] reads it back.
     pub fn snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.write_canonical(&mut |b| out.extend_from_slice(b));
@@ -472,16 +811,9 @@ impl State {
         st.params
             .validate()
             .map_err(|e| SnapshotError::Params(e.to_string()))?;
-        for v in st.validators.values() {
-            st.consensus_keys.insert(v.consensus_key, v.operator);
-        }
-        for (id, d) in &st.devices {
-            st.device_keys.insert(*id, *id);
-            for k in &d.previous_keys {
-                st.device_keys.insert(*k, *id);
-            }
-        }
+        st.rebuild_indexes();
         st.check_invariants().map_err(SnapshotError::Invariant)?;
+        st.rebuild_commitment()?;
         Ok(st)
     }
 
@@ -606,19 +938,20 @@ impl State {
             height,
             epoch,
             supply,
-            accounts: BTreeMap::new(),
-            validators: BTreeMap::new(),
+            accounts: Tracked::default(),
+            validators: Tracked::default(),
             consensus_keys: BTreeMap::new(),
-            active_set: BTreeMap::new(),
-            providers: BTreeMap::new(),
-            devices: BTreeMap::new(),
+            active_set: Tracked::default(),
+            providers: Tracked::default(),
+            devices: Tracked::default(),
             device_keys: BTreeMap::new(),
-            unbonding: BTreeMap::new(),
+            unbonding: Tracked::default(),
             next_unbonding_id,
-            delegations: BTreeMap::new(),
-            audits: BTreeMap::new(),
+            delegations: Tracked::default(),
+            audits: Tracked::default(),
             slashes: Vec::new(),
-            rewards: BTreeMap::new(),
+            rewards: Tracked::default(),
+            commitment: Commitment::default(),
         };
         fn table(
             r: &mut Reader<'_>,
@@ -718,5 +1051,71 @@ impl State {
             Ok(())
         })?;
         Ok(st)
+    }
+}
+
+fn enc(f: impl FnOnce(&mut Writer)) -> Vec<u8> {
+    let mut w = Writer::new();
+    f(&mut w);
+    w.into_bytes()
+}
+
+/// Keys of the state's entries: `tag ‖ canonical key`.
+mod entry_key {
+    use super::*;
+    use crate::types::encode_device;
+
+    fn key(tag: u8, f: impl FnOnce(&mut Writer)) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(tag);
+        f(&mut w);
+        w.into_bytes()
+    }
+    pub fn header() -> Vec<u8> {
+        vec![0]
+    }
+    pub fn account(a: &Address) -> Vec<u8> {
+        key(1, |w| a.encode(w))
+    }
+    pub fn validator(a: &Address) -> Vec<u8> {
+        key(2, |w| a.encode(w))
+    }
+    pub fn active(k: &ConsensusKey) -> Vec<u8> {
+        key(3, |w| k.encode(w))
+    }
+    pub fn provider(a: &Address) -> Vec<u8> {
+        key(4, |w| a.encode(w))
+    }
+    pub fn device(id: &DeviceId) -> Vec<u8> {
+        key(5, |w| encode_device(id, w))
+    }
+    pub fn unbonding(id: u64) -> Vec<u8> {
+        key(6, |w| {
+            w.u64(id);
+        })
+    }
+    pub fn audit(a: &AuditRecord) -> Vec<u8> {
+        key(7, |w| {
+            w.u64(a.epoch);
+            a.subject.encode(w);
+            w.u8(a.kind.tag());
+        })
+    }
+    pub fn slash(id: u64) -> Vec<u8> {
+        key(8, |w| {
+            w.u64(id);
+        })
+    }
+    pub fn reward(e: Epoch, a: &Address) -> Vec<u8> {
+        key(9, |w| {
+            w.u64(e);
+            a.encode(w);
+        })
+    }
+    pub fn delegation(v: &Address, d: &Address) -> Vec<u8> {
+        key(10, |w| {
+            v.encode(w);
+            d.encode(w);
+        })
     }
 }

@@ -107,8 +107,8 @@ pub fn end_epoch(state: &mut State) -> Vec<Event> {
     // 3. Next epoch, new validator set.
     state.epoch = epoch.saturating_add(1);
     let set = state.compute_validator_set();
-    if set != state.active_set {
-        state.active_set = set;
+    if set != *state.active_set {
+        state.active_set.replace(set);
         events.push(Event::ValidatorSetChanged);
     }
     events.push(Event::EpochEnded {

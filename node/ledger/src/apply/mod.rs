@@ -223,6 +223,9 @@ pub struct BlockOutcome {
     pub validator_set_changed: bool,
     /// State root after the block.
     pub state_root: [u8; 32],
+    /// The state entries the block wrote (see [`State::entries`]), for incremental
+    /// persistence.
+    pub writes: crate::WriteSet,
 }
 
 /// Balance changes and burns staged during the check phase; reads see staged values.
@@ -511,13 +514,15 @@ where
         end_block_events = end_epoch(state);
     }
     let validator_set_changed = state.validator_set() != before;
+    let (state_root, writes) = state.commit()?;
     Ok(BlockOutcome {
         height,
         results,
         end_block_events,
         epoch_ended,
         validator_set_changed,
-        state_root: state.state_root(),
+        state_root,
+        writes,
     })
 }
 
