@@ -265,6 +265,10 @@ fn crafted_files_decode_within_a_256_mib_address_space() {
         .arg("ulimit -v 262144 && exec \"$0\" --exact crafted_length_fields_give_clean_errors envelope_length_fields_are_bounded --test-threads=1 --quiet")
         .arg(&exe)
         .env("GT_HOSTILE_CHILD", "1")
+        // Keep the child's own address space small whatever the machine: one rayon worker (if
+        // the `concurrent` feature is on) and at most two malloc arenas (64 MiB reserved each).
+        .env("RAYON_NUM_THREADS", "1")
+        .env("MALLOC_ARENA_MAX", "2")
         .status()
         .unwrap();
     assert!(

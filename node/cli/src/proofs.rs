@@ -224,17 +224,25 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     println!("  security: {}", env.security);
     match statement {
         Statement::MeteredOutput(s) => {
+            println!(
+                "  epoch:        {} [{}, {})",
+                s.epoch.number, s.epoch.start_s, s.epoch.end_s
+            );
             println!("  commitment:   {}", hex::encode(s.commitment));
             println!("  readings:     {}", s.num_readings);
             println!("  devices:      {}", s.devices.len());
             for d in &s.devices {
                 println!(
-                    "    {}  cap {}  register {} -> {}  total {}",
+                    "    {}  cap {}  register {} -> {}  total {}  seq {}..={}  intervals {} + k*{}s",
                     hex::encode(d.id),
                     d.cap,
                     d.start_register,
                     d.end_register(),
-                    d.total
+                    d.total,
+                    d.first_seq,
+                    d.last_seq,
+                    d.first_interval_start,
+                    d.interval_len
                 );
             }
         }
