@@ -7,9 +7,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use groundtruth_consensus::{Application, DecidedBlock, Evidence, EvidenceKind, ValidatorInfo};
+use groundtruth_consensus::{
+    Admission, Application, CommitError, DecidedBlock, Evidence, EvidenceKind, Refusal,
+    ValidatorInfo,
+};
 use groundtruth_ledger::{
-    apply_raw_block, DoubleSignEvidence, Evidence as LedgerEvidence, SignedTx, State, TxBody,
+    apply_raw_block, select_payable, DoubleSignEvidence, Evidence as LedgerEvidence, SignedTx,
+    State, TxBody,
 };
 use tokio::sync::mpsc;
 
@@ -27,6 +31,16 @@ pub(crate) struct ChainApp {
     pub history: BTreeMap<u64, Vec<ValidatorInfo>>,
     /// Slashing transaction bodies for the evidence submitter.
     pub slashes: mpsc::Sender<TxBody>,
+    /// Set once this node cannot follow the chain any more (see [`super::Chain::halted`]).
+    pub halt: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl ChainApp {
+    fn halt(&self, error: CommitError) -> CommitError {
+        tracing::error!(target: "node::chain", height = error.height, reason = %error.reason, "halting: the ledger cannot follow the chain");
+        let _ = self.halt.send(Some(error.to_string()));
+        error
+    }
 }
 
 pub(crate) fn set_of(state: &State) -> Vec<ValidatorInfo> {
@@ -45,11 +59,51 @@ fn touches_devices(tx: &[u8]) -> bool {
         SignedTx::decode(tx).map(|s| s.tx.body),
         Ok(TxBody::RegisterDevice { .. }
             | TxBody::RotateDeviceKey { .. }
-            | TxBody::RetireDevice { .. })
+            | TxBody::RetireDevice { .. }
+            | TxBody::SubmitEvidence(LedgerEvidence::DeviceEquivocation { .. }))
     )
 }
 
+/// The mempool's door: the ledger's [`groundtruth_ledger::PendingPool`] over the committed
+/// state (nonce window, fees reserved against the balance, the next nonce checked in full).
+pub(crate) struct LedgerAdmission {
+    pub shared: Arc<Shared>,
+}
+
+impl Admission for LedgerAdmission {
+    fn admit(&self, hash: &[u8; 32], tx: &[u8]) -> Result<(), Refusal> {
+        let refuse = |reason: &'static str, detail: String| Refusal { reason, detail };
+        let stx = SignedTx::decode(tx).map_err(|e| refuse(e.reason(), e.to_string()))?;
+        let mut pool = self.shared.pool();
+        let ledger = self.shared.read();
+        pool.admit(&ledger.state, &stx, *hash)
+            .map_err(|e| refuse(e.reason(), e.to_string()))
+    }
+
+    fn after_commit(&self) -> Vec<[u8; 32]> {
+        let mut pool = self.shared.pool();
+        let ledger = self.shared.read();
+        pool.after_commit(&ledger.state)
+    }
+}
+
 impl Application for ChainApp {
+    fn admission(&self) -> Option<Arc<dyn Admission>> {
+        Some(Arc::new(LedgerAdmission {
+            shared: self.shared.clone(),
+        }))
+    }
+
+    fn prepare_block(&mut self, _height: u64, candidates: Vec<Bytes>) -> Vec<Bytes> {
+        // Only what will at least pay its fee, in nonce order per sender.
+        let ledger = self.shared.read();
+        let keep = select_payable(&ledger.state, &candidates);
+        drop(ledger);
+        keep.into_iter()
+            .filter_map(|i| candidates.get(i).cloned())
+            .collect()
+    }
+
     fn validator_set(&self, height: u64) -> Vec<ValidatorInfo> {
         let ledger = self.shared.read();
         if height == ledger.state.height().saturating_add(1) {
@@ -68,25 +122,28 @@ impl Application for ChainApp {
         txs.iter().all(|tx| SignedTx::decode(tx).is_ok())
     }
 
-    fn commit(&mut self, block: &DecidedBlock) -> [u8; 32] {
+    fn commit(&mut self, block: &DecidedBlock) -> Result<[u8; 32], CommitError> {
         let started = Instant::now();
         let mut ledger = self.shared.write();
         // The engine does not tell the application who proposed, so fees are burned.
         let outcome = match apply_raw_block(&mut ledger.state, block.height, None, &block.txs) {
             Ok(o) => o,
             Err(e) => {
-                tracing::error!(target: "node::chain", height = block.height, error = %e, "decided block does not apply; state unchanged");
-                return ledger.root;
+                // The chain decided a block this state cannot follow: halt rather than diverge.
+                drop(ledger);
+                return Err(self.halt(CommitError {
+                    height: block.height,
+                    reason: format!("decided block does not apply: {e}"),
+                }));
             }
         };
         ledger.root = outcome.state_root;
-        let snapshot = ledger.state.snapshot();
         let next_set = set_of(&ledger.state);
         let devices_changed = block
             .txs
             .iter()
             .zip(&outcome.results)
-            .any(|(tx, r)| r.is_ok() && touches_devices(tx));
+            .any(|(tx, r)| matches!(r, Ok(rc) if rc.failed.is_none()) && touches_devices(tx));
         let registry = devices_changed.then(|| registry_of(&ledger.state));
         drop(ledger);
 
@@ -99,9 +156,19 @@ impl Application for ChainApp {
         while self.history.len() > SET_HISTORY {
             self.history.pop_first();
         }
-        if let Err(e) = self.store.save(block.height, &snapshot) {
-            tracing::error!(target: "node::chain", height = block.height, error = %e, "persisting the ledger state failed; a restart replays from the last saved height");
+        let persisted = Instant::now();
+        if let Err(e) = self
+            .store
+            .save(block.height, &outcome.state_root, &outcome.writes)
+        {
+            // The next block's writes would land on a store that missed these: stop. A
+            // restart loads the last saved height and replays from the block store.
+            return Err(self.halt(CommitError {
+                height: block.height,
+                reason: format!("persisting the ledger state failed: {e}"),
+            }));
         }
+        let persist_ms = persisted.elapsed().as_millis() as u64;
         let txs = block
             .txs
             .iter()
@@ -109,12 +176,15 @@ impl Application for ChainApp {
             .map(|(tx, r)| {
                 (
                     *blake3::hash(tx).as_bytes(),
-                    r.as_ref().err().map(|e| e.reason()),
+                    match r {
+                        Err(e) => Some(e.reason()),
+                        Ok(rc) => rc.failed.as_ref().map(|e| e.reason()),
+                    },
                 )
             })
             .collect::<Vec<_>>();
         let rejected = txs.iter().filter(|(_, r)| r.is_some()).count();
-        tracing::debug!(target: "node::chain", height = block.height, txs = txs.len(), rejected, root = %hex::encode(outcome.state_root), took_ms = started.elapsed().as_millis() as u64, "block applied");
+        tracing::debug!(target: "node::chain", height = block.height, txs = txs.len(), rejected, root = %hex::encode(outcome.state_root), writes = outcome.writes.len(), persist_ms, took_ms = started.elapsed().as_millis() as u64, "block applied");
         if outcome.validator_set_changed {
             tracing::info!(target: "node::chain", height = block.height, "validator set changed");
         }
@@ -123,7 +193,7 @@ impl Application for ChainApp {
             state_root: outcome.state_root,
             txs,
         });
-        outcome.state_root
+        Ok(outcome.state_root)
     }
 
     fn on_misbehavior(&mut self, evidence: Evidence) {

@@ -2,11 +2,12 @@
 //! (`groundtruth-ledger`) driven by Malachite BFT (`groundtruth-consensus`).
 //!
 //! ```text
-//! POST /tx ─► admit (check_tx) ─► mempool ─► forwarded once to http_peers (the gossip)
+//! POST /tx ─► mempool ─► admit (PendingPool: nonce window, fee reserved) ─► forwarded once to http_peers
 //!                                    │
 //!                       consensus decides a block
 //!                                    ▼
-//! ChainApp::commit ─► apply_raw_block ─► snapshot + height in sled (atomic)
+//! ChainApp::commit ─► apply_raw_block ─► changed entries + root + height in sled (one batch)
+//!                 ─► PendingPool::after_commit (drop consumed / unpayable)
 //!                                     ─► device registry swapped for ingest
 //! engine double vote / ingest device equivocation ─► SubmitEvidence signed by the operator
 //! ```
@@ -20,7 +21,8 @@
 //! the peer list is static, and there is no transitive relay beyond one hop, so every validator
 //! must list every other one.
 //!
-//! What this module must not do: interpret transactions beyond `check_tx` (the ledger does),
+//! What this module must not do: interpret transactions beyond what the ledger says (admission,
+//! `select_payable`, `apply_raw_block`),
 //! or block the consensus task on I/O other than the one state write per block.
 
 mod app;
@@ -38,16 +40,16 @@ use bytes::Bytes;
 use groundtruth_consensus::{ConsensusConfig, Handle, Timeouts};
 use groundtruth_device_sdk::{ReadingKind, SignedReading};
 use groundtruth_ledger::{
-    check_tx, Address, BlockContext, DeviceKind, DeviceStatus, Evidence, Genesis, SignedTx, State,
-    Tx, TxBody, TxError,
+    Address, DeviceKind, DeviceStatus, Evidence, Genesis, PendingPool, SignedTx, State, Tx, TxBody,
+    TxError,
 };
 use tokio::sync::mpsc;
 
 use crate::config::NodeConfig;
 use crate::ingest::registry::{DeviceRecord, Registry, SharedRegistry};
 
-/// How far ahead of the account's committed nonce a transaction may be and still enter the
-/// mempool (so a client can send several transactions per block).
+/// How many transactions one sender may have pending (nonces committed..committed + this, gap
+/// free, fees reserved against the balance), so a client can send several per block.
 pub const MAX_NONCE_AHEAD: u64 = 4096;
 /// Decided blocks whose summaries `/block/<height>` serves.
 const RECENT_BLOCKS: usize = 512;
@@ -79,6 +81,19 @@ pub enum ChainError {
         /// What is wrong.
         message: String,
     },
+    /// The stored ledger state does not match the root stored with it (or does not load):
+    /// the data directory is corrupt. The node refuses to start rather than diverge.
+    #[error("ledger state at {path} is corrupt, refusing to start: {source}")]
+    Corrupt {
+        /// Directory.
+        path: String,
+        /// What is wrong (e.g. `PersistError::RootMismatch`).
+        source: persist::PersistError,
+    },
+    /// The ledger could not apply or persist a decided block; the node stopped following the
+    /// chain and must exit (non-zero). See [`Chain::halted`].
+    #[error("ledger halted: {0}")]
+    Halted(String),
     /// The consensus engine failed to start.
     #[error(transparent)]
     Consensus(#[from] groundtruth_consensus::Error),
@@ -112,6 +127,8 @@ struct Recent {
 /// State shared by the consensus task, the API and the background tasks.
 pub(crate) struct Shared {
     ledger: RwLock<Ledger>,
+    /// The mempool's nonce- and fee-aware index (lock order: mempool, pool, ledger).
+    pool: Mutex<PendingPool>,
     recent: Mutex<Recent>,
     registry: SharedRegistry,
 }
@@ -123,6 +140,10 @@ impl Shared {
 
     pub fn write(&self) -> RwLockWriteGuard<'_, Ledger> {
         self.ledger.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn pool(&self) -> std::sync::MutexGuard<'_, PendingPool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
@@ -209,31 +230,20 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// Checks `raw` against the committed state and queues it. Returns its hash and whether
-    /// it was new. A nonce up to [`MAX_NONCE_AHEAD`] ahead of the committed one is admitted
-    /// (the ledger checked the signature before the nonce), so clients can pipeline.
+    /// Queues `raw`: the mempool asks the ledger's admission ([`app::LedgerAdmission`]),
+    /// which checks it against the committed state and the sender's pending transactions
+    /// (nonce window of [`MAX_NONCE_AHEAD`], fees reserved). Returns its hash and whether it
+    /// was new.
     pub fn submit(
         &self,
         raw: Bytes,
         forward: bool,
     ) -> std::result::Result<([u8; 32], bool), Rejected> {
-        let stx = SignedTx::decode(&raw)?;
-        {
-            let ledger = self.shared.read();
-            let ctx = BlockContext {
-                height: ledger.state.height().saturating_add(1),
-                proposer: None,
-            };
-            match check_tx(&ledger.state, &stx, &ctx) {
-                Ok(()) => {}
-                Err(TxError::BadNonce { expected, got })
-                    if got > expected && got - expected <= MAX_NONCE_AHEAD => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        SignedTx::decode(&raw)?;
         let hash = *blake3::hash(&raw).as_bytes();
         let new = self.handle.submit_tx(raw.clone()).map_err(|e| Rejected {
             reason: match e {
+                groundtruth_consensus::Error::Refused { reason, .. } => reason,
                 groundtruth_consensus::Error::MempoolFull(_) => "mempool_full",
                 groundtruth_consensus::Error::Stopped => "stopped",
                 _ => "mempool",
@@ -251,6 +261,7 @@ impl Core {
 pub struct Chain {
     core: Arc<Core>,
     evidence: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
+    halt: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -303,15 +314,25 @@ impl Chain {
             message,
         };
         let store = persist::StateStore::open(&state_dir).map_err(|e| store_err(e.to_string()))?;
-        let state = match store.load().map_err(store_err)? {
-            None => genesis_state,
-            Some((height, bytes)) => {
-                let s = State::from_snapshot(&bytes).map_err(|e| store_err(e.to_string()))?;
-                if s.height() != height || s.chain_id() != genesis_state.chain_id() {
+        let loaded = store.load().map_err(|source| match source {
+            persist::PersistError::Sled(e) => store_err(e.to_string()),
+            source => ChainError::Corrupt {
+                path: state_dir.display().to_string(),
+                source,
+            },
+        })?;
+        let state = match loaded {
+            None => {
+                store
+                    .init(&genesis_state)
+                    .map_err(|e| store_err(e.to_string()))?;
+                genesis_state
+            }
+            Some(s) => {
+                if s.chain_id() != genesis_state.chain_id() {
                     return Err(store_err(format!(
-                        "saved state (chain {}, height {}) does not match its record (height {height}) or the genesis chain {}",
+                        "saved state is of chain {}, the genesis of chain {}",
                         s.chain_id(),
-                        s.height(),
                         genesis_state.chain_id()
                     )));
                 }
@@ -325,16 +346,19 @@ impl Chain {
         history.insert(state.height().saturating_add(1), app::set_of(&state));
         let shared = Arc::new(Shared {
             ledger: RwLock::new(Ledger { state, root }),
+            pool: Mutex::new(PendingPool::new(MAX_NONCE_AHEAD)),
             recent: Mutex::new(Recent::default()),
             registry,
         });
 
         let (slash_tx, slash_rx) = mpsc::channel::<TxBody>(256);
+        let (halt_tx, halt_rx) = tokio::sync::watch::channel(None);
         let app = app::ChainApp {
             shared: shared.clone(),
             store,
             history,
             slashes: slash_tx.clone(),
+            halt: halt_tx,
         };
 
         let signing_key = groundtruth_device_sdk::keys::load(&c.key_file)?.seed();
@@ -377,12 +401,29 @@ impl Chain {
         tokio::spawn(submit_evidence(core.clone(), operator, slash_rx));
         let (evidence, evidence_rx) = mpsc::channel(256);
         tokio::spawn(device_evidence(evidence_rx, slash_tx));
-        Ok(Self { core, evidence })
+        Ok(Self {
+            core,
+            evidence,
+            halt: halt_rx,
+        })
     }
 
     /// The device registry ingest should check against (refreshed after each block).
     pub fn registry(&self) -> SharedRegistry {
         self.core.shared.registry.clone()
+    }
+
+    /// Resolves once the ledger has stopped following the chain (a decided block that does
+    /// not apply, or state that cannot be persisted), with [`ChainError::Halted`]: consensus
+    /// has stopped on this node, and the process must exit with a non-zero status. Pending
+    /// forever while all is well.
+    pub async fn halted(&self) -> ChainError {
+        let mut rx = self.halt.clone();
+        let reason = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or_default(),
+            Err(_) => "the ledger service stopped".to_string(),
+        };
+        ChainError::Halted(reason)
     }
 
     /// Where ingest sends device equivocation evidence (first frame, second frame).
@@ -427,10 +468,11 @@ async fn submit_evidence(
         };
         let signer = Address(key.verifying_key().to_bytes());
         let (chain_id, committed, fee) = {
+            let pool = core.shared.pool();
             let l = core.shared.read();
             (
                 l.state.chain_id().to_string(),
-                l.state.account(&signer).nonce,
+                pool.next_nonce(&l.state, &signer),
                 l.state.params().min_fee,
             )
         };
