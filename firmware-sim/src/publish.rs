@@ -46,8 +46,12 @@ pub struct PublishConfig {
     pub connections: u32,
     /// QoS 1 messages in flight per connection.
     pub inflight: u16,
-    /// Client id prefix.
+    /// Client id prefix. With credentials it must start with `<username>:` (the broker binds
+    /// a gateway's client ids to its username).
     pub client_prefix: String,
+    /// Username and secret of a fleet gateway (`gateway:<name>`) when the broker requires
+    /// logins; the simulator publishes for many devices over few connections, like a gateway.
+    pub credentials: Option<(String, String)>,
 }
 
 /// Counters shared with whoever shows progress.
@@ -80,6 +84,9 @@ impl Publisher {
         for c in 0..config.connections.max(1) {
             let mut options =
                 MqttOptions::new(format!("{}-{c}", config.client_prefix), host.clone(), port);
+            if let Some((user, secret)) = &config.credentials {
+                options.set_credentials(user.clone(), secret.clone());
+            }
             options
                 .set_keep_alive(Duration::from_secs(30))
                 .set_inflight(config.inflight)

@@ -25,6 +25,14 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid {
+        /// `section.key`.
+        key: &'static str,
+        /// What is wrong and what would do.
+        message: String,
+    },
 }
 
 /// Everything a validator node needs to run.
@@ -86,6 +94,19 @@ pub struct MqttSection {
     /// Keep-alive interval.
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
+    /// The embedded broker requires logins and enforces the topic rules (devices publish only
+    /// to their own topic, only validators read readings; see `ingest::broker`). Off only for
+    /// tests and benchmarks on loopback: a node refuses to start an open broker elsewhere.
+    pub auth: bool,
+    /// Credentials of validators and gateways for the embedded broker: lines
+    /// `validator:<name> <blake3 hex of secret>` or `gateway:<name> <…>`.
+    pub credentials_file: Option<PathBuf>,
+    /// This node's own broker secret (file holding it), used with username
+    /// `validator:<node name>` when its broker requires logins.
+    pub password_file: Option<PathBuf>,
+    /// Largest clock difference accepted in a device's login token.
+    #[serde(with = "humantime_serde")]
+    pub login_skew: Duration,
 }
 
 impl Default for MqttSection {
@@ -98,6 +119,10 @@ impl Default for MqttSection {
             max_inflight: 1000,
             connections: 4,
             keep_alive: Duration::from_secs(30),
+            auth: false,
+            credentials_file: None,
+            password_file: None,
+            login_skew: Duration::from_secs(300),
         }
     }
 }
@@ -116,6 +141,14 @@ pub struct IngestSection {
     /// How often a device with a sequence gap is asked to resend, at most.
     #[serde(with = "humantime_serde")]
     pub resend_interval: Duration,
+    /// Readings one device may send at once before its rate applies (checked before the
+    /// signature): enough for a device delivering a day of 5-minute readings after an outage.
+    pub device_burst: u32,
+    /// Sustained readings per second one device may send.
+    pub device_rate_per_s: f64,
+    /// How far in the future (node clock) a reading's interval may end.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
 }
 
 impl Default for IngestSection {
@@ -125,6 +158,9 @@ impl Default for IngestSection {
             commit_batch: 1024,
             queue_capacity: 8192,
             resend_interval: Duration::from_secs(5),
+            device_burst: 1000,
+            device_rate_per_s: 20.0,
+            max_clock_skew: Duration::from_secs(120),
         }
     }
 }
@@ -240,6 +276,93 @@ impl NodeConfig {
     }
 }
 
+impl NodeConfig {
+    /// Checks values a node cannot run with, with a message naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        if self.node.name.is_empty() || self.node.name.contains([':', '/', '#', '+', ' ']) {
+            return bad(
+                "node.name",
+                "must be non-empty, without ':', '/', '#', '+' or spaces (it is part of MQTT ids)",
+            );
+        }
+        if self.ingest.verify_batch == 0 {
+            return bad("ingest.verify_batch", "must be at least 1");
+        }
+        if self.ingest.commit_batch == 0 {
+            return bad("ingest.commit_batch", "must be at least 1");
+        }
+        if self.ingest.queue_capacity < usize::from(self.mqtt.max_inflight) {
+            return bad("ingest.queue_capacity", "must be at least mqtt.max_inflight, or the MQTT loop waits on ingest with acks pending");
+        }
+        if self.ingest.device_burst == 0 {
+            return bad("ingest.device_burst", "must be at least 1");
+        }
+        if !(self.ingest.device_rate_per_s.is_finite() && self.ingest.device_rate_per_s > 0.0) {
+            return bad("ingest.device_rate_per_s", "must be a positive number");
+        }
+        if self.mqtt.max_payload_bytes < groundtruth_device_sdk::MAX_FRAME_LEN {
+            return bad(
+                "mqtt.max_payload_bytes",
+                "must be at least the largest reading frame",
+            );
+        }
+        if self.mqtt.connections == 0 {
+            return bad("mqtt.connections", "must be at least 1");
+        }
+        if self.mqtt.max_inflight == 0 {
+            return bad("mqtt.max_inflight", "must be at least 1");
+        }
+        if groundtruth_device_sdk::topics::broker_address(&self.mqtt.url).is_none() {
+            return bad("mqtt.url", "expected mqtt://host:port");
+        }
+        if self.mqtt.embedded && !self.mqtt.auth && !self.mqtt.listen.ip().is_loopback() {
+            return bad(
+                "mqtt.auth",
+                "an embedded broker listening beyond loopback must require logins (auth = true)",
+            );
+        }
+        if self.consensus.enabled {
+            for peer in std::iter::once(&self.consensus.listen).chain(&self.consensus.peers) {
+                if !is_peer_addr(peer) {
+                    return Err(ConfigError::Invalid {
+                        key: "consensus.peers",
+                        message: format!(
+                            "{peer:?}: expected host:port or /ip4|ip6|dns4|dns6|dns/HOST/tcp/PORT"
+                        ),
+                    });
+                }
+            }
+            if self.consensus.max_block_bytes == 0 || self.consensus.mempool_max_txs == 0 {
+                return bad(
+                    "consensus.max_block_bytes",
+                    "block and mempool limits must be at least 1",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `s` is `host:port` or a `/ip4|ip6|dns4|dns6|dns/HOST/tcp/PORT` multiaddr.
+fn is_peer_addr(s: &str) -> bool {
+    let port_ok = |p: &str| p.parse::<u16>().is_ok_and(|p| p != 0);
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        ["", "ip4" | "ip6" | "dns4" | "dns6" | "dns", host, "tcp", port] => {
+            !host.is_empty() && port_ok(port)
+        }
+        _ => s
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port_ok(port)),
+    }
+}
+
 /// Applies `GROUNDTRUTH__SECTION__KEY=value` variables onto a TOML table. Values are parsed as
 /// TOML when they can be (numbers, booleans), else taken as strings.
 fn apply_env_overrides(
@@ -283,6 +406,46 @@ fn apply_env_overrides(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_names_the_key() {
+        assert!(NodeConfig::default().validate().is_ok());
+        let mut c = NodeConfig::default();
+        c.ingest.commit_batch = 0;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "ingest.commit_batch",
+                ..
+            })
+        ));
+        let mut c = NodeConfig::default();
+        c.mqtt.listen = SocketAddr::from(([0, 0, 0, 0], 1883));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "mqtt.auth",
+                ..
+            })
+        ));
+        c.mqtt.auth = true;
+        assert!(c.validate().is_ok());
+        let mut c = NodeConfig::default();
+        c.consensus.enabled = true;
+        c.consensus.peers = vec![
+            "/ip4/10.0.0.1/tcp/27000".into(),
+            "/dns4/v2.internal/tcp/27000".into(),
+        ];
+        assert!(c.validate().is_ok());
+        c.consensus.peers.push("/ip4/10.0.0.1/udp/27000".into());
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "consensus.peers",
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn env_overrides_file_values() {

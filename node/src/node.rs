@@ -1,14 +1,16 @@
 //! Runs a validator node: registry, store, optional embedded broker, metrics endpoint, MQTT
 //! subscription and the ingest threads.
 
-use crate::ingest::broker::{self, BrokerConfig};
 use crate::config::NodeConfig;
-use crate::ingest::{self, Inbound, IngestContext};
-use crate::metrics::{self, IngestMetrics};
+use crate::ingest::broker::{self, BrokerConfig};
 use crate::ingest::registry::{Registry, RegistryError, SharedRegistry};
 use crate::ingest::store::{Store, StoreError};
+use crate::ingest::{self, Inbound, IngestContext};
+use crate::metrics::{self, IngestMetrics};
 use groundtruth_device_sdk::topics;
+use prometheus_client::metrics::counter::Counter;
 use rumqttc::{AsyncClient, MqttOptions};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -27,9 +29,22 @@ pub enum NodeError {
     /// The replicated ledger could not start.
     #[error(transparent)]
     Chain(#[from] crate::chain::ChainError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The broker credentials file is invalid.
+    #[error(transparent)]
+    Credentials(#[from] broker::CredentialsError),
     /// A socket or thread could not be set up.
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
+    /// Storage failed while running (disk full, read-only, corrupt): ingest stopped without
+    /// acknowledging anything it had not made durable.
+    #[error("storage failed, stopping (nothing unacknowledged was lost; fix the data directory and restart): {0}")]
+    Storage(StoreError),
+    /// Ingest stopped for another reason.
+    #[error("ingest stopped: {0}")]
+    IngestStopped(String),
 }
 
 /// Splits `mqtt://host:port` (or `tcp://`, or bare `host:port`) into host and port.
@@ -56,9 +71,10 @@ impl Default for Telemetry {
 /// Runs the node until `shutdown` completes.
 pub async fn run(
     config: NodeConfig,
-    telemetry: Telemetry,
+    mut telemetry: Telemetry,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
+    config.validate()?;
     // With consensus, devices come from the replicated ledger; without, from the genesis file.
     let chain = if config.consensus.enabled {
         Some(crate::chain::Chain::start(&config).await?)
@@ -73,15 +89,49 @@ pub async fn run(
         .map_err(|e| NodeError::Store(config.node.data_dir.display().to_string(), e))?;
     tracing::info!(target: "node", name = %config.node.name, devices = registry.load().len(), data_dir = %config.node.data_dir.display(), "starting");
 
+    // This node's own login to the broker (when it requires one) and its session ids.
+    let own_secret = own_broker_secret(&config)?;
+    let session = session_suffix(&config.node.data_dir)?;
     if config.mqtt.embedded {
+        let auth = if config.mqtt.auth {
+            let mut secrets = match &config.mqtt.credentials_file {
+                Some(path) => broker::load_credentials(path)?,
+                None => HashMap::new(),
+            };
+            if let Some(secret) = &own_secret {
+                secrets.insert(own_username(&config), broker::secret_hash(secret));
+            }
+            let refused_logins = Counter::default();
+            let refused_packets = Counter::default();
+            telemetry.registry.register(
+                "groundtruth_broker_refused_logins",
+                "Logins the embedded broker refused",
+                refused_logins.clone(),
+            );
+            telemetry.registry.register(
+                "groundtruth_broker_refused_packets",
+                "Packets the embedded broker's ACL refused (each closed its connection)",
+                refused_packets.clone(),
+            );
+            Some(broker::BrokerAuth {
+                registry: registry.clone(),
+                secrets: Arc::new(secrets),
+                max_skew_s: config.mqtt.login_skew.as_secs(),
+                refused_logins,
+                refused_packets,
+            })
+        } else {
+            None
+        };
         broker::start(&BrokerConfig {
             listen: config.mqtt.listen,
             max_payload_bytes: config.mqtt.max_payload_bytes,
             max_inflight: 1000,
             max_connections: 10_000,
+            auth,
         })
         .map_err(|e| NodeError::Io("embedded broker", e))?;
-        tracing::info!(target: "node::broker", listen = %config.mqtt.listen, "embedded MQTT broker listening");
+        tracing::info!(target: "node::broker", listen = %config.mqtt.listen, auth = config.mqtt.auth, "embedded MQTT broker listening");
     }
 
     let ingest_metrics = telemetry.ingest.clone();
@@ -112,12 +162,17 @@ pub async fn run(
     let mut generations = Vec::with_capacity(connections);
     let mut loops = tokio::task::JoinSet::new();
     for connection in 0..connections {
-        // One persistent session per connection, each holding a fixed set of partitions.
+        // One persistent session per connection, each holding a fixed set of partitions. The
+        // id carries a random suffix kept in the data directory: stable across restarts (the
+        // broker keeps the session) but not guessable (nobody can take the session over).
         let client_id = format!(
-            "groundtruth-{}-{connection}of{connections}",
-            config.node.name
+            "{}:{session}:{connection}of{connections}",
+            own_username(&config)
         );
         let mut options = MqttOptions::new(client_id, host.clone(), port);
+        if let Some(secret) = &own_secret {
+            options.set_credentials(own_username(&config), secret.clone());
+        }
         options
             .set_clean_session(false)
             .set_manual_acks(true)
@@ -153,13 +208,58 @@ pub async fn run(
         generations,
         evidence: chain.as_ref().map(|c| c.evidence_sender()),
     };
-    let _threads = ingest::spawn(ctx, rx).map_err(|e| NodeError::Io("ingest threads", e))?;
+    let threads = ingest::spawn(ctx, rx).map_err(|e| NodeError::Io("ingest threads", e))?;
     let mqtt_loop = async move { while loops.join_next().await.is_some() {} };
     tokio::select! {
-        () = mqtt_loop => {}
-        () = shutdown => tracing::info!(target: "node", "shutting down"),
+        () = mqtt_loop => Err(NodeError::IngestStopped("every MQTT connection loop ended".into())),
+        failed = threads.failed => match failed {
+            Ok(e) => Err(NodeError::Storage(e)),
+            Err(_) => Err(NodeError::IngestStopped("the ingest committer thread ended".into())),
+        },
+        () = shutdown => {
+            tracing::info!(target: "node", "shutting down");
+            Ok(())
+        }
     }
-    Ok(())
+}
+
+/// This node's broker username.
+fn own_username(config: &NodeConfig) -> String {
+    format!("{}{}", broker::VALIDATOR_USER_PREFIX, config.node.name)
+}
+
+/// This node's broker secret: from `mqtt.password_file`, or, for its own embedded broker with
+/// logins required and no file, a fresh random one (nobody else needs it).
+fn own_broker_secret(config: &NodeConfig) -> Result<Option<String>, NodeError> {
+    if let Some(path) = &config.mqtt.password_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| NodeError::Io("reading mqtt.password_file", e))?;
+        return Ok(Some(text.trim().to_string()));
+    }
+    if config.mqtt.embedded && config.mqtt.auth {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        return Ok(Some(hex::encode(bytes)));
+    }
+    Ok(None)
+}
+
+/// The random part of this node's MQTT client ids, created once per data directory.
+fn session_suffix(data_dir: &std::path::Path) -> Result<String, NodeError> {
+    let path = data_dir.join("mqtt-session-id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let text = text.trim();
+        if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(text.to_string());
+        }
+    }
+    let mut bytes = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let id = hex::encode(bytes);
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| NodeError::Io("creating the data directory", e))?;
+    std::fs::write(&path, &id).map_err(|e| NodeError::Io("writing the MQTT session id", e))?;
+    Ok(id)
 }
 
 #[cfg(test)]

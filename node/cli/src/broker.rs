@@ -1,4 +1,6 @@
-//! `groundtruth broker`: run the embedded MQTT broker on its own, e.g. shared by validators.
+//! `groundtruth broker`: run the embedded MQTT broker on its own, open (no logins, no topic
+//! rules), for tests and benchmarks on loopback. A broker devices reach is embedded in a
+//! validator (which knows the registry to check device logins) or an external cluster.
 
 use std::process::ExitCode;
 
@@ -12,11 +14,16 @@ pub struct BrokerArgs {
 
 /// Runs the broker until Ctrl-C.
 pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.listen.ip().is_loopback(),
+        "the standalone broker is open (no logins): it listens on loopback only; embed the broker in a validator with mqtt.auth = true to serve devices"
+    );
     groundtruth_node::ingest::broker::start(&groundtruth_node::ingest::broker::BrokerConfig {
         listen: args.listen,
         max_payload_bytes: 1024,
         max_inflight: 1000,
         max_connections: 10_000,
+        auth: None,
     })?;
     tracing::info!(target: "node::broker", listen = %args.listen, "MQTT broker listening");
     loop {

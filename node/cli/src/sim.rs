@@ -1,5 +1,6 @@
 //! `groundtruth sim`: run a simulated fleet against a broker, or write its genesis.
 
+use anyhow::Context;
 use groundtruth_firmware_sim::{
     expected_counts, FaultKind, Fleet, FleetConfig, Message, PublishConfig, PublishStats, Publisher,
 };
@@ -111,6 +112,12 @@ pub struct SimArgs {
     /// Write the fleet's genesis `[[devices]]` to this file and exit.
     #[arg(long)]
     pub write_genesis: Option<PathBuf>,
+    /// Log in to the broker as fleet gateway `gateway:<NAME>` (brokers that require logins).
+    #[arg(long, requires = "gateway_secret_file")]
+    pub gateway: Option<String>,
+    /// File holding the gateway's secret.
+    #[arg(long)]
+    pub gateway_secret_file: Option<PathBuf>,
 }
 
 /// What a validator should end up with after a simulation run.
@@ -164,7 +171,22 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                 broker: args.broker.clone(),
                 connections: args.connections,
                 inflight: 500,
-                client_prefix: format!("gt-sim-{}-{}", args.fleet.seed, std::process::id()),
+                client_prefix: match &args.gateway {
+                    Some(name) => {
+                        format!("gateway:{name}:{}-{}", args.fleet.seed, std::process::id())
+                    }
+                    None => format!("gt-sim-{}-{}", args.fleet.seed, std::process::id()),
+                },
+                credentials: match (&args.gateway, &args.gateway_secret_file) {
+                    (Some(name), Some(file)) => Some((
+                        format!("gateway:{name}"),
+                        std::fs::read_to_string(file)
+                            .with_context(|| format!("reading {}", file.display()))?
+                            .trim()
+                            .to_string(),
+                    )),
+                    _ => None,
+                },
             },
             stats.clone(),
         )?;

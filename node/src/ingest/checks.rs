@@ -1,7 +1,7 @@
 //! The pure part of ingest: what makes a reading acceptable. No I/O, no clock.
 
 use super::registry::{DeviceRecord, Registry};
-use groundtruth_device_sdk::{topics, ReadingBody, SignedReading};
+use groundtruth_device_sdk::{topics, ReadingBody, SignedReading, SIGNATURE_LEN};
 
 /// Why a message on a readings topic was not accepted. The names are metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,8 +16,7 @@ pub enum Rejection {
     UnknownDevice,
     /// The device is registered for another kind of reading.
     KindMismatch,
-    /// The value is impossible for the device's registered capacity, or its cumulative
-    /// register does not advance by exactly the interval's value.
+    /// The value is impossible for the device's registered capacity.
     Implausible,
     /// The signature does not verify under the device key.
     BadSignature,
@@ -26,11 +25,23 @@ pub enum Rejection {
     /// A different reading with the same (device, seq) is already stored: both are kept as
     /// evidence.
     Equivocation,
+    /// The device sent more than its token bucket allows (checked before the signature).
+    RateLimited,
+    /// The interval does not start after the previous reading's interval.
+    IntervalNotAdvancing,
+    /// The interval starts before the previous reading's interval ended.
+    IntervalOverlap,
+    /// The interval ends (or the heartbeat is stamped) beyond now plus the allowed clock skew.
+    FutureTimestamp,
+    /// The register does not advance by exactly the interval's energy.
+    RegisterDiscontinuity,
+    /// The sequence number is too far ahead of the device's first missing one to be tracked.
+    SeqGapTooFar,
 }
 
 impl Rejection {
     /// Every reason, for metrics pre-registration.
-    pub const ALL: [Rejection; 9] = [
+    pub const ALL: [Rejection; 15] = [
         Self::Oversize,
         Self::Malformed,
         Self::TopicMismatch,
@@ -40,6 +51,12 @@ impl Rejection {
         Self::BadSignature,
         Self::Duplicate,
         Self::Equivocation,
+        Self::RateLimited,
+        Self::IntervalNotAdvancing,
+        Self::IntervalOverlap,
+        Self::FutureTimestamp,
+        Self::RegisterDiscontinuity,
+        Self::SeqGapTooFar,
     ];
 
     /// Stable snake_case name used as the `reason` metric label.
@@ -54,6 +71,12 @@ impl Rejection {
             Self::BadSignature => "bad_signature",
             Self::Duplicate => "duplicate",
             Self::Equivocation => "equivocation",
+            Self::RateLimited => "rate_limited",
+            Self::IntervalNotAdvancing => "interval_not_advancing",
+            Self::IntervalOverlap => "interval_overlap",
+            Self::FutureTimestamp => "future_timestamp",
+            Self::RegisterDiscontinuity => "register_discontinuity",
+            Self::SeqGapTooFar => "seq_gap_too_far",
         }
     }
 }
@@ -126,13 +149,25 @@ pub enum StoreDecision {
     Equivocation,
 }
 
-/// Compares a frame with what is stored at its (device, seq).
+/// Compares a frame with what is stored at its (device, seq). Two frames carrying the same
+/// signed reading bytes are a duplicate even if their signatures differ (ed25519 signatures are
+/// not unique under ZIP-215, and a re-signed identical reading proves nothing): only a
+/// different reading is equivocation.
 pub fn decide(existing: Option<&[u8]>, frame: &[u8]) -> StoreDecision {
     match existing {
         None => StoreDecision::New,
-        Some(stored) if stored == frame => StoreDecision::Duplicate,
+        Some(stored) if reading_bytes(stored) == reading_bytes(frame) => StoreDecision::Duplicate,
         Some(_) => StoreDecision::Equivocation,
     }
+}
+
+/// The signed reading bytes of a frame (`reading ‖ signature`): everything but the signature.
+fn reading_bytes(frame: &[u8]) -> &[u8] {
+    frame
+        .len()
+        .checked_sub(SIGNATURE_LEN)
+        .and_then(|n| frame.get(..n))
+        .unwrap_or(frame)
 }
 
 #[cfg(test)]

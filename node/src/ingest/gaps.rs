@@ -14,6 +14,14 @@ pub const MAX_RESEND_ATTEMPTS: u32 = 5;
 /// Longest wait between two resend requests for the same gap.
 pub const MAX_RESEND_BACKOFF: Duration = Duration::from_secs(60);
 
+/// Farthest a reading's seq may be ahead of its device's first missing seq and still be
+/// tracked (about ten years of 5-minute readings). Beyond it the reading is refused as
+/// `seq_gap_too_far` and the device flagged, instead of opening a gap nobody can fill.
+pub const MAX_SEQ_AHEAD: u64 = 1_000_000;
+
+/// Most settled seqs held above a device's first gap: the tracker's memory per device.
+pub const MAX_SETTLED_ABOVE_GAP: usize = 8192;
+
 #[derive(Debug, Default)]
 struct DeviceSeqs {
     /// Every seq below this is settled.
@@ -65,6 +73,16 @@ impl GapTracker {
         } else {
             d.above.insert(seq);
         }
+    }
+
+    /// Whether settling (device, seq) keeps the device's tracking within bounds: `seq` at most
+    /// [`MAX_SEQ_AHEAD`] beyond the first missing seq, and at most [`MAX_SETTLED_ABOVE_GAP`]
+    /// seqs held above a gap. Seqs already below the first gap always fit.
+    pub fn can_track(&self, device: &DeviceId, seq: u64) -> bool {
+        let Some(d) = self.devices.get(device) else {
+            return seq <= MAX_SEQ_AHEAD;
+        };
+        seq <= d.next || (seq - d.next <= MAX_SEQ_AHEAD && d.above.len() < MAX_SETTLED_ABOVE_GAP)
     }
 
     /// Whether (device, seq) is settled, i.e. something is stored there. Exact: every stored
@@ -129,6 +147,26 @@ impl GapTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_per_device_is_bounded() {
+        let dev = DeviceId([8u8; 32]);
+        let mut g = GapTracker::default();
+        assert!(g.can_track(&dev, MAX_SEQ_AHEAD));
+        assert!(!g.can_track(&dev, MAX_SEQ_AHEAD + 1));
+        g.settle(dev, 0);
+        // Seq 1 is missing; fill the window above it.
+        for seq in 2..(2 + MAX_SETTLED_ABOVE_GAP as u64) {
+            assert!(g.can_track(&dev, seq));
+            g.settle(dev, seq);
+        }
+        assert!(!g.can_track(&dev, 1_000_000), "far ahead");
+        assert!(!g.can_track(&dev, 9000), "window above the gap is full");
+        assert!(g.can_track(&dev, 1), "filling the gap always fits");
+        g.settle(dev, 1);
+        assert_eq!(g.open_gaps(), 0);
+        assert!(g.can_track(&dev, 9000));
+    }
 
     #[test]
     fn gaps_open_close_and_give_up() {

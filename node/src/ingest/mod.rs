@@ -10,20 +10,24 @@
 //! so a node killed at any moment loses nothing it acknowledged: the broker redelivers the rest
 //! to the node's persistent session. Redeliveries of stored readings are counted as duplicates.
 
-mod checks;
 pub mod broker;
+mod checks;
+mod gaps;
 pub mod mqtt;
+pub mod policy;
+pub mod ratelimit;
 pub mod registry;
 pub mod store;
-mod gaps;
 
 pub use checks::{decide, precheck, register_continues, within_capacity, Rejection, StoreDecision};
-pub use gaps::{GapAction, GapTracker, MAX_RESEND_ATTEMPTS};
+pub use gaps::{GapAction, GapTracker, MAX_RESEND_ATTEMPTS, MAX_SEQ_AHEAD, MAX_SETTLED_ABOVE_GAP};
+pub use policy::{judge, Known, PolicyConfig, Verdict};
+pub use ratelimit::{DeviceRateLimiter, RateConfig};
 
 use crate::config::IngestSection;
-use crate::metrics::{IngestMetrics, KindLabel};
 use crate::ingest::registry::SharedRegistry;
 use crate::ingest::store::{Status, Store, StoreError};
+use crate::metrics::{IngestMetrics, KindLabel};
 use groundtruth_device_sdk::{verify_batch, DeviceId, ReadingBody, SignedReading};
 use rumqttc::{AsyncClient, Publish, QoS};
 use std::collections::{HashMap, VecDeque};
@@ -72,11 +76,22 @@ pub struct IngestContext {
     pub evidence: Option<tokio::sync::mpsc::Sender<(Vec<u8>, Vec<u8>)>>,
 }
 
+/// The running ingest threads.
+#[derive(Debug)]
+pub struct IngestThreads {
+    /// Verifier and committer.
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+    /// Resolves with the error if storage fails: ingest has stopped (without acknowledging
+    /// anything it did not make durable) and the node must stop with a non-zero exit.
+    pub failed: tokio::sync::oneshot::Receiver<StoreError>,
+}
+
 /// Starts the verifier and committer threads. They stop when `inbound` closes.
 pub fn spawn(
     ctx: IngestContext,
     inbound: tokio::sync::mpsc::Receiver<Inbound>,
-) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+) -> std::io::Result<IngestThreads> {
+    let (failed_tx, failed) = tokio::sync::oneshot::channel();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Checked>>(
         ctx.config.queue_capacity / ctx.config.verify_batch.max(1) + 1,
     );
@@ -87,9 +102,13 @@ pub fn spawn(
     let committer = std::thread::Builder::new().name("ingest-commit".into()).spawn(move || {
         if let Err(e) = committer_loop(&ctx, rx) {
             tracing::error!(target: "node::ingest", error = %e, "storage failed; ingest stopped without acknowledging unstored readings");
+            let _ = failed_tx.send(e);
         }
     })?;
-    Ok(vec![verifier, committer])
+    Ok(IngestThreads {
+        threads: vec![verifier, committer],
+        failed,
+    })
 }
 
 fn verifier_loop(
@@ -99,6 +118,10 @@ fn verifier_loop(
 ) {
     let batch_size = ctx.config.verify_batch.max(1);
     let mut rng = rand::rngs::OsRng;
+    let mut limiter = DeviceRateLimiter::new(RateConfig {
+        burst: ctx.config.device_burst,
+        per_second: ctx.config.device_rate_per_s,
+    });
     while let Some(first) = inbound.blocking_recv() {
         let mut batch = Vec::with_capacity(batch_size);
         batch.push(first);
@@ -110,6 +133,7 @@ fn verifier_loop(
         }
         ctx.metrics.received.inc_by(batch.len() as u64);
         let registry = ctx.registry.load();
+        let now = Instant::now();
         let mut checked: Vec<Checked> = batch
             .into_iter()
             .map(|inbound| {
@@ -118,7 +142,15 @@ fn verifier_loop(
                     &inbound.publish.payload,
                     ctx.max_payload,
                     &registry,
-                );
+                )
+                .and_then(|signed| {
+                    // Before the signature: a flooding device costs no verification.
+                    if limiter.allow(signed.reading.device, now) {
+                        Ok(signed)
+                    } else {
+                        Err(Rejection::RateLimited)
+                    }
+                });
                 Checked { inbound, verdict }
             })
             .collect();
@@ -171,6 +203,10 @@ struct Committer<'a> {
     last_body: HashMap<DeviceId, (u64, ReadingBody)>,
     summary: RejectionSummary,
     kind_counters: HashMap<&'static str, prometheus_client::metrics::counter::Counter>,
+    /// The policy's tunables.
+    policy: PolicyConfig,
+    /// Devices already warned about for jumping too far ahead (logged once each).
+    flagged: std::collections::HashSet<DeviceId>,
     /// Durable messages whose PUBACK the client's request queue could not take yet, with the
     /// connection generation they arrived on. Never blocking on acks is what keeps the MQTT
     /// event loop, which drains that queue, from waiting on us while we wait on it.
@@ -196,8 +232,9 @@ impl Committer<'_> {
         }
     }
 
-    /// Decides and stores one checked message; returns the rejection, if any.
-    fn apply(&mut self, c: &Checked) -> Result<Option<Rejection>, StoreError> {
+    /// Gathers what the pure policy needs ([`policy::judge`]), then carries out its verdict;
+    /// returns the rejection, if any.
+    fn apply(&mut self, c: &Checked, now_unix_s: u64) -> Result<Option<Rejection>, StoreError> {
         let signed = match &c.verdict {
             Ok(s) => s,
             Err(r) => return Ok(Some(*r)),
@@ -205,51 +242,59 @@ impl Committer<'_> {
         let device = signed.reading.device;
         let seq = signed.reading.seq;
         let frame: &[u8] = &c.inbound.publish.payload;
+        if !self.gaps.can_track(&device, seq) {
+            if self.flagged.insert(device) {
+                tracing::warn!(target: "node::ingest", %device, seq, "device jumped too far ahead of its first missing sequence number; its readings beyond the window are refused");
+            }
+            return Ok(Some(Rejection::SeqGapTooFar));
+        }
+        let Some(record) = self.ctx.registry.load().get(&device).copied() else {
+            // Unregistered since the verifier looked: treat as unknown, store nothing.
+            return Ok(Some(Rejection::UnknownDevice));
+        };
         // The tracker knows every stored (device, seq), so a fresh reading costs no read.
         let stored = if self.gaps.is_settled(&device, seq) {
             self.ctx.store.get(&device, seq)?
         } else {
             None
         };
-        if let Some((_, existing)) = stored {
-            return Ok(match decide(Some(&existing), frame) {
-                StoreDecision::Duplicate | StoreDecision::New => Some(Rejection::Duplicate),
-                StoreDecision::Equivocation => {
-                    self.ctx
-                        .store
-                        .put_evidence(&device, seq, &existing, frame)?;
+        let previous = match seq.checked_sub(1) {
+            Some(prev_seq) if stored.is_none() => self.previous_body(&device, prev_seq)?,
+            _ => None,
+        };
+        let known = Known {
+            existing: stored.as_ref().map(|(_, f)| f.as_ref()),
+            previous: previous.as_ref(),
+        };
+        let verdict = judge(
+            &signed.reading,
+            frame,
+            &record,
+            known,
+            now_unix_s,
+            self.policy,
+        );
+        match verdict {
+            Verdict::Duplicate | Verdict::Refuse(_) => {}
+            Verdict::Equivocation => {
+                if let Some((_, existing)) = &stored {
+                    self.ctx.store.put_evidence(&device, seq, existing, frame)?;
                     if let Some(evidence) = &self.ctx.evidence {
                         let _ = evidence.try_send((existing.to_vec(), frame.to_vec()));
                     }
-                    Some(Rejection::Equivocation)
                 }
-            });
+            }
+            Verdict::Accept => {
+                self.ctx.store.put(&device, seq, Status::Accepted, frame)?;
+                self.gaps.settle(device, seq);
+                self.last_body.insert(device, (seq, signed.reading.body));
+            }
+            Verdict::Record(_) => {
+                self.ctx.store.put(&device, seq, Status::Rejected, frame)?;
+                self.gaps.settle(device, seq);
+            }
         }
-        let plausible = self
-            .ctx
-            .registry
-            .load()
-            .get(&device)
-            .is_some_and(|record| within_capacity(&signed.reading.body, record));
-        let continues = plausible
-            && match seq.checked_sub(1) {
-                None => true,
-                Some(prev_seq) => match self.previous_body(&device, prev_seq)? {
-                    Some(prev) => register_continues(&prev, &signed.reading.body),
-                    None => true,
-                },
-            };
-        let (status, rejection) = if continues {
-            (Status::Accepted, None)
-        } else {
-            (Status::Rejected, Some(Rejection::Implausible))
-        };
-        self.ctx.store.put(&device, seq, status, frame)?;
-        self.gaps.settle(device, seq);
-        if status == Status::Accepted {
-            self.last_body.insert(device, (seq, signed.reading.body));
-        }
-        Ok(rejection)
+        Ok(verdict.rejection())
     }
 
     fn previous_body(
@@ -324,6 +369,10 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
             })
             .collect(),
         pending_acks: VecDeque::new(),
+        policy: PolicyConfig {
+            max_clock_skew_s: ctx.config.max_clock_skew.as_secs(),
+        },
+        flagged: std::collections::HashSet::new(),
     };
     let mut stored_accepted = 0i64;
     for r in ctx.store.readings() {
@@ -365,8 +414,12 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
             }
         }
         let mut outcomes = Vec::with_capacity(n);
+        let now_unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         for c in batches.iter().flatten() {
-            outcomes.push(committer.apply(c)?);
+            outcomes.push(committer.apply(c, now_unix_s)?);
         }
         let started = Instant::now();
         ctx.store.flush()?;
