@@ -11,9 +11,7 @@ use anyhow::{Context, Result};
 use groundtruth_device_sdk::{
     verify_batch, DeviceKey, EnergyReading, Reading, ReadingBody, SignedReading,
 };
-use groundtruth_integration::{
-    free_addr, metric, start_rumqttd, BrokerMode, FleetSpec, Mosquitto, NodeProc,
-};
+use groundtruth_integration::{Broker, FleetSpec, Node, TestNet};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::{Duration, Instant};
 
@@ -45,55 +43,44 @@ fn main() -> Result<()> {
     };
 
     // 1. End to end: simulator, embedded broker and node share the cores.
-    let dir = tempfile::tempdir()?;
-    let genesis = dir.path().join("genesis.toml");
-    spec.write_genesis(&genesis)?;
-    let broker = free_addr();
-    let node = NodeProc::start(dir.path(), &genesis, BrokerMode::Embedded(broker))?;
-    let mut sim = spec.spawn(
-        broker,
-        &dir.path().join("manifest.json"),
-        &["--presign", "--connections", "2"],
-        &dir.path().join("sim.log"),
-    )?;
-    let e2e = measure_drain(&node, total, "end to end")?;
-    while sim.is_running() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    drop(node);
+    let net = TestNet::builder()
+        .broker(Broker::EmbeddedIn(0))
+        .fleet(spec.clone())
+        .build()?;
+    let (mut sim, _) = net.spawn_fleet(&["--presign", "--connections", "2"])?;
+    let e2e = measure_drain(net.node(0), total, "end to end")?;
+    sim.wait_exit(Duration::from_secs(600));
+    drop(net);
     println!("end to end (sim + embedded broker + node on the same cores): {e2e:>9.0}/s");
 
     // 2. The node's own ingest path: the broker holds a backlog for the node's persistent
     // session; the node drains it with the simulator idle.
-    let dir = tempfile::tempdir()?;
-    let genesis = dir.path().join("genesis.toml");
-    spec.write_genesis(&genesis)?;
     // `ingest-bench N mosquitto` drains from Mosquitto (in-flight window 1000) instead of
     // rumqttd (whose window to a subscriber is fixed at 100).
-    let (_broker_proc, broker) = if std::env::args().nth(2).as_deref() == Some("mosquitto") {
-        let m = Mosquitto::start(dir.path())?;
-        (m.proc, m.addr)
+    let broker = if std::env::args().nth(2).as_deref() == Some("mosquitto") {
+        Broker::Mosquitto
     } else {
-        start_rumqttd(dir.path())?
+        Broker::Standalone
     };
-    let mut node = NodeProc::start(dir.path(), &genesis, BrokerMode::External(broker))?;
-    std::thread::sleep(Duration::from_millis(500)); // session and subscription established
-    node.proc.kill9();
-    let sim = spec.run(broker, dir.path(), &["--presign", "--connections", "2"])?;
+    // The builder returns once the node's persistent sessions exist.
+    let mut net = TestNet::builder().broker(broker).fleet(spec).build()?;
+    net.node_mut(0).kill9();
+    let sim = net.run_fleet(&["--presign", "--connections", "2"])?;
     anyhow::ensure!(
         sim.accepted.len() as u64 == total,
         "fleet published {} valid readings, expected {total}",
         sim.accepted.len()
     );
+    let node = net.node_mut(0);
     node.restart()?;
-    let cpu_before = node.proc.cpu_time().unwrap_or_default();
-    let drain = measure_drain(&node, total, "node only")?;
+    let cpu_before = node.proc()?.cpu_time().unwrap_or_default();
+    let drain = measure_drain(node, total, "node only")?;
     let cpu = node
-        .proc
+        .proc()?
         .cpu_time()
         .unwrap_or_default()
         .saturating_sub(cpu_before);
-    let m = node.scrape()?;
+    let m = node.metrics()?;
     println!("node ingest path alone (backlog drained from a broker):   {drain:>9.0}/s");
     println!(
         "  node CPU {:.1} µs per reading ({:.0}% of one core while draining); raw verification costs {:.1} µs",
@@ -101,11 +88,11 @@ fn main() -> Result<()> {
         cpu.as_secs_f64() * drain / total as f64 * 100.0,
         1e6 / raw1
     );
-    let flushes = metric(&m, "groundtruth_ingest_flush_seconds_count");
+    let flushes = m.get("groundtruth_ingest_flush_seconds_count");
     println!(
         "  group commits: {flushes:.0}, mean {:.0} readings and {:.2} ms per flush",
-        metric(&m, "groundtruth_ingest_commit_batch_sum") / flushes.max(1.0),
-        metric(&m, "groundtruth_ingest_flush_seconds_sum") * 1e3 / flushes.max(1.0)
+        m.get("groundtruth_ingest_commit_batch_sum") / flushes.max(1.0),
+        m.get("groundtruth_ingest_flush_seconds_sum") * 1e3 / flushes.max(1.0)
     );
     println!();
     println!(
@@ -124,7 +111,7 @@ fn main() -> Result<()> {
 }
 
 /// Waits for `total` stored readings and returns readings/s from the first to the last.
-fn measure_drain(node: &NodeProc, total: u64, label: &str) -> Result<f64> {
+fn measure_drain(node: &Node, total: u64, label: &str) -> Result<f64> {
     let bar = ProgressBar::new(total);
     bar.set_style(ProgressStyle::with_template(&format!(
         "{label}: {{bar:40}} {{pos}}/{{len}} {{per_sec}}"
@@ -132,7 +119,7 @@ fn measure_drain(node: &NodeProc, total: u64, label: &str) -> Result<f64> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut first: Option<(Instant, u64)> = None;
     loop {
-        let stored = metric(&node.scrape()?, "groundtruth_ingest_stored_accepted") as u64;
+        let stored = node.metrics()?.get("groundtruth_ingest_stored_accepted") as u64;
         let now = Instant::now();
         bar.set_position(stored);
         if stored > 0 && first.is_none() {

@@ -16,8 +16,8 @@
 
 use anyhow::{bail, Context, Result};
 use ed25519_dalek::SigningKey;
-use groundtruth_integration::ledger::{devnet_genesis, get_json, http, LedgerNet, NetOptions};
-use groundtruth_ledger::{apply_raw_block, Address, Genesis, State, Tx, TxBody};
+use groundtruth_integration::{Genesis, TestNet};
+use groundtruth_ledger::{apply_raw_block, Address, Genesis as LedgerGenesis, State, Tx, TxBody};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,7 @@ fn transfer(chain_id: &str, k: &SigningKey, nonce: u64, to: Address) -> Vec<u8> 
     Tx {
         signer: addr(k),
         nonce,
-        fee: 0,
+        fee: 1,
         body: TxBody::Transfer { to, amount: 1 },
     }
     .sign(chain_id, k)
@@ -56,7 +56,7 @@ fn encode_batch(txs: &[Vec<u8>]) -> Vec<u8> {
 
 /// `apply_raw_block` throughput of the pure ledger, one thread, blocks of `block` transfers.
 fn baseline(genesis: &str, keys: &[SigningKey], total: usize, block: usize) -> Result<f64> {
-    let g = Genesis::from_toml(genesis)?;
+    let g = LedgerGenesis::from_toml(genesis)?;
     let mut state = State::from_genesis(&g)?;
     let chain_id = state.chain_id().to_string();
     let sink = addr(&keys[0]);
@@ -77,6 +77,17 @@ fn baseline(genesis: &str, keys: &[SigningKey], total: usize, block: usize) -> R
         }
     }
     Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// `200ms`, `1s` or `1.5s`.
+fn parse_duration(s: &str) -> Result<Duration> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return Ok(Duration::from_millis(ms.parse()?));
+    }
+    if let Some(secs) = s.strip_suffix('s') {
+        return Ok(Duration::from_secs_f64(secs.parse()?));
+    }
+    bail!("{s}: expected a duration such as 200ms or 1s")
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -106,31 +117,30 @@ fn main() -> Result<()> {
         }
     }
     let keys: Vec<SigningKey> = (0..accounts).map(account_key).collect();
-    let mut genesis = devnet_genesis(100)?;
+    let mut genesis = Genesis::devnet()?.epoch_length(100);
     for k in &keys {
-        genesis.push_str(&format!(
-            "\n[[accounts]]\naddress = \"{}\"\nbalance = 1000000000\n",
-            addr(k)
-        ));
+        genesis = genesis.account(&addr(k).to_string(), 1_000_000_000);
     }
+    let genesis_text = genesis.to_toml()?;
 
-    let base = baseline(&genesis, &keys, 20_000, 2_000)?;
+    let base = baseline(&genesis_text, &keys, 20_000, 2_000)?;
     println!(
         "baseline: pure ledger apply_raw_block, 1 thread, blocks of 2000 transfers: {base:.0} tx/s"
     );
 
-    let dir = tempfile::tempdir()?;
-    let opts = NetOptions {
-        block_time: Box::leak(block_time.clone().into_boxed_str()),
-        mempool_max_txs: 200_000,
-    };
-    let net = LedgerNet::start(dir.path(), &genesis, 4, &opts)?;
+    let net = TestNet::builder()
+        .validators(4)
+        .consensus(true)
+        .genesis(genesis)
+        .block_time(parse_duration(&block_time)?)
+        .mempool_max_txs(200_000)
+        .build()?;
     net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60))?;
-    let chain_id = net.validators[0].status()?["chain_id"]
+    let chain_id = net.node(0).status()?["chain_id"]
         .as_str()
         .context("chain id")?
         .to_string();
-    let apis: Vec<_> = net.validators.iter().map(|v| v.api).collect();
+    let apis: Vec<_> = net.nodes().iter().map(|v| v.api()).collect();
 
     let pending: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let latencies: Arc<Mutex<Vec<(Instant, f64)>>> = Arc::default();
@@ -148,7 +158,7 @@ fn main() -> Result<()> {
             in_block_rejected.clone(),
         );
         let api = apis[0];
-        let mut next = net.validators[0].height() + 1;
+        let mut next = net.node(0).height() + 1;
         std::thread::spawn(move || {
             let deadline_after_stop = Duration::from_secs(15);
             let mut stopped_at: Option<Instant> = None;
@@ -161,7 +171,7 @@ fn main() -> Result<()> {
                         return;
                     }
                 }
-                match get_json(api, &format!("/block/{next}")) {
+                match api.get_json(&format!("/block/{next}")) {
                     Ok((200, b)) => {
                         let now = Instant::now();
                         let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -212,11 +222,11 @@ fn main() -> Result<()> {
                     .map(|(key, n)| transfer(&chain_id, key, *n, sink))
                     .collect();
                 let at = Instant::now();
-                let (code, body) = http(api, "POST", "/txs", &encode_batch(&txs))?;
-                if code != 200 {
-                    bail!("POST /txs: {code} {}", String::from_utf8_lossy(&body));
+                let r = api.post("/txs", &encode_batch(&txs))?;
+                if r.status != 200 {
+                    bail!("POST /txs: {} {}", r.status, r.text());
                 }
-                let results: serde_json::Value = serde_json::from_slice(&body)?;
+                let results = r.json()?;
                 let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
                 for (i, r) in results.as_array().into_iter().flatten().enumerate() {
                     match r["hash"].as_str() {
@@ -253,7 +263,7 @@ fn main() -> Result<()> {
     let rate = in_window as f64 / window;
     let mut l: Vec<f64> = lat.iter().map(|(_, d)| *d).collect();
     l.sort_by(|a, b| a.total_cmp(b));
-    let heights: Vec<u64> = net.validators.iter().map(|v| v.height()).collect();
+    let heights: Vec<u64> = net.nodes().iter().map(|v| v.height()).collect();
     println!(
         "4 validators, {accounts} accounts, block time {block_time}, at most {max_in_flight} in flight, {seconds} s of load on {} cores",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)

@@ -2,12 +2,10 @@
 //! valid published readings: none lost, none duplicated.
 
 use anyhow::Result;
-use groundtruth_integration::{start_rumqttd, BrokerMode, FleetSpec, Mosquitto, NodeProc, Proc};
-use std::net::SocketAddr;
-use std::path::Path;
+use groundtruth_integration::{Broker, FleetSpec, Manifest, TestNet};
 use std::time::{Duration, Instant};
 
-fn crash_while_publishing(dir: &Path, broker: BrokerMode, seed: u64) -> Result<()> {
+fn crash_while_publishing(broker: Broker, seed: u64) -> Result<()> {
     // 150 devices × 120 intervals = 18,000 readings over about 6 s of simulated-time pacing.
     let spec = FleetSpec {
         seed,
@@ -18,17 +16,8 @@ fn crash_while_publishing(dir: &Path, broker: BrokerMode, seed: u64) -> Result<(
         faults: "none".into(),
         intervals: 120,
     };
-    let genesis = dir.join("genesis.toml");
-    spec.write_genesis(&genesis)?;
-    let mut node = NodeProc::start(dir, &genesis, broker)?;
-    let broker: SocketAddr = broker.addr();
-    let manifest_path = dir.join("manifest.json");
-    let mut sim: Proc = spec.spawn(
-        broker,
-        &manifest_path,
-        &["--speedup", "6000", "--linger-s", "12"],
-        &dir.join("sim.log"),
-    )?;
+    let mut net = TestNet::builder().broker(broker).fleet(spec).build()?;
+    let (mut sim, manifest_path) = net.spawn_fleet(&["--speedup", "6000", "--linger-s", "12"])?;
     let mut kills = 0;
     let started = Instant::now();
     while sim.is_running() {
@@ -38,9 +27,9 @@ fn crash_while_publishing(dir: &Path, broker: BrokerMode, seed: u64) -> Result<(
             .get(kills)
             .is_some_and(|t| started.elapsed().as_millis() >= *t);
         if due {
-            node.proc.kill9();
+            net.node_mut(0).kill9();
             kills += 1;
-            node.restart()?;
+            net.node_mut(0).restart()?;
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(120),
@@ -51,35 +40,29 @@ fn crash_while_publishing(dir: &Path, broker: BrokerMode, seed: u64) -> Result<(
         kills >= 2,
         "the node was killed only {kills} times before the fleet finished; slow the fleet down"
     );
-    let manifest = groundtruth_integration::Manifest::read(&manifest_path)?;
+    let manifest = Manifest::read(&manifest_path)?;
+    let node = net.node_mut(0);
     node.wait_stored(manifest.accepted.len() as u64, Duration::from_secs(60))?;
-    let mut stored = node.stop_and_list_accepted()?;
-    stored.sort();
-    let mut expected = manifest.accepted;
-    expected.sort();
+    let stored = node.stop_and_list_accepted()?;
     assert_eq!(
         stored.len(),
-        expected.len(),
+        manifest.accepted.len(),
         "stored {} readings, published {} valid ones",
         stored.len(),
-        expected.len()
+        manifest.accepted.len()
     );
-    assert_eq!(stored, expected);
+    assert_eq!(stored, manifest.accepted);
     Ok(())
 }
 
 #[test]
 fn node_killed_mid_stream_loses_and_duplicates_nothing_rumqttd() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (_broker, addr) = start_rumqttd(dir.path())?;
-    crash_while_publishing(dir.path(), BrokerMode::External(addr), 21)
+    crash_while_publishing(Broker::Standalone, 21)
 }
 
 #[test]
 fn node_killed_mid_stream_loses_and_duplicates_nothing_mosquitto() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mosquitto = Mosquitto::start(dir.path())?;
-    crash_while_publishing(dir.path(), BrokerMode::External(mosquitto.addr), 22)
+    crash_while_publishing(Broker::Mosquitto, 22)
 }
 
 /// With the embedded broker the broker dies with the node, taking readings it had already
@@ -87,12 +70,7 @@ fn node_killed_mid_stream_loses_and_duplicates_nothing_mosquitto() -> Result<()>
 /// asks for them again (PROTOCOL.md, "Resend"), so nothing is lost here either.
 #[test]
 fn node_with_embedded_broker_killed_mid_stream_refills_gaps_by_resend() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    crash_while_publishing(
-        dir.path(),
-        BrokerMode::Embedded(groundtruth_integration::free_addr()),
-        23,
-    )
+    crash_while_publishing(Broker::EmbeddedIn(0), 23)
 }
 
 /// A backlog far larger than every queue in the node (Mosquitto keeps it for the node's
@@ -101,8 +79,6 @@ fn node_with_embedded_broker_killed_mid_stream_refills_gaps_by_resend() -> Resul
 /// and the committer could wait on each other here.
 #[test]
 fn node_drains_a_backlog_larger_than_its_queues() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mosquitto = Mosquitto::start(dir.path())?;
     let spec = FleetSpec {
         seed: 24,
         energy: 500,
@@ -112,14 +88,16 @@ fn node_drains_a_backlog_larger_than_its_queues() -> Result<()> {
         faults: "none".into(),
         intervals: 60,
     };
-    let genesis = dir.path().join("genesis.toml");
-    spec.write_genesis(&genesis)?;
-    let mut node = NodeProc::start(dir.path(), &genesis, BrokerMode::External(mosquitto.addr))?;
-    // Let the node create its persistent session, then take it away while the fleet publishes.
-    node.wait_for_connected(Duration::from_secs(10))?;
-    node.proc.kill9();
-    let manifest = spec.run(mosquitto.addr, dir.path(), &["--presign"])?;
+    // The builder waits until the node's persistent sessions exist; take the node away
+    // while the fleet publishes.
+    let mut net = TestNet::builder()
+        .broker(Broker::Mosquitto)
+        .fleet(spec)
+        .build()?;
+    net.node_mut(0).kill9();
+    let manifest = net.run_fleet(&["--presign"])?;
     assert_eq!(manifest.accepted.len(), 30_000);
+    let node = net.node_mut(0);
     node.restart()?;
     node.wait_stored(30_000, Duration::from_secs(120))?;
     let stored = node.stop_and_list_accepted()?;

@@ -2,15 +2,12 @@
 
 use anyhow::Result;
 use groundtruth_firmware_sim::Expect;
-use groundtruth_integration::{
-    free_addr, outcome_counts, BrokerMode, FleetSpec, Mosquitto, NodeProc,
-};
-use std::path::Path;
+use groundtruth_integration::{Broker, FleetSpec, TestNet};
 use std::time::Duration;
 
-fn fault_fleet() -> FleetSpec {
+fn fault_fleet(seed: u64) -> FleetSpec {
     FleetSpec {
-        seed: 7,
+        seed,
         energy: 40,
         gpu: 6,
         storage: 6,
@@ -20,13 +17,12 @@ fn fault_fleet() -> FleetSpec {
     }
 }
 
-fn assert_exact_outcome(
-    dir: &Path,
-    node: &mut NodeProc,
-    broker: std::net::SocketAddr,
-    spec: &FleetSpec,
-) -> Result<()> {
-    let manifest = spec.run(broker, dir, &[])?;
+fn assert_exact_outcome(broker: Broker, seed: u64) -> Result<()> {
+    let mut net = TestNet::builder()
+        .broker(broker)
+        .fleet(fault_fleet(seed))
+        .build()?;
+    let manifest = net.run_fleet(&[])?;
     // Every fault kind is present, so each reason is exercised.
     for label in Expect::ALL.map(Expect::label) {
         assert!(
@@ -35,19 +31,17 @@ fn assert_exact_outcome(
             manifest.expected
         );
     }
+    let node = net.node_mut(0);
     let metrics = node.wait_received(manifest.messages, Duration::from_secs(60))?;
     assert_eq!(
-        outcome_counts(&metrics),
+        metrics.outcomes(),
         manifest.expected,
         "node outcome counts differ from the fleet's manifest"
     );
-    let mut stored = node.stop_and_list_accepted()?;
-    stored.sort();
-    let mut expected = manifest.accepted.clone();
-    expected.sort();
-    assert_eq!(stored.len(), expected.len());
+    let stored = node.stop_and_list_accepted()?;
+    assert_eq!(stored.len(), manifest.accepted.len());
     assert_eq!(
-        stored, expected,
+        stored, manifest.accepted,
         "stored readings differ from the valid published ones"
     );
     Ok(())
@@ -55,25 +49,10 @@ fn assert_exact_outcome(
 
 #[test]
 fn every_fault_kind_gets_its_exact_outcome_with_the_embedded_broker() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let spec = fault_fleet();
-    let genesis = dir.path().join("genesis.toml");
-    spec.write_genesis(&genesis)?;
-    let broker = free_addr();
-    let mut node = NodeProc::start(dir.path(), &genesis, BrokerMode::Embedded(broker))?;
-    assert_exact_outcome(dir.path(), &mut node, broker, &spec)
+    assert_exact_outcome(Broker::EmbeddedIn(0), 7)
 }
 
 #[test]
 fn every_fault_kind_gets_its_exact_outcome_through_mosquitto() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mosquitto = Mosquitto::start(dir.path())?;
-    let spec = FleetSpec {
-        seed: 11,
-        ..fault_fleet()
-    };
-    let genesis = dir.path().join("genesis.toml");
-    spec.write_genesis(&genesis)?;
-    let mut node = NodeProc::start(dir.path(), &genesis, BrokerMode::External(mosquitto.addr))?;
-    assert_exact_outcome(dir.path(), &mut node, mosquitto.addr, &spec)
+    assert_exact_outcome(Broker::Mosquitto, 11)
 }

@@ -5,26 +5,17 @@
 
 use anyhow::{ensure, Context, Result};
 use ed25519_dalek::SigningKey;
-use groundtruth_integration::groundtruth_bin;
-use groundtruth_integration::ledger::{get_json, http, write_key_file, LedgerNet, NetOptions};
+use groundtruth_integration::{groundtruth, write_key_file, Genesis, TestNet};
 use groundtruth_ledger::testkit;
 use groundtruth_ledger::{Address, DoubleSignEvidence, Evidence, Tx, TxBody, VoteKind};
 use serde_json::Value;
-use std::process::Command;
 use std::time::Duration;
 
 const ALL: [usize; 4] = [0, 1, 2, 3];
 
 fn cli(args: &[String]) -> Result<(bool, String)> {
-    let out = Command::new(groundtruth_bin()?).args(args).output()?;
-    Ok((
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
+    let out = groundtruth(args)?;
+    Ok((out.ok, out.text))
 }
 
 fn power_of(v: &Value, key: &str) -> Option<u64> {
@@ -37,10 +28,13 @@ fn power_of(v: &Value, key: &str) -> Option<u64> {
 
 #[test]
 fn four_validators_replicate_the_ledger() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let genesis = groundtruth_integration::ledger::devnet_genesis(10)?;
-    let mut net = LedgerNet::start(dir.path(), &genesis, 4, &NetOptions::default())?;
-    let api = |i: usize| format!("http://{}", net.validators[i].api);
+    let mut net = TestNet::builder()
+        .validators(4)
+        .consensus(true)
+        .genesis(Genesis::devnet()?.epoch_length(10))
+        .build()?;
+    let dir = net.dir().to_path_buf();
+    let api = |i: usize| net.node(i).api().url();
 
     // 1. All decide the same blocks and state roots.
     net.wait_height(&ALL, 3, Duration::from_secs(40))?;
@@ -49,9 +43,9 @@ fn four_validators_replicate_the_ledger() -> Result<()> {
     }
 
     // 2. `groundtruth tx register-device` on validator 0 → visible on every validator.
-    let provider_key = dir.path().join("provider.key");
+    let provider_key = dir.join("provider.key");
     write_key_file(&provider_key, [100; 32])?;
-    let device_key = dir.path().join("meter.key");
+    let device_key = dir.join("meter.key");
     let (ok, out) = cli(&[
         "keygen".into(),
         "--out".into(),
@@ -99,7 +93,7 @@ fn four_validators_replicate_the_ledger() -> Result<()> {
     }
 
     // 3. A bond by operator 0 raises its power from the next epoch (epochs are 10 blocks).
-    let op0 = dir.path().join("op0.key");
+    let op0 = dir.join("op0.key");
     write_key_file(&op0, [10; 32])?;
     let (ok, out) = cli(&[
         "tx",
@@ -114,7 +108,7 @@ fn four_validators_replicate_the_ledger() -> Result<()> {
     .map(String::from))?;
     ensure!(ok, "bond failed: {out}");
     let key40 = Address(testkit::key(40).verifying_key().to_bytes()).to_string();
-    let before = get_json(net.validators[1].api, "/state/validators")?.1;
+    let before = net.node(1).api().get_json("/state/validators")?.1;
     ensure!(
         power_of(&before, &key40) == Some(10_000),
         "power changed before the epoch ended: {before}"
@@ -124,11 +118,11 @@ fn four_validators_replicate_the_ledger() -> Result<()> {
     })?;
 
     // 4. With validator 2 killed the others keep finalizing; restarted, it catches up.
-    net.validators[2].proc.kill9();
-    let h = net.validators[0].height();
+    net.node_mut(2).kill9();
+    let h = net.node(0).height();
     net.wait_height(&[0, 1, 3], h + 5, Duration::from_secs(30))?;
-    net.validators[2].restart()?;
-    let target = net.validators[0].height() + 2;
+    net.node_mut(2).restart()?;
+    let target = net.node(0).height() + 2;
     net.wait_height(&ALL, target, Duration::from_secs(40))?;
     net.agreed_root(&ALL, target)?;
 
@@ -138,13 +132,13 @@ fn four_validators_replicate_the_ledger() -> Result<()> {
     let offender = testkit::key(43);
     let reporter: SigningKey = testkit::key(101);
     let reporter_addr = Address(reporter.verifying_key().to_bytes());
-    let status = net.validators[0].status()?;
+    let status = net.node(0).status()?;
     let chain_id = status["chain_id"].as_str().context("chain id")?.to_string();
-    let nonce = get_json(
-        net.validators[0].api,
-        &format!("/state/account/{reporter_addr}"),
-    )?
-    .1["nonce"]
+    let nonce = net
+        .node(0)
+        .api()
+        .get_json(&format!("/state/account/{reporter_addr}"))?
+        .1["nonce"]
         .as_u64()
         .context("nonce")?;
     let evidence = DoubleSignEvidence {
@@ -155,20 +149,16 @@ fn four_validators_replicate_the_ledger() -> Result<()> {
     let tx = Tx {
         signer: reporter_addr,
         nonce,
-        fee: 0,
+        fee: 1,
         body: TxBody::SubmitEvidence(Evidence::DoubleSign(evidence)),
     }
     .sign(&chain_id, &reporter);
-    let (code, body) = http(net.validators[0].api, "POST", "/tx", &tx.encode())?;
-    ensure!(
-        code == 200,
-        "evidence rejected: {}",
-        String::from_utf8_lossy(&body)
-    );
+    let r = net.node(0).api().post("/tx", &tx.encode())?;
+    ensure!(r.status == 200, "evidence rejected: {}", r.text());
     // Garbage is refused with a reason.
-    let (code, body) = http(net.validators[0].api, "POST", "/tx", b"not a transaction")?;
-    ensure!(code == 400, "garbage admitted");
-    let v: Value = serde_json::from_slice(&body)?;
+    let r = net.node(0).api().post("/tx", b"not a transaction")?;
+    ensure!(r.status == 400, "garbage admitted");
+    let v = r.json()?;
     ensure!(v["reason"] == "malformed", "unexpected rejection {v}");
 
     let op3 = Address(testkit::key(13).verifying_key().to_bytes()).to_string();
@@ -201,7 +191,7 @@ fn four_validators_replicate_the_ledger() -> Result<()> {
         );
     }
     // The three remaining validators keep finalizing and agree.
-    let h = net.validators[0].height();
+    let h = net.node(0).height();
     net.wait_height(&ALL, h + 3, Duration::from_secs(30))?;
     net.agreed_root(&ALL, h + 3)?;
     Ok(())

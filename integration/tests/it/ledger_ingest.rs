@@ -4,15 +4,12 @@
 //! readings for one (device, seq) are caught at ingest and become a `SubmitEvidence` that
 //! slashes the owner's provider stake on every validator.
 
-use anyhow::{bail, ensure, Context, Result};
-use groundtruth_device_sdk::{topics, DeviceKey, EnergyReading, Reading, ReadingBody};
-use groundtruth_integration::ledger::{get_json, write_key_file, LedgerNet, NetOptions};
-use groundtruth_integration::{groundtruth_bin, outcome_counts, scrape};
-use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
+use anyhow::{ensure, Context, Result};
+use groundtruth_device_sdk::{topics, DeviceKey};
+use groundtruth_integration::mqtt::{energy_frame, publish_all};
+use groundtruth_integration::{groundtruth, write_key_file, Genesis, TestNet};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ALL: [usize; 4] = [0, 1, 2, 3];
 /// The validator whose embedded broker the device publishes to.
@@ -28,144 +25,45 @@ const EQUIVOCATION_BP: u64 = 1000;
 /// Registered capacity (W): at most 333 Wh per 300 s interval.
 const CAPACITY: u64 = 4000;
 
-/// A validly signed 5-minute energy reading.
-fn reading(key: &DeviceKey, seq: u64, energy_wh: u64, register_wh: u64) -> Vec<u8> {
-    let interval_start_s = 1_700_000_000 + seq * 300;
-    key.sign(Reading {
-        device: key.device_id(),
-        seq,
-        timestamp_ms: (interval_start_s + 300) * 1000,
-        body: ReadingBody::Energy(EnergyReading {
-            interval_start_s,
-            interval_len_s: 300,
-            energy_wh,
-            register_wh,
-        }),
-    })
-    .to_frame()
-}
-
-/// Publishes `frames` on the device's readings topic (QoS 1) and waits for every PUBACK.
-fn publish(broker: SocketAddr, key: &DeviceKey, frames: &[Vec<u8>]) -> Result<()> {
-    static CONNECTIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut opts = MqttOptions::new(
-        format!("ledger-ingest-device-{n}"),
-        broker.ip().to_string(),
-        broker.port(),
-    );
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut conn) = Client::new(opts, 16);
-    let topic = topics::readings_topic(&key.device_id());
-    for frame in frames {
-        client.publish(topic.clone(), QoS::AtLeastOnce, false, frame.clone())?;
-    }
-    let until = Instant::now() + Duration::from_secs(10);
-    let mut acked = 0;
-    while acked < frames.len() {
-        if Instant::now() > until {
-            bail!(
-                "{acked} of {} publishes acknowledged by {broker}",
-                frames.len()
-            );
-        }
-        match conn.recv_timeout(Duration::from_millis(200)) {
-            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
-            Ok(Ok(_)) | Err(_) => {}
-            Ok(Err(e)) => bail!("MQTT connection to {broker}: {e}"),
-        }
-    }
-    client.disconnect()?;
-    // Drive the loop until the DISCONNECT is on the wire.
-    while let Ok(Ok(event)) = conn.recv_timeout(Duration::from_millis(500)) {
-        if matches!(event, Event::Outgoing(Outgoing::Disconnect)) {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// The ingest outcome counts of a validator (`accepted`, then one entry per rejection reason).
-fn outcomes(net: &LedgerNet, i: usize) -> BTreeMap<String, u64> {
-    scrape(net.validators[i].api)
-        .map(|m| outcome_counts(&m))
-        .unwrap_or_default()
-}
-
 fn count(m: &BTreeMap<String, u64>, label: &str) -> u64 {
     m.get(label).copied().unwrap_or(0)
 }
 
-/// Waits until `label` reaches `at_least` on validator `i`; `republish` (if any) runs every
-/// couple of seconds meanwhile, for messages published before the node had subscribed.
-fn wait_outcome(
-    net: &LedgerNet,
-    i: usize,
-    label: &str,
-    at_least: u64,
-    timeout: Duration,
-    mut republish: impl FnMut() -> Result<()>,
-) -> Result<BTreeMap<String, u64>> {
-    let until = Instant::now() + timeout;
-    let mut last_publish = Instant::now();
-    loop {
-        let m = outcomes(net, i);
-        if count(&m, label) >= at_least {
-            return Ok(m);
-        }
-        if Instant::now() > until {
-            bail!("validator {i}: {label} did not reach {at_least} within {timeout:?}; outcomes {m:?}");
-        }
-        if last_publish.elapsed() > Duration::from_secs(2) {
-            republish()?;
-            last_publish = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn cli(args: &[String]) -> Result<String> {
-    let out = Command::new(groundtruth_bin()?).args(args).output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(out.status.success(), "groundtruth {args:?} failed: {text}");
-    Ok(text)
+    let out = groundtruth(args)?;
+    ensure!(out.ok, "groundtruth {args:?} failed: {}", out.text);
+    Ok(out.text)
 }
 
 #[test]
 fn ingest_checks_the_ledger_registry_and_device_equivocation_slashes_the_owner() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let genesis = groundtruth_integration::ledger::devnet_genesis(100)?;
-    let net = LedgerNet::start(dir.path(), &genesis, 4, &NetOptions::default())?;
+    let net = TestNet::builder()
+        .validators(4)
+        .consensus(true)
+        .genesis(Genesis::devnet()?.epoch_length(100))
+        .build()?;
     net.wait_height(&ALL, 1, Duration::from_secs(30))?;
-    let broker = net.validators[INGEST].broker;
+    let dir = net.dir().to_path_buf();
+    let ingest = net.node(INGEST);
+    let broker = ingest.broker();
 
     // A device key that is in no genesis file.
-    let device_key_file = dir.path().join("meter.key");
+    let device_key_file = dir.join("meter.key");
     write_key_file(&device_key_file, [77; 32])?;
     let key = DeviceKey::from_seed(&[77; 32]);
+    let topic = topics::readings_topic(&key.device_id());
+    let publish = |frames: &[Vec<u8>]| publish_all(broker, &topic, frames);
     let device = key.device_id().to_string();
-    let (code, _) = get_json(
-        net.validators[INGEST].api,
-        &format!("/state/device/{device}"),
-    )?;
+    let (code, _) = ingest.api().get_json(&format!("/state/device/{device}"))?;
     ensure!(code == 404, "device unexpectedly known to the ledger");
 
     // 1. Unregistered: a valid reading is rejected as unknown_device (republished until the
     // node's subscription is up: the broker keeps nothing for a topic nobody subscribed to).
-    let first = reading(&key, 0, 100, 100);
-    publish(broker, &key, std::slice::from_ref(&first))?;
-    let m = wait_outcome(
-        &net,
-        INGEST,
-        "unknown_device",
-        1,
-        Duration::from_secs(15),
-        || publish(broker, &key, std::slice::from_ref(&first)),
-    )?;
+    let first = energy_frame(&key, 0, 100, 100);
+    publish(std::slice::from_ref(&first))?;
+    let m = ingest.wait_outcome("unknown_device", 1, Duration::from_secs(15), || {
+        publish(std::slice::from_ref(&first))
+    })?;
     ensure!(
         count(&m, "accepted") == 0,
         "accepted before registration: {m:?}"
@@ -173,7 +71,7 @@ fn ingest_checks_the_ledger_registry_and_device_equivocation_slashes_the_owner()
 
     // 2. `groundtruth tx register-device` (owner: provider seed 100) through another validator;
     // once the block is applied on the ingesting validator, readings are accepted.
-    let provider_key = dir.path().join("provider.key");
+    let provider_key = dir.join("provider.key");
     write_key_file(&provider_key, [100; 32])?;
     cli(&[
         "tx",
@@ -189,7 +87,7 @@ fn ingest_checks_the_ledger_registry_and_device_equivocation_slashes_the_owner()
         "--region",
         "DE-BY",
         "--node",
-        &format!("http://{}", net.validators[1].api),
+        &net.node(1).api().url(),
     ]
     .map(String::from))?;
     net.wait_all(
@@ -198,29 +96,22 @@ fn ingest_checks_the_ledger_registry_and_device_equivocation_slashes_the_owner()
         Duration::from_secs(15),
         |v| v["status"] == "active" && v["owner"] == PROVIDER,
     )?;
-    let seq0 = reading(&key, 0, 120, 120);
-    let seq1 = reading(&key, 1, 300, 420);
+    let seq0 = energy_frame(&key, 0, 120, 120);
+    let seq1 = energy_frame(&key, 1, 300, 420);
     let registered = [seq0, seq1];
-    publish(broker, &key, &registered)?;
+    publish(&registered)?;
     // Republished (harmless duplicates) in case the API showed the block a moment before the
     // ingest registry was swapped.
-    let m = wait_outcome(&net, INGEST, "accepted", 2, Duration::from_secs(10), || {
-        publish(broker, &key, &registered)
+    let m = ingest.wait_outcome("accepted", 2, Duration::from_secs(10), || {
+        publish(&registered)
     })?;
     ensure!(count(&m, "equivocation") == 0, "outcomes {m:?}");
 
     // 3. A second, different, validly signed reading for seq 1 is equivocation at ingest...
-    let before = outcomes(&net, INGEST);
-    let conflicting = reading(&key, 1, 200, 320);
-    publish(broker, &key, &[conflicting])?;
-    let m = wait_outcome(
-        &net,
-        INGEST,
-        "equivocation",
-        1,
-        Duration::from_secs(10),
-        || Ok(()),
-    )?;
+    let before = ingest.outcomes();
+    let conflicting = energy_frame(&key, 1, 200, 320);
+    publish(&[conflicting])?;
+    let m = ingest.wait_outcome("equivocation", 1, Duration::from_secs(10), || Ok(()))?;
     ensure!(
         count(&m, "accepted") == count(&before, "accepted"),
         "the conflicting reading was accepted: {m:?}"
@@ -261,14 +152,17 @@ fn ingest_checks_the_ledger_registry_and_device_equivocation_slashes_the_owner()
         );
     }
     for i in ALL {
-        let (_, acc) = get_json(net.validators[i].api, &format!("/state/account/{PROVIDER}"))?;
+        let (_, acc) = net
+            .node(i)
+            .api()
+            .get_json(&format!("/state/account/{PROVIDER}"))?;
         ensure!(
             acc["provider"]["stake"].as_u64() == Some(PROVIDER_STAKE - slashed),
             "validator {i}: provider stake not slashed by {EQUIVOCATION_BP} bp: {acc}"
         );
     }
     // The validators still agree on the state after the slash.
-    let h = net.validators[INGEST].height();
+    let h = ingest.height();
     net.wait_height(&ALL, h, Duration::from_secs(10))?;
     net.agreed_root(&ALL, h)?;
     Ok(())

@@ -1,5 +1,6 @@
 //! Multi-process end-to-end tests: real brokers, real node processes, real fleets.
 
+mod acceptance;
 mod crash;
 mod ingest;
 mod ledger;
