@@ -244,16 +244,72 @@ pub async fn serve_with(
     registry: Arc<Registry>,
     api: axum::Router,
 ) -> std::io::Result<()> {
-    let app = api
-        .merge(router(registry))
-        .method_not_allowed_fallback(groundtruth_api::problem::method_not_allowed);
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    axum::serve(listener, app).await
+    axum::serve(listener, app(registry, api)).await
+}
+
+/// `/metrics` merged into the API router; wrong methods on any route answer problem+json.
+pub fn app(registry: Arc<Registry>, api: axum::Router) -> axum::Router {
+    api.merge(router(registry))
+        .method_not_allowed_fallback(groundtruth_api::problem::method_not_allowed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The node's listener as served: the API without a ledger, `/metrics`, problem+json
+    /// fallbacks, read with the API's client.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metrics_and_api_share_one_listener(
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        use crate::chain::read_model::{api_config, HealthBounds, NodeReadModel};
+        use crate::ingest::registry::{Registry as Devices, SharedRegistry};
+        let mut registry = Registry::default();
+        let ingest = IngestMetrics::register(&mut registry);
+        ingest.received.inc();
+        let model = NodeReadModel::new(
+            None,
+            SharedRegistry::new(Devices::from_records(std::iter::empty())),
+            ingest.heartbeat.clone(),
+            HealthBounds::for_block_time(Duration::from_millis(500)),
+        );
+        let api = groundtruth_api::router(Arc::new(model), api_config());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server =
+            tokio::spawn(async move { axum::serve(listener, app(Arc::new(registry), api)).await });
+        ingest.heartbeat.beat_serving();
+        tokio::task::spawn_blocking(
+            move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                let c = groundtruth_api::ApiClient::new(&addr.to_string())?;
+                assert!(c
+                    .metrics_text()?
+                    .contains("groundtruth_ingest_received_total 1"));
+                let h = c.health()?;
+                assert!(h.ok, "{h:?}");
+                assert!(c.readiness()?.ok);
+                assert_eq!(
+                    c.status()
+                        .err()
+                        .and_then(|e| e.reason().map(str::to_string)),
+                    Some("not_served".into())
+                );
+                let r = c.request("POST", "/metrics", &[], &[])?;
+                assert_eq!(r.status, 405);
+                assert_eq!(r.content_type.as_deref(), Some("application/problem+json"));
+                let r = c.request("GET", "/nope", &[], &[])?;
+                assert_eq!(
+                    (r.status, r.content_type.as_deref()),
+                    (404, Some("application/problem+json"))
+                );
+                Ok(())
+            },
+        )
+        .await??;
+        server.abort();
+        Ok(())
+    }
 
     #[test]
     fn heartbeat_records_beats_and_serving() {
