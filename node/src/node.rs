@@ -198,6 +198,17 @@ pub async fn run(
         generations.push(generation);
     }
     drop(tx);
+    if let Some(c) = &chain {
+        // Evidence is persisted at ingest before anything else; this resubmits it until the
+        // ledger has acted on it (the device is suspended), so a full channel, a restart or a
+        // lost transaction never drops a slashing.
+        tokio::spawn(resubmit_evidence(
+            store.clone(),
+            registry.clone(),
+            c.evidence_sender(),
+            EVIDENCE_RESUBMIT_INTERVAL,
+        ));
+    }
     let ctx = IngestContext {
         config: config.ingest.clone(),
         max_payload: config.mqtt.max_payload_bytes,
@@ -219,6 +230,51 @@ pub async fn run(
         () = shutdown => {
             tracing::info!(target: "node", "shutting down");
             Ok(())
+        }
+    }
+}
+
+/// How often stored device evidence the ledger has not acted on yet is resubmitted.
+pub const EVIDENCE_RESUBMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Resubmits, every `every`, one stored equivocation per device that is still active on the
+/// ledger (one incident slashes once; the ledger refuses the rest as duplicates).
+async fn resubmit_evidence(
+    store: Store,
+    registry: SharedRegistry,
+    evidence: tokio::sync::mpsc::Sender<(Vec<u8>, Vec<u8>)>,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        let registry = registry.load();
+        let pending = tokio::task::spawn_blocking(move || {
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::new();
+            for item in store.evidence() {
+                match item {
+                    Ok((device, _, first, second)) => {
+                        if registry.get(&device).is_some() && seen.insert(device) {
+                            out.push((first, second));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "node::chain", error = %e, "reading stored evidence failed");
+                        break;
+                    }
+                }
+            }
+            out
+        })
+        .await
+        .unwrap_or_default();
+        for item in pending {
+            if evidence.send(item).await.is_err() {
+                return;
+            }
         }
     }
 }
