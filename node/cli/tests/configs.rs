@@ -5,7 +5,7 @@ use groundtruth_node::ingest::registry::Registry;
 use std::path::{Path, PathBuf};
 
 fn configs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs")
 }
 
 #[test]
@@ -25,8 +25,10 @@ fn every_config_file_parses() {
             .to_string();
         match name.as_str() {
             "validator.toml" | "devnet.toml" => {
-                NodeConfig::load(Some(&path)).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let c = NodeConfig::load(Some(&path)).unwrap_or_else(|e| panic!("{name}: {e}"));
+                c.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
             }
+            "mosquitto" => check_mosquitto(&path),
             "genesis.toml" => {
                 let registry = Registry::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert!(!registry.is_empty(), "genesis registers no device");
@@ -45,6 +47,47 @@ fn every_config_file_parses() {
         seen.len() >= 4,
         "expected the devnet, validator, fleet and genesis files, saw {seen:?}"
     );
+}
+
+/// The Mosquitto profile: every ACL line is a directive Mosquitto knows, devices are confined
+/// to their own topics by pattern, and the broker config refuses anonymous and retained use.
+fn check_mosquitto(dir: &Path) {
+    let acl = std::fs::read_to_string(dir.join("acl")).expect("acl readable");
+    let mut patterns = Vec::new();
+    for line in acl
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["user", name] => assert!(
+                name.starts_with("validator:") || name.starts_with("gateway:"),
+                "{line}"
+            ),
+            ["topic" | "pattern", "read" | "write", topic] => {
+                assert!(topic.starts_with("gt/v1/"), "{line}");
+                if words[0] == "pattern" {
+                    patterns.push(line.to_string());
+                }
+            }
+            _ => panic!("configs/mosquitto/acl: unknown line {line:?}"),
+        }
+    }
+    assert!(patterns.contains(&"pattern write gt/v1/readings/+/%u".to_string()));
+    assert!(patterns.contains(&"pattern read gt/v1/resend/%u".to_string()));
+    let conf = std::fs::read_to_string(dir.join("mosquitto.conf")).expect("conf readable");
+    for required in [
+        "allow_anonymous false",
+        "retain_available false",
+        "acl_file configs/mosquitto/acl",
+    ] {
+        assert!(
+            conf.lines().any(|l| l.trim() == required),
+            "mosquitto.conf lacks {required:?}"
+        );
+    }
+    assert!(dir.join("README.md").is_file());
 }
 
 #[test]
