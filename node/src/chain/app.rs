@@ -224,3 +224,90 @@ impl Application for ChainApp {
         (h > 0).then_some((h, ledger.root))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::registry::SharedRegistry;
+    use groundtruth_consensus::CommitCertificate;
+    use groundtruth_ledger::testkit::{address, sign_tx, TestNet};
+    use std::sync::{Mutex, RwLock};
+
+    fn app(dir: &std::path::Path) -> (ChainApp, tokio::sync::watch::Receiver<Option<String>>) {
+        let state = TestNet::new(4, 4).state().expect("genesis");
+        let store = StateStore::open(dir).expect("store");
+        store.init(&state).expect("init");
+        let root = state.state_root();
+        let shared = Arc::new(Shared {
+            registry: SharedRegistry::new(super::super::registry_of(&state)),
+            ledger: RwLock::new(super::super::Ledger { state, root }),
+            pool: Mutex::new(groundtruth_ledger::PendingPool::new(16)),
+            recent: Mutex::new(Default::default()),
+        });
+        let (halt, halt_rx) = tokio::sync::watch::channel(None);
+        let (slashes, _) = mpsc::channel(1);
+        let app = ChainApp {
+            shared,
+            store,
+            history: BTreeMap::new(),
+            slashes,
+            halt,
+        };
+        (app, halt_rx)
+    }
+
+    fn block(height: u64, txs: Vec<Bytes>) -> DecidedBlock {
+        DecidedBlock {
+            height,
+            txs,
+            certificate: CommitCertificate {
+                height,
+                round: 0,
+                block_hash: [0; 32],
+                signatures: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_decided_block_that_does_not_apply_halts_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut app, halt) = app(dir.path());
+        let before = app.shared.read().root;
+        // Height 5 does not follow height 0: this state cannot follow that chain.
+        let err = app.commit(&block(5, Vec::new())).expect_err("must halt");
+        assert_eq!(err.height, 5);
+        assert!(halt.borrow().is_some(), "halt not signalled");
+        assert_eq!(app.shared.read().root, before);
+        assert_eq!(app.shared.read().state.height(), 0);
+    }
+
+    #[test]
+    fn committed_blocks_persist_incrementally_and_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = TestNet::new(4, 4);
+        let root = {
+            let (mut app, halt) = app(dir.path());
+            let st = app.shared.read().state.clone();
+            let tx = sign_tx(
+                &st,
+                &n.users[2],
+                1,
+                TxBody::Transfer {
+                    to: address(&n.users[3]),
+                    amount: 9,
+                },
+            );
+            let root = app
+                .commit(&block(1, vec![Bytes::from(tx.encode())]))
+                .expect("commit");
+            assert!(halt.borrow().is_none());
+            root
+        };
+        let store = StateStore::open(dir.path()).expect("reopen");
+        let back = store.load().expect("load").expect("state");
+        assert_eq!(back.height(), 1);
+        assert_eq!(back.state_root(), root);
+        assert_eq!(back.account(&address(&n.users[3])).balance, 1_000_009);
+    }
+}
