@@ -61,6 +61,9 @@ pub struct NodeSection {
     pub data_dir: PathBuf,
     /// Genesis file: the device registry until the ledger takes it over.
     pub genesis: PathBuf,
+    /// This node is part of a devnet: it may run the devnet chain id and the well-known devnet
+    /// keys (derived from seeds anyone knows). Without it the node refuses both.
+    pub devnet: bool,
 }
 
 impl Default for NodeSection {
@@ -69,6 +72,7 @@ impl Default for NodeSection {
             name: "node0".into(),
             data_dir: PathBuf::from(".devnet/node0"),
             genesis: PathBuf::from("configs/genesis.toml"),
+            devnet: false,
         }
     }
 }

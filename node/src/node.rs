@@ -29,6 +29,9 @@ pub enum NodeError {
     /// The replicated ledger could not start.
     #[error(transparent)]
     Chain(#[from] crate::chain::ChainError),
+    /// Devnet chain id or keys on a node not started with `node.devnet = true` / `--devnet`.
+    #[error("{0}: anyone can sign with devnet keys; start with --devnet (node.devnet = true) only for a devnet")]
+    DevnetIdentity(String),
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -75,6 +78,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
     config.validate()?;
+    if config.consensus.enabled && !config.node.devnet {
+        refuse_devnet_identity(&config)?;
+    }
     // With consensus, devices come from the replicated ledger; without, from the genesis file.
     let chain = if config.consensus.enabled {
         Some(crate::chain::Chain::start(&config).await?)
@@ -279,6 +285,48 @@ async fn resubmit_evidence(
     }
 }
 
+/// Chain id of the devnet genesis (`configs/genesis.toml`).
+pub const DEVNET_CHAIN_ID: &str = "groundtruth-devnet";
+
+/// Refuses the devnet chain id and keys derived from a well-known seed (`[n; 32]`, as the
+/// devnet's are) on a node not started as part of a devnet.
+fn refuse_devnet_identity(config: &NodeConfig) -> Result<(), NodeError> {
+    let text = std::fs::read_to_string(&config.node.genesis)
+        .map_err(|e| NodeError::Io("reading the genesis file", e))?;
+    let chain_id = text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| {
+            t.get("chain_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| DEVNET_CHAIN_ID.to_string());
+    if chain_id == DEVNET_CHAIN_ID {
+        return Err(NodeError::DevnetIdentity(format!(
+            "genesis {} has the devnet chain id {DEVNET_CHAIN_ID:?}",
+            config.node.genesis.display()
+        )));
+    }
+    let files =
+        std::iter::once(&config.consensus.key_file).chain(&config.consensus.operator_key_file);
+    for file in files {
+        let Ok(key) = groundtruth_device_sdk::keys::load(file) else {
+            continue; // the ledger service reports unreadable keys itself
+        };
+        let id = key.device_id();
+        if (0..=u8::MAX)
+            .any(|n| groundtruth_device_sdk::DeviceKey::from_seed(&[n; 32]).device_id() == id)
+        {
+            return Err(NodeError::DevnetIdentity(format!(
+                "key {} is a well-known devnet key (seed [n; 32])",
+                file.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// This node's broker username.
 fn own_username(config: &NodeConfig) -> String {
     format!("{}{}", broker::VALIDATOR_USER_PREFIX, config.node.name)
@@ -321,6 +369,40 @@ fn session_suffix(data_dir: &std::path::Path) -> Result<String, NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devnet_chain_id_and_keys_need_the_devnet_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let genesis = dir.path().join("genesis.toml");
+        let mut config = NodeConfig::default();
+        config.node.genesis = genesis.clone();
+        config.consensus.key_file = dir.path().join("consensus.key");
+        std::fs::write(&genesis, "chain_id = \"groundtruth-devnet\"\n").expect("write");
+        assert!(matches!(
+            refuse_devnet_identity(&config),
+            Err(NodeError::DevnetIdentity(_))
+        ));
+        std::fs::write(&genesis, "chain_id = \"groundtruth-mainnet\"\n").expect("write");
+        groundtruth_device_sdk::keys::save(
+            &groundtruth_device_sdk::DeviceKey::from_seed(&[40; 32]),
+            &config.consensus.key_file,
+        )
+        .expect("save");
+        assert!(matches!(
+            refuse_devnet_identity(&config),
+            Err(NodeError::DevnetIdentity(_))
+        ));
+        std::fs::remove_file(&config.consensus.key_file).expect("remove");
+        groundtruth_device_sdk::keys::save(
+            &groundtruth_device_sdk::DeviceKey::from_seed(&[
+                7, 1, 9, 3, 5, 8, 2, 6, 4, 0, 7, 1, 9, 3, 5, 8, 2, 6, 4, 0, 7, 1, 9, 3, 5, 8, 2, 6,
+                4, 0, 1, 2,
+            ]),
+            &config.consensus.key_file,
+        )
+        .expect("save");
+        assert!(refuse_devnet_identity(&config).is_ok());
+    }
 
     #[test]
     fn broker_urls() {

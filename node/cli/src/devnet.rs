@@ -60,6 +60,7 @@ fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let mut config = NodeConfig::default();
     config.node.data_dir = args.dir.join("node0");
     config.node.genesis = genesis;
+    config.node.devnet = true;
     config.mqtt.listen = args.broker_listen;
     config.mqtt.url = format!("mqtt://{}", args.broker_listen);
     config.metrics.listen = args.metrics_listen;
@@ -327,7 +328,7 @@ mod network {
                 )
             };
             let config = format!(
-                "[node]\nname = \"v{i}\"\ndata_dir = \"{data}\"\ngenesis = \"{genesis}\"\n\n[mqtt]\n{mqtt}\n\n[metrics]\nlisten = \"{api}\"\n\n\
+                "[node]\nname = \"v{i}\"\ndevnet = true\ndata_dir = \"{data}\"\ngenesis = \"{genesis}\"\n\n[mqtt]\n{mqtt}\n\n[metrics]\nlisten = \"{api}\"\n\n\
                  [consensus]\nenabled = true\nlisten = \"{listen}\"\npeers = [{peers}]\nhttp_peers = [{http}]\nkey_file = \"{ckey}\"\noperator_key_file = \"{okey}\"\n",
                 data = abs(&vdir.join("data"))?.display(),
                 genesis = abs(&genesis)?.display(),

@@ -31,6 +31,9 @@ pub struct NodeArgs {
     /// Node name (MQTT client id suffix).
     #[arg(long)]
     pub name: Option<String>,
+    /// Part of a devnet: allow the devnet chain id and the well-known devnet keys.
+    #[arg(long)]
+    pub devnet: bool,
 }
 
 impl NodeArgs {
@@ -54,6 +57,9 @@ impl NodeArgs {
         }
         if let Some(v) = &self.mqtt_url {
             c.mqtt.url = v.clone();
+        }
+        if self.devnet {
+            c.node.devnet = true;
         }
         if self.no_embedded_broker {
             c.mqtt.embedded = false;
