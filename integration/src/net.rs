@@ -235,6 +235,8 @@ impl TestNetBuilder {
             cfg.node.name = format!("v{i}");
             cfg.node.data_dir = vdir.join("data");
             cfg.node.genesis = genesis_path.clone();
+            // Tests run the devnet chain id and keys.
+            cfg.node.devnet = true;
             cfg.mqtt.embedded = embeds;
             cfg.mqtt.listen = embedded[i];
             cfg.mqtt.url = format!("mqtt://{reads_from}");

@@ -53,4 +53,3 @@ pub async fn read_loop(
         }
     }
 }
-
