@@ -115,12 +115,25 @@ impl MqttClient {
     /// Publishes `frames` on `topic` (QoS 1) and waits up to `timeout` for their PUBACKs;
     /// returns how many were acknowledged before the timeout or the connection's end.
     pub fn publish(&mut self, topic: &str, frames: &[Vec<u8>], timeout: Duration) -> Result<usize> {
-        for frame in frames {
-            self.client
-                .publish(topic, QoS::AtLeastOnce, false, frame.clone())?;
-        }
         let until = Instant::now() + timeout;
         let mut acked = 0;
+        // The request channel is bounded: drive the connection whenever it is full.
+        for frame in frames {
+            while self
+                .client
+                .try_publish(topic, QoS::AtLeastOnce, false, frame.clone())
+                .is_err()
+            {
+                match self.conn.recv_timeout(Duration::from_millis(10)) {
+                    Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+                    Ok(Ok(_)) | Err(_) => {}
+                    Ok(Err(_)) => return Ok(acked),
+                }
+                if Instant::now() > until {
+                    return Ok(acked);
+                }
+            }
+        }
         while acked < frames.len() && Instant::now() < until {
             match self.conn.recv_timeout(Duration::from_millis(100)) {
                 Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
