@@ -337,7 +337,6 @@ fn login_password(seed: u8, client_id: &str) -> Result<String> {
 /// (f) On the embedded broker a device may publish only to its own topic, and nobody can
 /// take over a device's session with a guessed client id.
 #[test]
-#[ignore = "broker login landed (67eeceb); the builder does not yet write mqtt.auth validator credentials"]
 fn mqtt_refuses_foreign_topics_and_session_takeover() -> Result<()> {
     let (a_seed, b_seed) = (68u8, 69u8);
     let a = DeviceKey::from_seed(&[a_seed; 32]);
@@ -348,6 +347,9 @@ fn mqtt_refuses_foreign_topics_and_session_takeover() -> Result<()> {
                 .energy_device(&a, 5000)
                 .energy_device(&b, 5000),
         )
+        // Logins on: the node's own ingest connection uses a secret it generates for its
+        // embedded broker; devices log in with tokens signed by their keys.
+        .configure(|_, c| c.mqtt.auth = true)
         .build()?;
     let node = net.node(0);
     let broker = net.broker_addr();
