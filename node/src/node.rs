@@ -227,7 +227,17 @@ pub async fn run(
     };
     let threads = ingest::spawn(ctx, rx).map_err(|e| NodeError::Io("ingest threads", e))?;
     let mqtt_loop = async move { while loops.join_next().await.is_some() {} };
+    let halted = async {
+        match &chain {
+            Some(c) => c.halted().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
+        e = halted => {
+            tracing::error!(target: "node", error = %e, "ledger halted; stopping the node instead of diverging");
+            Err(NodeError::Chain(e))
+        }
         () = mqtt_loop => Err(NodeError::IngestStopped("every MQTT connection loop ended".into())),
         failed = threads.failed => match failed {
             Ok(e) => Err(NodeError::Storage(e)),
