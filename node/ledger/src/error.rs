@@ -164,6 +164,21 @@ pub enum TxError {
     /// The offender named by the evidence is not on the ledger.
     #[error("offender unknown to the ledger")]
     UnknownOffender,
+    /// Readings are attested only for an epoch that has ended, within
+    /// `attestation_window_epochs` after it.
+    #[error("attestation for epoch {got} outside the accepted window (current epoch {current})")]
+    AttestationEpoch {
+        /// Current epoch.
+        current: Epoch,
+        /// Epoch named in the attestation.
+        got: Epoch,
+    },
+    /// The signer was not in the validator set that served during the attested epoch.
+    #[error("signer was not in the attested epoch's committee")]
+    NotInCommittee,
+    /// The signer already attested this epoch's readings.
+    #[error("duplicate attestation")]
+    DuplicateAttestation,
 }
 
 impl TxError {
@@ -207,6 +222,9 @@ impl TxError {
             Self::RotatedKey { .. } => "rotated_key",
             Self::DuplicateEvidence => "duplicate_evidence",
             Self::UnknownOffender => "unknown_offender",
+            Self::AttestationEpoch { .. } => "attestation_epoch",
+            Self::NotInCommittee => "not_in_committee",
+            Self::DuplicateAttestation => "duplicate_attestation",
         }
     }
 }

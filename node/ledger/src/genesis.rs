@@ -82,6 +82,14 @@ pub struct Params {
     /// Least fee a transaction must pay (default 1: a transaction always costs its sender
     /// something, so a key without funds cannot fill blocks).
     pub min_fee: Amount,
+    /// Validators drawn to audit each device in an epoch (1..=16; see
+    /// [`crate::sampling::assign`]).
+    pub audit_redundancy: u8,
+    /// How many epochs after an epoch ends its readings may still be attested: an
+    /// `AttestReadings` for epoch `e` is accepted from epoch `e + 1` to epoch
+    /// `e + attestation_window_epochs` (positive); the epoch's pending attestations are then
+    /// dropped (a fixed root and the flags stay).
+    pub attestation_window_epochs: u64,
 }
 
 impl Default for Params {
@@ -104,6 +112,8 @@ impl Default for Params {
             auditor_share_bp: 2_000,
             evidence_max_age_epochs: 2,
             min_fee: 1,
+            audit_redundancy: 1,
+            attestation_window_epochs: 2,
         }
     }
 }
@@ -134,6 +144,12 @@ impl Params {
         }
         if self.jail_threshold == 0 {
             return bad("jail_threshold must be positive");
+        }
+        if self.audit_redundancy == 0 || self.audit_redundancy > crate::sampling::MAX_REDUNDANCY {
+            return bad("audit_redundancy must be in 1..=16");
+        }
+        if self.attestation_window_epochs == 0 {
+            return bad("attestation_window_epochs must be positive");
         }
         if self.unbonding_epochs < self.evidence_max_age_epochs {
             return bad(
@@ -178,7 +194,9 @@ impl Params {
             .u64(self.reward_halving_epochs)
             .u16(self.auditor_share_bp)
             .u64(self.evidence_max_age_epochs)
-            .u64(self.min_fee);
+            .u64(self.min_fee)
+            .u8(self.audit_redundancy)
+            .u64(self.attestation_window_epochs);
     }
 
     pub(crate) fn decode(
@@ -202,6 +220,8 @@ impl Params {
             auditor_share_bp: r.u16()?,
             evidence_max_age_epochs: r.u64()?,
             min_fee: r.u64()?,
+            audit_redundancy: r.u8()?,
+            attestation_window_epochs: r.u64()?,
         })
     }
 }

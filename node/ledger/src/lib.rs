@@ -6,7 +6,9 @@
 //! audited work minted on a per-epoch schedule; slashing with a reason code and the evidence stored beside it (device
 //! equivocation, failed retrievability or GPU challenge, validator double-sign, a proof that
 //! fails verification). Signed transactions with nonces ([`tx`]), blocks ([`apply_block`]),
-//! epoch boundaries ([`end_epoch`]), the validator set for the BFT engine
+//! epoch boundaries ([`end_epoch`]) that seal each epoch with a sampling beacon ([`sampling`]),
+//! the agreement of ≥ 2/3 of stake on each epoch's readings root (`AttestReadings`,
+//! [`State::fixed_readings_root`]), the validator set for the BFT engine
 //! ([`State::validator_set`]) and a state root ([`State::state_root`]).
 //!
 //! The transition is a pure, deterministic function of the state and the block: this crate
@@ -21,11 +23,13 @@
 //! ```
 
 pub mod admission;
+mod attestation;
 pub mod codec;
 mod commitment;
 mod error;
 pub mod evidence;
 mod genesis;
+pub mod sampling;
 mod state;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -39,6 +43,7 @@ pub use apply::{
     apply_block, apply_raw_block, apply_tx, check_envelope, check_signed, check_tx, end_epoch,
     BlockContext, BlockOutcome, Event, TxReceipt,
 };
+pub use attestation::{EpochReadings, EpochSeal, ReadingsAttestation};
 pub use commitment::WriteSet;
 pub use error::{InvariantError, LedgerError, Result, SnapshotError, TxError};
 pub use evidence::{

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use groundtruth_device_sdk::DeviceId;
 
+use crate::attestation::{EpochReadings, EpochSeal, ReadingsAttestation};
 use crate::codec::{Reader, Writer};
 use crate::commitment::{Commitment, Tracked, WriteSet};
 use crate::error::{InvariantError, LedgerError, Result, SnapshotError, TxError};
@@ -47,6 +48,15 @@ pub struct State {
     pub(crate) slashes: Vec<SlashRecord>,
     /// Rewards paid: (epoch, recipient) → amount.
     pub(crate) rewards: Tracked<(Epoch, Address), Amount>,
+    /// Seals of ended epochs: beacon and committee (see [`crate::sampling`]).
+    pub(crate) seals: Tracked<Epoch, EpochSeal>,
+    /// Readings attestations of epochs still inside their attestation window, by (epoch,
+    /// validator operator): at most one per committee member and epoch.
+    pub(crate) attestations: Tracked<(Epoch, Address), ReadingsAttestation>,
+    /// Fixed readings roots, by epoch (kept for good).
+    pub(crate) fixed_readings: Tracked<Epoch, EpochReadings>,
+    /// Attestations that differ from the fixed root, by (epoch, validator) (kept for good).
+    pub(crate) flagged: Tracked<(Epoch, Address), ReadingsAttestation>,
     /// The authenticated map over all of the above (derived; see [`crate::commitment`]).
     pub(crate) commitment: Commitment,
 }
@@ -79,6 +89,10 @@ impl State {
             audits: Tracked::default(),
             slashes: Vec::new(),
             rewards: Tracked::default(),
+            seals: Tracked::default(),
+            attestations: Tracked::default(),
+            fixed_readings: Tracked::default(),
+            flagged: Tracked::default(),
             commitment: Commitment::default(),
         };
         let mut total: Amount = 0;
@@ -339,6 +353,69 @@ impl State {
             .collect()
     }
 
+    /// The seal of an ended epoch: its sampling beacon and the committee that served in it.
+    pub fn epoch_seal(&self, epoch: Epoch) -> Option<&EpochSeal> {
+        self.seals.get(&epoch)
+    }
+
+    /// Which validators audit which device for an ended `epoch` (`None` if it has not ended):
+    /// [`crate::sampling::assign`] over the epoch's beacon and committee, for the devices
+    /// active now, with `audit_redundancy` validators each. A device's auditors depend only on
+    /// the seal and the device, so every node computes the same list for it at any later
+    /// height.
+    pub fn audit_assignment(&self, epoch: Epoch) -> Option<crate::sampling::Assignment> {
+        let seal = self.seals.get(&epoch)?;
+        let devices: Vec<DeviceId> = self
+            .devices
+            .values()
+            .filter(|d| d.status == DeviceStatus::Active)
+            .map(|d| d.id)
+            .collect();
+        Some(crate::sampling::assign(
+            &seal.beacon,
+            epoch,
+            &devices,
+            &seal.committee,
+            self.params.audit_redundancy,
+        ))
+    }
+
+    /// The readings root fixed for `epoch` by ≥ 2/3 of its committee's power, if any.
+    pub fn fixed_readings_root(&self, epoch: Epoch) -> Option<&EpochReadings> {
+        self.fixed_readings.get(&epoch)
+    }
+
+    /// Readings attestations recorded for `epoch`, by validator (empty once the epoch's
+    /// attestation window has closed).
+    pub fn attestations(&self, epoch: Epoch) -> Vec<&ReadingsAttestation> {
+        self.attestations
+            .range((epoch, Address([0; 32]))..=(epoch, Address([0xff; 32])))
+            .map(|(_, a)| a)
+            .collect()
+    }
+
+    /// Power attesting each `(readings_root, readings)` of `epoch`, from the attestations
+    /// still held, weighted by the epoch's committee (u128: cannot overflow).
+    pub fn attestation_tally(&self, epoch: Epoch) -> BTreeMap<([u8; 32], u64), u128> {
+        let mut tally: BTreeMap<([u8; 32], u64), u128> = BTreeMap::new();
+        if let Some(seal) = self.seals.get(&epoch) {
+            for a in self.attestations(epoch) {
+                let t = tally.entry((a.readings_root, a.readings)).or_default();
+                *t = t.saturating_add(u128::from(seal.power_of(&a.validator)));
+            }
+        }
+        tally
+    }
+
+    /// Validators flagged for `epoch`: their attestation differs from the fixed root, so they
+    /// must fill their store from peers. Each with what it attested.
+    pub fn flagged(&self, epoch: Epoch) -> Vec<&ReadingsAttestation> {
+        self.flagged
+            .range((epoch, Address([0; 32]))..=(epoch, Address([0xff; 32])))
+            .map(|(_, a)| a)
+            .collect()
+    }
+
     /// Pending unbonding entries, by id.
     pub fn unbonding_entries(&self) -> impl Iterator<Item = (&u64, &UnbondingEntry)> {
         self.unbonding.iter()
@@ -486,6 +563,10 @@ impl State {
         self.delegations.clear_dirty();
         self.audits.clear_dirty();
         self.rewards.clear_dirty();
+        self.seals.clear_dirty();
+        self.attestations.clear_dirty();
+        self.fixed_readings.clear_dirty();
+        self.flagged.clear_dirty();
     }
 
     /// Builds the tree from scratch over every entry.
@@ -507,7 +588,8 @@ impl State {
     /// Every entry of the state, keys ascending within each table: `(tag ‖ key, value)` in
     /// canonical encodings. Tags: 0 header (chain id, params, height, epoch, supply, next
     /// unbonding id), 1 accounts, 2 validators, 3 validator set, 4 providers, 5 devices,
-    /// 6 unbonding entries, 7 audits, 8 slashes, 9 rewards, 10 delegations. What the state root
+    /// 6 unbonding entries, 7 audits, 8 slashes, 9 rewards, 10 delegations, 11 epoch seals,
+    /// 12 readings attestations, 13 fixed readings roots, 14 flagged attestations. What the state root
     /// commits to, and what the node persists ([`State::from_entries`] reads it back).
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = vec![(entry_key::header(), self.header_bytes())];
@@ -555,6 +637,18 @@ impl State {
                     w.u64(*a);
                 }),
             ));
+        }
+        for (e, s) in self.seals.iter() {
+            out.push((entry_key::seal(*e), enc(|w| s.encode(w))));
+        }
+        for ((e, v), a) in self.attestations.iter() {
+            out.push((entry_key::attestation(*e, v), enc(|w| a.encode(w))));
+        }
+        for (e, f) in self.fixed_readings.iter() {
+            out.push((entry_key::fixed_readings(*e), enc(|w| f.encode(w))));
+        }
+        for ((e, v), a) in self.flagged.iter() {
+            out.push((entry_key::flagged(*e, v), enc(|w| a.encode(w))));
         }
         out
     }
@@ -637,6 +731,22 @@ impl State {
             });
             put(entry_key::delegation(&k.0, &k.1), v);
         }
+        for e in self.seals.dirty() {
+            let v = self.seals.get(e).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::seal(*e), v);
+        }
+        for k in self.attestations.dirty() {
+            let v = self.attestations.get(k).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::attestation(k.0, &k.1), v);
+        }
+        for e in self.fixed_readings.dirty() {
+            let v = self.fixed_readings.get(e).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::fixed_readings(*e), v);
+        }
+        for k in self.flagged.dirty() {
+            let v = self.flagged.get(k).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::flagged(k.0, &k.1), v);
+        }
         out
     }
 
@@ -669,6 +779,10 @@ impl State {
             audits: Tracked::default(),
             slashes: Vec::new(),
             rewards: Tracked::default(),
+            seals: Tracked::default(),
+            attestations: Tracked::default(),
+            fixed_readings: Tracked::default(),
+            flagged: Tracked::default(),
             commitment: Commitment::default(),
         };
         let mut slashes = BTreeMap::new();
@@ -750,6 +864,35 @@ impl State {
                     let v = Address::decode(&mut kr)?;
                     let d = Address::decode(&mut kr)?;
                     st.delegations.insert((v, d), r.u64()?);
+                }
+                11 => {
+                    let e = kr.u64()?;
+                    let s = EpochSeal::decode(&mut r)?;
+                    if s.epoch != e {
+                        return Err(mismatch);
+                    }
+                    st.seals.insert(e, s);
+                }
+                12 | 14 => {
+                    let e = kr.u64()?;
+                    let v = Address::decode(&mut kr)?;
+                    let a = ReadingsAttestation::decode(&mut r)?;
+                    if a.epoch != e || a.validator != v {
+                        return Err(mismatch);
+                    }
+                    if *tag == 12 {
+                        st.attestations.insert((e, v), a);
+                    } else {
+                        st.flagged.insert((e, v), a);
+                    }
+                }
+                13 => {
+                    let e = kr.u64()?;
+                    let f = EpochReadings::decode(&mut r)?;
+                    if f.epoch != e {
+                        return Err(mismatch);
+                    }
+                    st.fixed_readings.insert(e, f);
                 }
                 _ => return Err(SnapshotError::Entry("unknown table")),
             }
@@ -923,6 +1066,30 @@ impl State {
                 w.u64(*a);
             },
         );
+        table(sink, 11, self.seals.len(), self.seals.values(), |w, s| {
+            s.encode(w)
+        });
+        table(
+            sink,
+            12,
+            self.attestations.len(),
+            self.attestations.values(),
+            |w, a| a.encode(w),
+        );
+        table(
+            sink,
+            13,
+            self.fixed_readings.len(),
+            self.fixed_readings.values(),
+            |w, f| f.encode(w),
+        );
+        table(
+            sink,
+            14,
+            self.flagged.len(),
+            self.flagged.values(),
+            |w, a| a.encode(w),
+        );
     }
 
     fn read_canonical(r: &mut Reader<'_>) -> core::result::Result<Self, TxError> {
@@ -951,6 +1118,10 @@ impl State {
             audits: Tracked::default(),
             slashes: Vec::new(),
             rewards: Tracked::default(),
+            seals: Tracked::default(),
+            attestations: Tracked::default(),
+            fixed_readings: Tracked::default(),
+            flagged: Tracked::default(),
             commitment: Commitment::default(),
         };
         fn table(
@@ -1050,6 +1221,34 @@ impl State {
             st.delegations.insert((v, d), r.u64()?);
             Ok(())
         })?;
+        let mut last = None;
+        table(r, 11, |r| {
+            let s = EpochSeal::decode(r)?;
+            ascending(&mut last, s.epoch)?;
+            st.seals.insert(s.epoch, s);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 12, |r| {
+            let a = ReadingsAttestation::decode(r)?;
+            ascending(&mut last, (a.epoch, a.validator))?;
+            st.attestations.insert((a.epoch, a.validator), a);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 13, |r| {
+            let f = EpochReadings::decode(r)?;
+            ascending(&mut last, f.epoch)?;
+            st.fixed_readings.insert(f.epoch, f);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 14, |r| {
+            let a = ReadingsAttestation::decode(r)?;
+            ascending(&mut last, (a.epoch, a.validator))?;
+            st.flagged.insert((a.epoch, a.validator), a);
+            Ok(())
+        })?;
         Ok(st)
     }
 }
@@ -1116,6 +1315,28 @@ mod entry_key {
         key(10, |w| {
             v.encode(w);
             d.encode(w);
+        })
+    }
+    pub fn seal(e: Epoch) -> Vec<u8> {
+        key(11, |w| {
+            w.u64(e);
+        })
+    }
+    pub fn attestation(e: Epoch, v: &Address) -> Vec<u8> {
+        key(12, |w| {
+            w.u64(e);
+            v.encode(w);
+        })
+    }
+    pub fn fixed_readings(e: Epoch) -> Vec<u8> {
+        key(13, |w| {
+            w.u64(e);
+        })
+    }
+    pub fn flagged(e: Epoch, v: &Address) -> Vec<u8> {
+        key(14, |w| {
+            w.u64(e);
+            v.encode(w);
         })
     }
 }

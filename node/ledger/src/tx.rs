@@ -141,6 +141,18 @@ pub enum TxBody {
         /// Amount (positive, at most the delegation).
         amount: Amount,
     },
+    /// \[16\] Attests the readings root of an ended epoch (signer: operator of an active
+    /// validator that was in the epoch's committee; once per epoch and validator, within
+    /// `attestation_window_epochs`). ≥ 2/3 of the committee's power on one
+    /// `(readings_root, readings)` fixes it; a differing attestation flags its signer.
+    AttestReadings {
+        /// The ended epoch attested.
+        epoch: Epoch,
+        /// Root over the per-device readings commitments, built from the validator's store.
+        readings_root: [u8; 32],
+        /// Number of readings under the root.
+        readings: u64,
+    },
 }
 
 /// The bytes a device key signs to prove that `owner` may register it:
@@ -244,6 +256,13 @@ impl TxBody {
                 validator.encode(w);
                 w.u64(*amount);
             }
+            Self::AttestReadings {
+                epoch,
+                readings_root,
+                readings,
+            } => {
+                w.u8(16).u64(*epoch).raw(readings_root).u64(*readings);
+            }
         }
     }
 
@@ -299,6 +318,11 @@ impl TxBody {
                 validator: Address::decode(r)?,
                 amount: r.u64()?,
             },
+            16 => Self::AttestReadings {
+                epoch: r.u64()?,
+                readings_root: r.array()?,
+                readings: r.u64()?,
+            },
             _ => return Err(TxError::Malformed("unknown transaction type")),
         })
     }
@@ -321,6 +345,7 @@ impl TxBody {
             Self::SubmitEvidence(_) => "submit_evidence",
             Self::Delegate { .. } => "delegate",
             Self::Undelegate { .. } => "undelegate",
+            Self::AttestReadings { .. } => "attest_readings",
         }
     }
 }

@@ -1,15 +1,20 @@
-//! The epoch boundary: rewards, matured unbonding, the next validator set.
+//! The epoch boundary: the epoch's seal (sampling beacon, committee), rewards, matured
+//! unbonding, the next validator set, closed attestation windows.
 
 use std::collections::BTreeMap;
 
+use crate::attestation::EpochSeal;
+use crate::sampling::epoch_beacon;
 use crate::types::*;
 
 use super::evidence::fraction;
 use super::*;
 
-/// The epoch boundary, run after the last block of an epoch: pays the epoch's audit
-/// rewards, releases matured unbonding entries, moves to the next epoch and recomputes the
-/// validator set from bonded stake. Cannot fail.
+/// The epoch boundary, run after the last block of an epoch: seals the epoch (its sampling
+/// beacon and its committee, see [`seal_epoch`]), pays the epoch's audit rewards, releases
+/// matured unbonding entries, moves to the next epoch, recomputes the validator set from
+/// bonded stake, and drops the attestations of epochs whose attestation window closed (fixed
+/// roots and flags stay). Cannot fail.
 ///
 /// Rewards: `R = params.reward_for_epoch(epoch)`; `auditor_share_bp` of it is split among
 /// the validators that recorded audits during the epoch, pro rata to their number of audits;
@@ -18,6 +23,14 @@ use super::*;
 pub fn end_epoch(state: &mut State) -> Vec<Event> {
     let mut events = Vec::new();
     let epoch = state.epoch;
+
+    // 0. The seal: beacon and committee, from the state after the closing block's txs.
+    let seal = seal_epoch(state);
+    events.push(Event::EpochSealed {
+        epoch,
+        beacon: seal.beacon,
+    });
+    state.seals.insert(epoch, seal);
 
     // 1. Rewards for audits recorded during this epoch (they audit this or the previous one).
     let mut auditors: BTreeMap<Address, u128> = BTreeMap::new();
@@ -111,9 +124,46 @@ pub fn end_epoch(state: &mut State) -> Vec<Event> {
         state.active_set.replace(set);
         events.push(Event::ValidatorSetChanged);
     }
+    // 4. Attestation windows that closed: epoch `e` is attested up to epoch `e + window`.
+    let window = state.params.attestation_window_epochs;
+    let closed: Vec<(Epoch, Address)> = state
+        .attestations
+        .keys()
+        .take_while(|(e, _)| e.saturating_add(window) < state.epoch)
+        .copied()
+        .collect();
+    for k in closed {
+        state.attestations.remove(&k);
+    }
     events.push(Event::EpochEnded {
         epoch,
         minted: paid,
     });
     events
+}
+
+/// The seal of the epoch ending now: the committee is the validator set that served during it
+/// (operator → voting power), the beacon is [`epoch_beacon`] over the chain id, the epoch, the
+/// closing block's height and the state root after that block's transactions, before any write
+/// of the boundary itself.
+///
+/// Grinding: that root is known only once the closing block is decided, but its proposer
+/// chooses the block's transactions and can try many variants to pick a beacon it likes (see
+/// [`crate::sampling`]). The seal does not prevent that; a threshold or VRF beacon would.
+fn seal_epoch(state: &State) -> EpochSeal {
+    let root = state.state_root();
+    let mut committee: Vec<(Address, u64)> = state
+        .active_set
+        .iter()
+        .filter_map(|(k, p)| state.consensus_keys.get(k).map(|op| (*op, *p)))
+        .filter(|(_, p)| *p > 0)
+        .collect();
+    committee.sort_by_key(|(a, _)| *a);
+    committee.dedup_by(|a, b| a.0 == b.0);
+    EpochSeal {
+        epoch: state.epoch,
+        closed_at_height: state.height,
+        beacon: epoch_beacon(&state.chain_id, state.epoch, state.height, &root),
+        committee,
+    }
 }

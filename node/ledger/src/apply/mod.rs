@@ -6,6 +6,7 @@
 //! only writes precomputed values and cannot fail. So a rejected transaction changes nothing,
 //! and [`check_tx`] (the check phase alone) is exact for mempools.
 
+mod attestations;
 mod audits;
 mod devices;
 mod epochs;
@@ -187,6 +188,40 @@ pub enum Event {
     },
     /// The validator set changed (at an epoch boundary, or by jailing/removal).
     ValidatorSetChanged,
+    /// An ended epoch was sealed with its sampling beacon (see [`crate::sampling`]).
+    EpochSealed {
+        /// The epoch sealed.
+        epoch: Epoch,
+        /// Its beacon.
+        beacon: [u8; 32],
+    },
+    /// A validator attested an epoch's readings root.
+    ReadingsAttested {
+        /// Epoch attested.
+        epoch: Epoch,
+        /// The validator's operator.
+        validator: Address,
+        /// Root attested.
+        readings_root: [u8; 32],
+        /// Readings under it.
+        readings: u64,
+    },
+    /// An epoch's readings root was fixed by ≥ 2/3 of its committee's power.
+    ReadingsFixed {
+        /// The epoch.
+        epoch: Epoch,
+        /// The fixed root.
+        root: [u8; 32],
+        /// Readings under it.
+        readings: u64,
+    },
+    /// A validator's attestation differs from the fixed root: it must fill from peers.
+    AttestationFlagged {
+        /// The epoch.
+        epoch: Epoch,
+        /// The validator's operator.
+        validator: Address,
+    },
 }
 
 /// The result of an accepted transaction.
@@ -452,6 +487,7 @@ fn check_body(
         | TxBody::RetireDevice { .. } => devices::check(stage, signer, body, ctx),
         TxBody::SubmitAudit { .. } => audits::check(stage, signer, body, ctx),
         TxBody::SubmitEvidence(evidence) => evidence::check_evidence(stage, signer, evidence, ctx),
+        TxBody::AttestReadings { .. } => attestations::check(stage, signer, body, ctx),
     }
 }
 
