@@ -232,6 +232,11 @@ fn every_transaction_type_round_trips_through_the_codec() {
             proof_digest: [4; 32],
             reason: "fri layer 3 mismatch".into(),
         })),
+        TxBody::AttestReadings {
+            epoch: 6,
+            readings_root: [5; 32],
+            readings: 1_234,
+        },
     ];
     let mut txs = Vec::new();
     for body in bodies {
@@ -1038,6 +1043,9 @@ fn every_reason_code_is_snake_case() {
         },
         TxError::EvidenceSignature,
         TxError::StillJailed { until_epoch: 1 },
+        TxError::AttestationEpoch { current: 1, got: 1 },
+        TxError::NotInCommittee,
+        TxError::DuplicateAttestation,
     ];
     for e in errs {
         assert!(e
@@ -1238,3 +1246,5 @@ fn the_same_reading_with_another_signature_is_a_duplicate_not_equivocation() {
     );
     assert!(st.slashes().is_empty());
 }
+
+mod attestations;

@@ -54,6 +54,12 @@ const DEVICE_SEEDS: [u8; 8] = [
 
 #[derive(Debug, Clone)]
 enum Action {
+    /// Attests readings root `[root; 32]` for the epoch `back` epochs ago.
+    Attest {
+        who: usize,
+        back: u64,
+        root: u8,
+    },
     Delegate {
         who: usize,
         validator: usize,
@@ -184,6 +190,8 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(who, validator, amount)| Action::Delegate { who, validator, amount }),
         2 => (s.clone(), 0usize..5, amount())
             .prop_map(|(who, validator, amount)| Action::Undelegate { who, validator, amount }),
+        3 => (operator(), 0u64..4, 0u8..2)
+            .prop_map(|(who, back, root)| Action::Attest { who, back, root }),
         1 => s.clone().prop_map(|who| Action::BadSignature { who }),
         1 => s.prop_map(|who| Action::StaleNonce { who }),
         3 => Just(Action::EndBlock),
@@ -391,6 +399,16 @@ impl World {
                 TxBody::Undelegate {
                     validator: address(self.signer(*validator)),
                     amount: *amount,
+                },
+            ),
+            Action::Attest { who, back, root } => sign_tx(
+                st,
+                self.signer(*who),
+                0,
+                TxBody::AttestReadings {
+                    epoch: st.epoch().saturating_sub(*back),
+                    readings_root: [*root; 32],
+                    readings: u64::from(*root),
                 },
             ),
             Action::BadSignature { who } => {
