@@ -1,5 +1,8 @@
-//! The one HTTP helper of the harness: a node's API and `/metrics` over plain HTTP/1.1
-//! (`Connection: close`). To be replaced by `groundtruth_api::client::ApiClient` once it exists.
+//! The harness's raw HTTP helper: a node's API and `/metrics` over plain HTTP/1.1
+//! (`Connection: close`). The product's one typed client is `groundtruth_api::client::ApiClient`
+//! (the CLI, the devnet and the gossip forwarder use it); the harness keeps this raw one because
+//! its hostile-request tests send what a typed client never would (oversized bodies written
+//! after the server has already answered, malformed batches) and read any status back.
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
