@@ -70,8 +70,9 @@ pub enum ChainError {
     /// A key file is unreadable or invalid.
     #[error("key file: {0}")]
     Key(#[from] groundtruth_device_sdk::Error),
-    /// A consensus address is neither `host:port` nor `/ip4/A/tcp/P`.
-    #[error("consensus address {0:?}: expected ip:port or /ip4/A/tcp/P")]
+    /// A consensus address is neither `host:port` nor `/ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT`
+    /// (or its host name does not resolve).
+    #[error("consensus address {0:?}: expected host:port or /ip4|ip6|dns4|dns6/HOST/tcp/PORT with a resolvable host")]
     Addr(String),
     /// The state store could not be opened or read.
     #[error("ledger state at {path}: {message}")]
@@ -277,13 +278,25 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr> {
     if let Ok(a) = s.parse() {
         return Ok(a);
     }
+    let resolve = |host: &str, port: &str| -> Result<SocketAddr> {
+        let port: u16 = port.parse().map_err(|_| ChainError::Addr(s.into()))?;
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| ChainError::Addr(s.into()))
+    };
     let parts: Vec<&str> = s.split('/').collect();
     match parts.as_slice() {
         ["", "ip4" | "ip6", ip, "tcp", port] => format!("{ip}:{port}")
             .parse()
             .or_else(|_| format!("[{ip}]:{port}").parse())
             .map_err(|_| ChainError::Addr(s.into())),
-        _ => Err(ChainError::Addr(s.into())),
+        // Host names (as in configs/validator.toml) are resolved once, at start.
+        ["", "dns" | "dns4" | "dns6", host, "tcp", port] => resolve(host, port),
+        _ => match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() => resolve(host, port),
+            _ => Err(ChainError::Addr(s.into())),
+        },
     }
 }
 
@@ -496,5 +509,41 @@ async fn submit_evidence(
                 tracing::warn!(target: "node::chain", reason = r.reason, detail = %r.detail, "slashing transaction not admitted")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod addr_tests {
+    use super::parse_addr;
+
+    #[test]
+    fn consensus_addresses_as_shipped_parse() {
+        assert_eq!(
+            parse_addr("/ip4/127.0.0.1/tcp/27000").ok(),
+            Some("127.0.0.1:27000".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_addr("127.0.0.1:27001").ok(),
+            Some("127.0.0.1:27001".parse().expect("addr"))
+        );
+        // configs/validator.toml names its peers; with the hosts replaced by loopback they resolve.
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/validator.toml"),
+        )
+        .expect("validator.toml");
+        let config: crate::config::NodeConfig = toml::from_str(
+            &text
+                .replace("validator-2.internal", "localhost")
+                .replace("validator-3.internal", "localhost")
+                .replace("validator-4.internal", "localhost"),
+        )
+        .expect("parses");
+        for peer in &config.consensus.peers {
+            let a = parse_addr(peer).expect("a shipped peer address resolves");
+            assert!(a.ip().is_loopback(), "{peer} → {a}");
+        }
+        assert!(parse_addr(&config.consensus.listen).is_ok());
+        assert!(parse_addr("/ip4/127.0.0.1/udp/27000").is_err());
+        assert!(parse_addr("/dns4/no-such-host.invalid/tcp/1").is_err());
     }
 }
