@@ -5,7 +5,7 @@
 //! consensus.
 
 use crate::sim::FleetArgs;
-use groundtruth_firmware_sim::{Fleet, PublishConfig, PublishStats, Publisher};
+use groundtruth_firmware_sim::{Fleet, PublishStats, Publisher};
 use groundtruth_node::config::NodeConfig;
 use groundtruth_node::node::Telemetry;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -83,13 +83,7 @@ fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let stats = Arc::new(PublishStats::default());
         let publisher = Publisher::connect(
-            &PublishConfig {
-                broker: format!("mqtt://{}", args.broker_listen),
-                connections: 2,
-                inflight: 200,
-                client_prefix: "gateway:sim:devnet".into(),
-                credentials: Some(("gateway:sim".into(), gateway_secret)),
-            },
+            &broker_auth::simulator(args.broker_listen, gateway_secret),
             stats.clone(),
         )?;
         println!(
@@ -171,6 +165,20 @@ mod broker_auth {
         Ok(secret)
     }
 
+    /// How the devnet's simulated fleet publishes: as gateway `gateway:sim` over two connections.
+    pub(super) fn simulator(
+        broker: std::net::SocketAddr,
+        secret: String,
+    ) -> groundtruth_firmware_sim::PublishConfig {
+        groundtruth_firmware_sim::PublishConfig {
+            broker: format!("mqtt://{broker}"),
+            connections: 2,
+            inflight: 200,
+            client_prefix: "gateway:sim:devnet".into(),
+            credentials: Some(("gateway:sim".into(), secret)),
+        }
+    }
+
     /// Writes the broker's credentials file (`<username> <blake3 hex>` lines) for `logins`.
     pub(super) fn credentials(dir: &Path, logins: &[(String, String)]) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
@@ -203,7 +211,7 @@ mod network {
     use super::DevnetArgs;
     use groundtruth_api::ApiClient;
     use groundtruth_device_sdk::{keys, DeviceKey};
-    use groundtruth_firmware_sim::{Fleet, PublishConfig, PublishStats, Publisher};
+    use groundtruth_firmware_sim::{Fleet, PublishStats, Publisher};
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, ExitCode, Stdio};
     use std::sync::atomic::Ordering;
@@ -385,13 +393,7 @@ mod network {
         runtime.block_on(async move {
             let stats = Arc::new(PublishStats::default());
             let publisher = Publisher::connect(
-                &PublishConfig {
-                    broker: format!("mqtt://{}", args.broker_listen),
-                    connections: 2,
-                    inflight: 200,
-                    client_prefix: "gateway:sim:devnet".into(),
-                    credentials: Some(("gateway:sim".into(), gateway_secret)),
-                },
+                &super::broker_auth::simulator(args.broker_listen, gateway_secret),
                 stats.clone(),
             )?;
             let step_time =
