@@ -111,6 +111,15 @@ pub struct MqttSection {
     /// Largest clock difference accepted in a device's login token.
     #[serde(with = "humantime_serde")]
     pub login_skew: Duration,
+    /// TLS listener of the embedded broker (terminated in the node, relayed to `listen`);
+    /// needs `tls_cert_file` and `tls_key_file`.
+    pub tls_listen: Option<SocketAddr>,
+    /// Certificate chain (PEM) of the TLS listener.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of the TLS listener.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) this node's client trusts when `url` is `mqtts://host:port`.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for MqttSection {
@@ -127,6 +136,10 @@ impl Default for MqttSection {
             credentials_file: None,
             password_file: None,
             login_skew: Duration::from_secs(300),
+            tls_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
         }
     }
 }
@@ -322,8 +335,23 @@ impl NodeConfig {
         if self.mqtt.max_inflight == 0 {
             return bad("mqtt.max_inflight", "must be at least 1");
         }
-        if groundtruth_device_sdk::topics::broker_address(&self.mqtt.url).is_none() {
-            return bad("mqtt.url", "expected mqtt://host:port");
+        let (tls_url, plain_url) = match self.mqtt.url.strip_prefix("mqtts://") {
+            Some(rest) => (true, rest),
+            None => (false, self.mqtt.url.as_str()),
+        };
+        if groundtruth_device_sdk::topics::broker_address(plain_url).is_none() {
+            return bad("mqtt.url", "expected mqtt://host:port or mqtts://host:port");
+        }
+        if tls_url && self.mqtt.tls_ca_file.is_none() {
+            return bad(
+                "mqtt.tls_ca_file",
+                "an mqtts:// url needs the CA certificate(s) to trust",
+            );
+        }
+        if self.mqtt.tls_listen.is_some()
+            && (self.mqtt.tls_cert_file.is_none() || self.mqtt.tls_key_file.is_none())
+        {
+            return bad("mqtt.tls_listen", "needs tls_cert_file and tls_key_file");
         }
         if self.mqtt.embedded && !self.mqtt.auth && !self.mqtt.listen.ip().is_loopback() {
             return bad(

@@ -35,6 +35,9 @@ pub enum NodeError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] ingest::tls::TlsError),
     /// The broker credentials file is invalid.
     #[error(transparent)]
     Credentials(#[from] broker::CredentialsError),
@@ -52,7 +55,8 @@ pub enum NodeError {
 
 /// Splits `mqtt://host:port` (or `tcp://`, or bare `host:port`) into host and port.
 pub fn parse_broker_url(url: &str) -> Result<(String, u16), NodeError> {
-    topics::broker_address(url).ok_or_else(|| NodeError::BrokerUrl(url.into()))
+    topics::broker_address(url.strip_prefix("mqtts://").unwrap_or(url))
+        .ok_or_else(|| NodeError::BrokerUrl(url.into()))
 }
 
 /// The node's metrics registry and the handles into it.
@@ -138,7 +142,32 @@ pub async fn run(
         })
         .map_err(|e| NodeError::Io("embedded broker", e))?;
         tracing::info!(target: "node::broker", listen = %config.mqtt.listen, auth = config.mqtt.auth, "embedded MQTT broker listening");
+        if let (Some(listen), Some(cert), Some(key)) = (
+            config.mqtt.tls_listen,
+            &config.mqtt.tls_cert_file,
+            &config.mqtt.tls_key_file,
+        ) {
+            let server = ingest::tls::server_config(cert, key)?;
+            ingest::tls::serve(
+                ingest::tls::TlsFrontConfig {
+                    listen,
+                    broker: config.mqtt.listen,
+                    handshake_timeout: std::time::Duration::from_secs(10),
+                    max_connections: 10_000,
+                },
+                server,
+            )
+            .await?;
+            tracing::info!(target: "node::broker", %listen, "embedded MQTT broker's TLS listener");
+        }
     }
+    let client_tls = match (
+        &config.mqtt.tls_ca_file,
+        config.mqtt.url.starts_with("mqtts://"),
+    ) {
+        (Some(ca), true) => Some(ingest::tls::client_config(ca)?),
+        _ => None,
+    };
 
     let ingest_metrics = telemetry.ingest.clone();
     let prometheus = Arc::new(telemetry.registry);
@@ -178,6 +207,11 @@ pub async fn run(
         let mut options = MqttOptions::new(client_id, host.clone(), port);
         if let Some(secret) = &own_secret {
             options.set_credentials(own_username(&config), secret.clone());
+        }
+        if let Some(tls) = &client_tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
         }
         options
             .set_clean_session(false)

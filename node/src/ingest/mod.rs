@@ -18,6 +18,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod registry;
 pub mod store;
+pub mod tls;
 
 pub use checks::{decide, precheck, register_continues, within_capacity, Rejection, StoreDecision};
 pub use gaps::{GapAction, GapTracker, MAX_RESEND_ATTEMPTS, MAX_SEQ_AHEAD, MAX_SETTLED_ABOVE_GAP};
