@@ -147,7 +147,7 @@ impl Net {
         for i in 0..POWERS.len() {
             let log = std::fs::read_to_string(self.dir.path().join(format!("node{i}.log")))
                 .unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
             logs += &format!("\n--- node{i} ---\n");
             for l in tail.into_iter().rev() {
                 logs += l;
