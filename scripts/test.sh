@@ -7,5 +7,7 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build -p groundtruth-device-sdk --no-default-features
-cargo build --bin groundtruth
+# Builds every target with the features the tests resolve (so nothing compiles twice), including
+# the `groundtruth` binary the multi-process tests start.
+cargo build --workspace --all-targets
 cargo test --workspace
