@@ -2,21 +2,13 @@
 //! cannot publish to another device's topic, cannot take over another device's session, cannot
 //! retain; a validator receives only what devices may publish.
 
-use groundtruth_device_sdk::{login_token, topics, DeviceKey, ReadingKind};
-use groundtruth_node::ingest::broker::{self, BrokerAuth, BrokerConfig};
-use groundtruth_node::ingest::registry::{DeviceRecord, Registry, SharedRegistry};
-use prometheus_client::metrics::counter::Counter;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod support;
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
+use groundtruth_device_sdk::{login_token, topics, DeviceKey};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::{connects, free_addr, start_broker, VALIDATOR_SECRET};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -30,17 +22,6 @@ fn device_options(addr: SocketAddr, client_id: &str, key: &DeviceKey) -> MqttOpt
     o.set_credentials(client_id, login_token(key, client_id, now()));
     o.set_keep_alive(Duration::from_secs(5));
     o
-}
-
-/// Polls until CONNACK (true) or a connection error (false).
-async fn connects(eventloop: &mut EventLoop) -> bool {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return true,
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => return false,
-        }
-    }
 }
 
 /// Polls until the connection fails (true) or `within` passes (false).
@@ -59,35 +40,13 @@ async fn is_cut(eventloop: &mut EventLoop, within: Duration) -> bool {
 async fn devices_are_confined_to_their_own_topics_and_sessions() {
     let a = DeviceKey::from_seed(&[21; 32]);
     let b = DeviceKey::from_seed(&[22; 32]);
-    let record = DeviceRecord {
-        kind: ReadingKind::Energy,
-        capacity: 1000,
-    };
-    let registry = Registry::from_records([(a.device_id(), record), (b.device_id(), record)]);
-    let refused_logins = Counter::default();
-    let refused_packets = Counter::default();
     let addr = free_addr();
-    broker::start(&BrokerConfig {
-        listen: addr,
-        max_payload_bytes: 1024,
-        max_inflight: 100,
-        max_connections: 100,
-        auth: Some(BrokerAuth {
-            registry: SharedRegistry::new(registry),
-            secrets: Arc::new(HashMap::from([(
-                "validator:v0".to_string(),
-                broker::secret_hash("validator secret"),
-            )])),
-            max_skew_s: 300,
-            refused_logins: refused_logins.clone(),
-            refused_packets: refused_packets.clone(),
-        }),
-    })
-    .expect("broker starts");
+    let refusals = start_broker(addr, &[&a, &b]);
+    let (refused_logins, refused_packets) = (refusals.logins, refusals.packets);
 
     // The validator reads every reading.
     let mut vo = MqttOptions::new("validator:v0:7f3a9c:0of1", "127.0.0.1", addr.port());
-    vo.set_credentials("validator:v0", "validator secret");
+    vo.set_credentials("validator:v0", VALIDATOR_SECRET);
     let (validator, mut vloop) = AsyncClient::new(vo, 100);
     assert!(connects(&mut vloop).await, "validator logs in");
     validator

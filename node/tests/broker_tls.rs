@@ -3,34 +3,13 @@
 //! handshakes (the rumqttd listener bug the front exists to avoid); a client that does not trust
 //! the certificate is refused.
 
-use groundtruth_device_sdk::{login_token, topics, DeviceKey, ReadingKind};
-use groundtruth_node::ingest::broker::{self, BrokerAuth, BrokerConfig};
-use groundtruth_node::ingest::registry::{DeviceRecord, Registry, SharedRegistry};
+mod support;
+
+use groundtruth_device_sdk::{login_token, topics, DeviceKey};
 use groundtruth_node::ingest::tls;
-use prometheus_client::metrics::counter::Counter;
-use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
-};
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
-
-async fn connects(eventloop: &mut EventLoop) -> bool {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return true,
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => return false,
-        }
-    }
-}
+use support::{connects, free_addr, start_broker, VALIDATOR_SECRET};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_log_in_over_tls_and_idle_connections_do_not_stall_handshakes() {
@@ -44,31 +23,8 @@ async fn devices_log_in_over_tls_and_idle_connections_do_not_stall_handshakes() 
     std::fs::write(&other_ca, other.cert.pem()).expect("write");
 
     let key = DeviceKey::from_seed(&[31; 32]);
-    let registry = Registry::from_records([(
-        key.device_id(),
-        DeviceRecord {
-            kind: ReadingKind::Energy,
-            capacity: 1000,
-        },
-    )]);
     let plain = free_addr();
-    broker::start(&BrokerConfig {
-        listen: plain,
-        max_payload_bytes: 1024,
-        max_inflight: 100,
-        max_connections: 100,
-        auth: Some(BrokerAuth {
-            registry: SharedRegistry::new(registry),
-            secrets: Arc::new(HashMap::from([(
-                "validator:v0".to_string(),
-                broker::secret_hash("validator secret"),
-            )])),
-            max_skew_s: 300,
-            refused_logins: Counter::default(),
-            refused_packets: Counter::default(),
-        }),
-    })
-    .expect("broker");
+    start_broker(plain, &[&key]);
     let secure = free_addr();
     tls::serve(
         tls::TlsFrontConfig {
@@ -85,7 +41,7 @@ async fn devices_log_in_over_tls_and_idle_connections_do_not_stall_handshakes() 
     // A validator over TLS, trusting the certificate.
     let trust = tls::client_config(&cert_file).expect("client config");
     let mut vo = MqttOptions::new("validator:v0:ab12:0of1", "localhost", secure.port());
-    vo.set_credentials("validator:v0", "validator secret");
+    vo.set_credentials("validator:v0", VALIDATOR_SECRET);
     vo.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
         trust.clone(),
     )));
