@@ -62,17 +62,12 @@ pub struct State {
 }
 
 impl State {
-    /// Builds the state at height 0 from a genesis, checking it: valid parameters, no weak
-    /// or duplicate keys, validators at the minimum stake, a supply that fits in `u64`.
-    pub fn from_genesis(g: &Genesis) -> Result<Self> {
-        let bad = |m: String| Err(LedgerError::Genesis(m));
-        g.params.validate()?;
-        if g.chain_id.is_empty() || g.chain_id.len() > 64 {
-            return bad("chain_id must be 1..=64 bytes".into());
-        }
-        let mut st = State {
-            chain_id: g.chain_id.clone(),
-            params: g.params.clone(),
+    /// A state with no entries: the one place that lists every table, so a new table cannot be
+    /// forgotten by one of the constructors (genesis, entries, snapshot).
+    fn empty(chain_id: String, params: Params) -> State {
+        State {
+            chain_id,
+            params,
             height: 0,
             epoch: 0,
             supply: Supply::default(),
@@ -94,7 +89,18 @@ impl State {
             fixed_readings: Tracked::default(),
             flagged: Tracked::default(),
             commitment: Commitment::default(),
-        };
+        }
+    }
+
+    /// Builds the state at height 0 from a genesis, checking it: valid parameters, no weak
+    /// or duplicate keys, validators at the minimum stake, a supply that fits in `u64`.
+    pub fn from_genesis(g: &Genesis) -> Result<Self> {
+        let bad = |m: String| Err(LedgerError::Genesis(m));
+        g.params.validate()?;
+        if g.chain_id.is_empty() || g.chain_id.len() > 64 {
+            return bad("chain_id must be 1..=64 bytes".into());
+        }
+        let mut st = State::empty(g.chain_id.clone(), g.params.clone());
         let mut total: Amount = 0;
         let add = |total: &mut Amount, v: Amount| -> Result<()> {
             *total = total
@@ -760,31 +766,7 @@ impl State {
         I: IntoIterator<Item = (K, V)>,
     {
         let mut header = None;
-        let mut st = State {
-            chain_id: String::new(),
-            params: Params::default(),
-            height: 0,
-            epoch: 0,
-            supply: Supply::default(),
-            accounts: Tracked::default(),
-            validators: Tracked::default(),
-            consensus_keys: BTreeMap::new(),
-            active_set: Tracked::default(),
-            providers: Tracked::default(),
-            devices: Tracked::default(),
-            device_keys: BTreeMap::new(),
-            unbonding: Tracked::default(),
-            next_unbonding_id: 0,
-            delegations: Tracked::default(),
-            audits: Tracked::default(),
-            slashes: Vec::new(),
-            rewards: Tracked::default(),
-            seals: Tracked::default(),
-            attestations: Tracked::default(),
-            fixed_readings: Tracked::default(),
-            flagged: Tracked::default(),
-            commitment: Commitment::default(),
-        };
+        let mut st = State::empty(String::new(), Params::default());
         let mut slashes = BTreeMap::new();
         for (k, v) in entries {
             let (k, v) = (k.as_ref(), v.as_ref());
@@ -1100,29 +1082,11 @@ impl State {
         let supply = Supply::decode(r)?;
         let next_unbonding_id = r.u64()?;
         let mut st = State {
-            chain_id,
-            params,
             height,
             epoch,
             supply,
-            accounts: Tracked::default(),
-            validators: Tracked::default(),
-            consensus_keys: BTreeMap::new(),
-            active_set: Tracked::default(),
-            providers: Tracked::default(),
-            devices: Tracked::default(),
-            device_keys: BTreeMap::new(),
-            unbonding: Tracked::default(),
             next_unbonding_id,
-            delegations: Tracked::default(),
-            audits: Tracked::default(),
-            slashes: Vec::new(),
-            rewards: Tracked::default(),
-            seals: Tracked::default(),
-            attestations: Tracked::default(),
-            fixed_readings: Tracked::default(),
-            flagged: Tracked::default(),
-            commitment: Commitment::default(),
+            ..State::empty(chain_id, params)
         };
         fn table(
             r: &mut Reader<'_>,
