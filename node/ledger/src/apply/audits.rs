@@ -17,7 +17,6 @@ pub(super) fn check(
 ) -> core::result::Result<Commit, TxError> {
     let st = stage.state;
     let p = &st.params;
-    let _ = (p, ctx);
     match body {
         TxBody::SubmitAudit {
             epoch,

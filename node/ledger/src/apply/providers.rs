@@ -15,7 +15,6 @@ pub(super) fn check(
 ) -> core::result::Result<Commit, TxError> {
     let st = stage.state;
     let p = &st.params;
-    let _ = (p, ctx);
     match body {
         TxBody::RegisterProvider { stake, data_root } => {
             if st.providers.contains_key(&signer) {

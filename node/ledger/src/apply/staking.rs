@@ -11,11 +11,10 @@ pub(super) fn check(
     stage: &mut Stage<'_>,
     signer: Address,
     body: &TxBody,
-    ctx: &BlockContext,
+    _ctx: &BlockContext,
 ) -> core::result::Result<Commit, TxError> {
     let st = stage.state;
     let p = &st.params;
-    let _ = (p, ctx);
     match body {
         TxBody::CreateValidator {
             consensus_key,
