@@ -29,6 +29,11 @@ pub struct EpochSeal {
     /// The validator set that served during the epoch: (operator, voting power), ordered by
     /// operator, powers positive. It samples the epoch's audits and attests its readings.
     pub committee: Vec<(Address, u64)>,
+    /// State root after the closing block's transactions (the beacon's input, and the state
+    /// root the epoch commitment carries).
+    pub state_root: [u8; 32],
+    /// The epoch commitment, once every agreed batch is audited or the audit deadline passed.
+    pub commitment: Option<EpochCommitment>,
 }
 
 impl EpochSeal {
@@ -55,6 +60,16 @@ impl EpochSeal {
             a.encode(w);
             w.u64(*p);
         }
+        w.raw(&self.state_root);
+        match &self.commitment {
+            None => {
+                w.u8(0);
+            }
+            Some(c) => {
+                w.u8(1);
+                c.encode(w);
+            }
+        }
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
@@ -75,11 +90,19 @@ impl EpochSeal {
             }
             committee.push((a, p));
         }
+        let state_root = r.array()?;
+        let commitment = match r.u8()? {
+            0 => None,
+            1 => Some(EpochCommitment::decode(r)?),
+            _ => return Err(TxError::Malformed("bad commitment tag")),
+        };
         Ok(Self {
             epoch,
             closed_at_height,
             beacon,
             committee,
+            state_root,
+            commitment,
         })
     }
 }
@@ -119,34 +142,229 @@ impl ReadingsAttestation {
     }
 }
 
-/// An epoch's readings root, fixed once ≥ 2/3 of the committee's power attested it.
+/// Domain tag of the readings root over an epoch's audit batches.
+pub const READINGS_ROOT_DOMAIN: &[u8] = b"groundtruth/v1/readings-root\0";
+/// Domain tag of the verified-totals root of an epoch commitment.
+pub const TOTALS_ROOT_DOMAIN: &[u8] = b"groundtruth/v1/totals-root\0";
+/// Domain tag of the audit-proofs root of an epoch commitment.
+pub const PROOFS_ROOT_DOMAIN: &[u8] = b"groundtruth/v1/proofs-root\0";
+/// Domain tag of an epoch commitment's digest (what L1 anchors).
+pub const COMMITMENT_DOMAIN: &[u8] = b"groundtruth/v1/epoch-commitment\0";
+/// Most batches one attestation carries (one per committee member with readings).
+pub const MAX_BATCHES: usize = 256;
+
+/// One auditor's batch of an epoch: the readings of every device assigned to `auditor`
+/// (device after device in id order, each in sequence order), as the metered-output commitment
+/// ([`groundtruth_proofs::commitment_from_readings`]) over the epoch window binds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchCommitment {
+    /// Operator of the validator assigned to prove the batch.
+    pub auditor: Address,
+    /// The Rescue-Prime readings commitment of the batch.
+    pub commitment: [u8; 32],
+    /// Number of readings in the batch (positive).
+    pub readings: u64,
+}
+
+impl BatchCommitment {
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        self.auditor.encode(w);
+        w.raw(&self.commitment).u64(self.readings);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(Self {
+            auditor: Address::decode(r)?,
+            commitment: r.array()?,
+            readings: r.u64()?,
+        })
+    }
+}
+
+/// The readings root over an epoch's batches: blake3 of [`READINGS_ROOT_DOMAIN`], the epoch and
+/// each batch's `auditor ‖ commitment ‖ readings` in auditor order (integers big-endian).
+pub fn readings_root(epoch: Epoch, batches: &[BatchCommitment]) -> [u8; 32] {
+    let mut w = Writer::new();
+    w.raw(READINGS_ROOT_DOMAIN).u64(epoch);
+    for b in batches {
+        b.encode(&mut w);
+    }
+    *blake3::hash(&w.into_bytes()).as_bytes()
+}
+
+/// Checks that batches are in strictly increasing auditor order, non-empty, at most
+/// [`MAX_BATCHES`], and returns their total reading count.
+pub fn check_batches(batches: &[BatchCommitment]) -> Result<u64, TxError> {
+    if batches.len() > MAX_BATCHES {
+        return Err(TxError::Malformed("too many batches"));
+    }
+    let mut total: u64 = 0;
+    for (i, b) in batches.iter().enumerate() {
+        if b.readings == 0 {
+            return Err(TxError::Malformed("empty batch"));
+        }
+        if i > 0 && batches.get(i - 1).is_some_and(|p| p.auditor >= b.auditor) {
+            return Err(TxError::Malformed("batches not in auditor order"));
+        }
+        total = total.checked_add(b.readings).ok_or(TxError::Overflow)?;
+    }
+    Ok(total)
+}
+
+/// An audit proof the ledger verified for one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchAudit {
+    /// Operator that submitted the verified proof (the assigned auditor, or another validator
+    /// after the deadline reassigned the batch).
+    pub prover: Address,
+    /// blake3 digest of the proof envelope.
+    pub proof_digest: [u8; 32],
+    /// Height of the block that verified it.
+    pub height: Height,
+}
+
+/// An epoch's readings root, fixed once ≥ 2/3 of the committee's power attested it, with the
+/// batches under it and the audits verified so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpochReadings {
     /// The epoch.
     pub epoch: Epoch,
-    /// The agreed readings root.
+    /// The agreed readings root ([`readings_root`] of `batches`).
     pub root: [u8; 32],
     /// The agreed number of readings.
     pub readings: u64,
     /// Height of the block whose attestation reached the threshold.
     pub fixed_at_height: Height,
+    /// The agreed batches, in auditor order, each with its verified audit once there is one.
+    pub batches: Vec<(BatchCommitment, Option<BatchAudit>)>,
 }
 
 impl EpochReadings {
+    /// Whether every batch has a verified audit.
+    pub fn fully_audited(&self) -> bool {
+        self.batches.iter().all(|(_, a)| a.is_some())
+    }
+
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.u64(self.epoch)
             .raw(&self.root)
             .u64(self.readings)
-            .u64(self.fixed_at_height);
+            .u64(self.fixed_at_height)
+            .u32(u32::try_from(self.batches.len()).unwrap_or(u32::MAX));
+        for (b, a) in &self.batches {
+            b.encode(w);
+            match a {
+                None => {
+                    w.u8(0);
+                }
+                Some(a) => {
+                    w.u8(1);
+                    a.prover.encode(w);
+                    w.raw(&a.proof_digest).u64(a.height);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        let epoch = r.u64()?;
+        let root = r.array()?;
+        let readings = r.u64()?;
+        let fixed_at_height = r.u64()?;
+        let n = usize::try_from(r.u32()?).map_err(|_| TxError::Malformed("too many batches"))?;
+        if n > MAX_BATCHES {
+            return Err(TxError::Malformed("too many batches"));
+        }
+        let mut batches = Vec::with_capacity(n);
+        for _ in 0..n {
+            let b = BatchCommitment::decode(r)?;
+            let a = match r.u8()? {
+                0 => None,
+                1 => Some(BatchAudit {
+                    prover: Address::decode(r)?,
+                    proof_digest: r.array()?,
+                    height: r.u64()?,
+                }),
+                _ => return Err(TxError::Malformed("bad audit tag")),
+            };
+            batches.push((b, a));
+        }
+        Ok(Self {
+            epoch,
+            root,
+            readings,
+            fixed_at_height,
+            batches,
+        })
+    }
+}
+
+/// What the ledger commits to for an epoch once its audits are done (or their deadline passed):
+/// what the oracle anchors on L1 and the API serves. Verified production for the epoch is final
+/// from here on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochCommitment {
+    /// The epoch.
+    pub epoch: Epoch,
+    /// The agreed readings root (zero when no root was fixed in time).
+    pub readings_root: [u8; 32],
+    /// blake3 over [`TOTALS_ROOT_DOMAIN`], the epoch and each verified device's
+    /// `id ‖ audit kind tag ‖ verified total`, in device order.
+    pub totals_root: [u8; 32],
+    /// blake3 over [`PROOFS_ROOT_DOMAIN`], the epoch and each audited batch's
+    /// `auditor ‖ proof digest`, in auditor order.
+    pub proofs_root: [u8; 32],
+    /// State root sealed with the epoch ([`EpochSeal::state_root`]).
+    pub state_root: [u8; 32],
+    /// Batches agreed.
+    pub batches: u32,
+    /// Batches with a verified audit.
+    pub audited_batches: u32,
+    /// Readings under verified audits.
+    pub verified_readings: u64,
+    /// Height of the block that recorded the commitment.
+    pub height: Height,
+}
+
+impl EpochCommitment {
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.u64(self.epoch)
+            .raw(&self.readings_root)
+            .raw(&self.totals_root)
+            .raw(&self.proofs_root)
+            .raw(&self.state_root)
+            .u32(self.batches)
+            .u32(self.audited_batches)
+            .u64(self.verified_readings)
+            .u64(self.height);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
         Ok(Self {
             epoch: r.u64()?,
-            root: r.array()?,
-            readings: r.u64()?,
-            fixed_at_height: r.u64()?,
+            readings_root: r.array()?,
+            totals_root: r.array()?,
+            proofs_root: r.array()?,
+            state_root: r.array()?,
+            batches: r.u32()?,
+            audited_batches: r.u32()?,
+            verified_readings: r.u64()?,
+            height: r.u64()?,
         })
+    }
+
+    /// The digest L1 anchors: blake3 of [`COMMITMENT_DOMAIN`], the chain id and the epoch,
+    /// readings root, totals root, proofs root and state root.
+    pub fn digest(&self, chain_id: &str) -> [u8; 32] {
+        let mut w = Writer::new();
+        w.raw(COMMITMENT_DOMAIN)
+            .str(chain_id)
+            .u64(self.epoch)
+            .raw(&self.readings_root)
+            .raw(&self.totals_root)
+            .raw(&self.proofs_root)
+            .raw(&self.state_root);
+        *blake3::hash(&w.into_bytes()).as_bytes()
     }
 }
 
@@ -162,6 +380,8 @@ mod tests {
             closed_at_height: 16,
             beacon: [5; 32],
             committee: vec![(Address([1; 32]), 10), (Address([2; 32]), 30)],
+            state_root: [6; 32],
+            commitment: None,
         };
         let mut w = Writer::new();
         seal.encode(&mut w);
@@ -202,11 +422,27 @@ mod tests {
             ReadingsAttestation::decode(&mut Reader::new(&bytes)).unwrap(),
             att
         );
+        let batch = BatchCommitment {
+            auditor: Address([4; 32]),
+            commitment: [3; 32],
+            readings: 77,
+        };
         let fixed = EpochReadings {
             epoch: 2,
-            root: [8; 32],
+            root: readings_root(2, &[batch]),
             readings: 77,
             fixed_at_height: 13,
+            batches: vec![
+                (batch, None),
+                (
+                    batch,
+                    Some(BatchAudit {
+                        prover: Address([5; 32]),
+                        proof_digest: [6; 32],
+                        height: 14,
+                    }),
+                ),
+            ],
         };
         let mut w = Writer::new();
         fixed.encode(&mut w);

@@ -122,7 +122,7 @@ pub enum TxError {
     /// Only validators in the current set may submit audits or proof claims.
     #[error("signer is not an active validator")]
     NotActiveValidator,
-    /// Audits are accepted for the current and the previous epoch only.
+    /// An audit is accepted only for an ended epoch, until `2·audit_deadline_epochs` after it.
     #[error("audit for epoch {got} outside the accepted window (current epoch {current})")]
     AuditEpoch {
         /// Current epoch.
@@ -130,9 +130,38 @@ pub enum TxError {
         /// Epoch named in the audit.
         got: Epoch,
     },
-    /// The audit kind does not fit the subject (e.g. a GPU audit of an energy meter).
-    #[error("audit kind does not match the subject")]
-    AuditSubjectMismatch,
+    /// The proof's statement does not match the agreed batch or the ledger's records
+    /// (explained); the proof itself verified, so its signer is not slashed.
+    #[error("audit does not match the agreed batch: {0}")]
+    AuditMismatch(&'static str),
+    /// Audits and epoch closing need timed epochs (`epoch_duration_s > 0`).
+    #[error("epochs are not reading-time windows on this chain")]
+    UntimedEpochs,
+    /// No readings root is fixed for the epoch yet, or it has no batch for this auditor.
+    #[error("no agreed batch for this epoch and auditor")]
+    UnknownBatch,
+    /// The batch is still its assigned auditor's to prove (before the deadline).
+    #[error("batch assigned to another validator until its deadline")]
+    NotAssigned,
+    /// The proof is larger than `max_audit_proof_bytes`.
+    #[error("audit proof of {got} bytes above the limit of {max}")]
+    ProofTooLarge {
+        /// Limit.
+        max: u32,
+        /// Size submitted.
+        got: usize,
+    },
+    /// `CloseEpoch` names another epoch than the current one.
+    #[error("close vote for epoch {got}, current epoch is {current}")]
+    CloseEpoch {
+        /// Current epoch.
+        current: Epoch,
+        /// Epoch named.
+        got: Epoch,
+    },
+    /// The signer already voted to close this epoch.
+    #[error("duplicate close vote")]
+    DuplicateCloseVote,
     /// This (epoch, subject, kind) was audited already.
     #[error("duplicate audit")]
     DuplicateAudit,
@@ -214,7 +243,13 @@ impl TxError {
             Self::ZeroCapacity => "zero_capacity",
             Self::NotActiveValidator => "not_active_validator",
             Self::AuditEpoch { .. } => "audit_epoch",
-            Self::AuditSubjectMismatch => "audit_subject_mismatch",
+            Self::AuditMismatch(_) => "audit_mismatch",
+            Self::UntimedEpochs => "untimed_epochs",
+            Self::UnknownBatch => "unknown_batch",
+            Self::NotAssigned => "not_assigned",
+            Self::ProofTooLarge { .. } => "proof_too_large",
+            Self::CloseEpoch { .. } => "close_epoch",
+            Self::DuplicateCloseVote => "duplicate_close_vote",
             Self::DuplicateAudit => "duplicate_audit",
             Self::InvalidEvidence(_) => "invalid_evidence",
             Self::EvidenceSignature => "evidence_bad_signature",

@@ -7,13 +7,13 @@ use groundtruth_device_sdk::{SignedReading, MAX_FRAME_LEN};
 
 use crate::codec::{Reader, Writer};
 use crate::error::TxError;
-use crate::types::{Address, AuditKind, AuditRecord, AuditSubject, ConsensusKey, Epoch, Height};
+use crate::types::{Address, ConsensusKey, Epoch, Height};
 
 /// Domain tag of a consensus vote's signing bytes; identical to the BFT adapter's
 /// (`node/consensus`, `types::VOTE_DOMAIN`), so the engine's own votes are the evidence.
 pub const VOTE_DOMAIN: &[u8] = b"groundtruth/consensus/vote/v1";
 
-/// Largest `reason` of an [`InvalidProofClaim`], bytes.
+/// Largest verifier message stored with a [`SlashEvidence::BadAuditProof`], bytes.
 pub const MAX_REASON_LEN: usize = 256;
 
 /// Tendermint vote type.
@@ -207,50 +207,6 @@ impl DoubleSignEvidence {
     }
 }
 
-/// A validator's claim that another validator's recorded proof fails verification.
-///
-/// The ledger cannot run the proof verifier in this version (it must not depend on the proofs
-/// crate), so it checks only that the accused really recorded an audit with this proof digest,
-/// and records the claim with the reporter's name. Claims are therefore trusted statements by
-/// an active validator; a false claim is itself on record and attributable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidProofClaim {
-    /// Operator of the validator that recorded the failing proof.
-    pub accused: Address,
-    /// Epoch of the audit.
-    pub epoch: Epoch,
-    /// Subject of the audit.
-    pub subject: AuditSubject,
-    /// Kind of the audit.
-    pub kind: AuditKind,
-    /// Digest of the proof that fails verification; must match the audit record.
-    pub proof_digest: [u8; 32],
-    /// What the verifier said, at most 256 bytes.
-    pub reason: String,
-}
-
-impl InvalidProofClaim {
-    fn encode(&self, w: &mut Writer) {
-        self.accused.encode(w);
-        w.u64(self.epoch);
-        self.subject.encode(w);
-        w.u8(self.kind.tag())
-            .raw(&self.proof_digest)
-            .str(&self.reason);
-    }
-
-    fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
-        Ok(Self {
-            accused: Address::decode(r)?,
-            epoch: r.u64()?,
-            subject: AuditSubject::decode(r)?,
-            kind: AuditKind::decode(r)?,
-            proof_digest: r.array()?,
-            reason: r.string()?,
-        })
-    }
-}
-
 /// Evidence anyone may submit in a `SubmitEvidence` transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Evidence {
@@ -263,8 +219,6 @@ pub enum Evidence {
     },
     /// A validator's conflicting votes.
     DoubleSign(DoubleSignEvidence),
-    /// A claim that a recorded proof fails verification (submitted by a validator).
-    InvalidProof(InvalidProofClaim),
 }
 
 /// Checks device equivocation: same device and sequence number, different bytes, both
@@ -309,10 +263,6 @@ impl Evidence {
                 d.vote_a.encode(w);
                 d.vote_b.encode(w);
             }
-            Self::InvalidProof(c) => {
-                w.u8(3);
-                c.encode(w);
-            }
         }
     }
 
@@ -327,7 +277,6 @@ impl Evidence {
                 vote_a: SignedVote::decode(r)?,
                 vote_b: SignedVote::decode(r)?,
             })),
-            3 => Ok(Self::InvalidProof(InvalidProofClaim::decode(r)?)),
             _ => Err(TxError::Malformed("unknown evidence kind")),
         }
     }
@@ -338,8 +287,18 @@ impl Evidence {
 pub enum SlashEvidence {
     /// Evidence submitted in a transaction and checked by the ledger.
     Submitted(Evidence),
-    /// A failed retrievability or GPU-capacity audit recorded by a validator.
-    FailedAudit(AuditRecord),
+    /// An audit proof that failed the ledger's own verification: the transaction that carried
+    /// it is in the block at the slash's height, so anyone can re-run the verifier on it.
+    BadAuditProof {
+        /// Epoch of the batch.
+        epoch: Epoch,
+        /// The batch (its assigned auditor).
+        batch: Address,
+        /// blake3 of the proof bytes as submitted.
+        proof_digest: [u8; 32],
+        /// What the verifier said (at most [`MAX_REASON_LEN`] bytes).
+        reason: String,
+    },
 }
 
 impl SlashEvidence {
@@ -349,9 +308,15 @@ impl SlashEvidence {
                 w.u8(1);
                 e.encode(w);
             }
-            Self::FailedAudit(a) => {
-                w.u8(2);
-                a.encode(w);
+            Self::BadAuditProof {
+                epoch,
+                batch,
+                proof_digest,
+                reason,
+            } => {
+                w.u8(3).u64(*epoch);
+                batch.encode(w);
+                w.raw(proof_digest).str(reason);
             }
         }
     }
@@ -359,7 +324,12 @@ impl SlashEvidence {
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
         match r.u8()? {
             1 => Ok(Self::Submitted(Evidence::decode(r)?)),
-            2 => Ok(Self::FailedAudit(AuditRecord::decode(r)?)),
+            3 => Ok(Self::BadAuditProof {
+                epoch: r.u64()?,
+                batch: Address::decode(r)?,
+                proof_digest: r.array()?,
+                reason: r.string()?,
+            }),
             _ => Err(TxError::Malformed("unknown slash evidence")),
         }
     }

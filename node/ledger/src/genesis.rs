@@ -90,6 +90,23 @@ pub struct Params {
     /// `e + attestation_window_epochs` (positive); the epoch's pending attestations are then
     /// dropped (a fixed root and the flags stay).
     pub attestation_window_epochs: u64,
+    /// Length of an epoch's reading-time window, seconds. 0: epochs are `epoch_length`
+    /// blocks (no audits). Positive: epoch `e` covers readings whose intervals lie in
+    /// `[genesis_time_s + e·epoch_duration_s, genesis_time_s + (e+1)·epoch_duration_s)`, and it
+    /// ends at the block in which validators holding ≥ 2/3 of the set's power have sent
+    /// `CloseEpoch` (each sends it once its clock passed the window's end plus its grace).
+    pub epoch_duration_s: u64,
+    /// Start of epoch 0's window, Unix seconds (used when `epoch_duration_s > 0`).
+    pub genesis_time_s: u64,
+    /// Epochs the assigned auditor has to deliver a batch's proof after the readings root was
+    /// fixed: an audit of epoch `e` from its assigned auditor is accepted until the end of epoch
+    /// `e + audit_deadline_epochs`; after that any validator of the committee may prove the
+    /// batch (reassignment) until `e + 2·audit_deadline_epochs`, when the epoch commitment is
+    /// recorded with whatever was verified.
+    pub audit_deadline_epochs: u64,
+    /// Largest audit proof envelope a `SubmitAuditProof` may carry, bytes (bounds both the
+    /// block space and the verification cost one transaction can demand).
+    pub max_audit_proof_bytes: u32,
 }
 
 impl Default for Params {
@@ -114,11 +131,32 @@ impl Default for Params {
             min_fee: 1,
             audit_redundancy: 1,
             attestation_window_epochs: 2,
+            epoch_duration_s: 0,
+            genesis_time_s: 0,
+            audit_deadline_epochs: 2,
+            max_audit_proof_bytes: 256 * 1024,
         }
     }
 }
 
 impl Params {
+    /// The reading-time window `[start, end)` of `epoch`, Unix seconds; `None` when epochs are
+    /// counted in blocks (`epoch_duration_s == 0`) or the window overflows.
+    pub fn epoch_window(&self, epoch: u64) -> Option<(u64, u64)> {
+        if self.epoch_duration_s == 0 {
+            return None;
+        }
+        let start = epoch
+            .checked_mul(self.epoch_duration_s)?
+            .checked_add(self.genesis_time_s)?;
+        Some((start, start.checked_add(self.epoch_duration_s)?))
+    }
+
+    /// Whether epochs are reading-time windows closed by validators' `CloseEpoch` votes.
+    pub fn timed_epochs(&self) -> bool {
+        self.epoch_duration_s > 0
+    }
+
     /// The reward schedule: `reward_per_epoch >> (epoch / reward_halving_epochs)`, or the
     /// constant `reward_per_epoch` when halving is off. Only the part actually paid out is
     /// minted (an epoch without audits mints nothing; rounding remainders are not minted).
@@ -150,6 +188,15 @@ impl Params {
         }
         if self.attestation_window_epochs == 0 {
             return bad("attestation_window_epochs must be positive");
+        }
+        if self.audit_deadline_epochs == 0 {
+            return bad("audit_deadline_epochs must be positive");
+        }
+        if self.timed_epochs() && self.epoch_window(1 << 32).is_none() {
+            return bad("genesis_time_s + epoch_duration_s · 2^32 overflows");
+        }
+        if self.max_audit_proof_bytes > 4 * 1024 * 1024 {
+            return bad("max_audit_proof_bytes above 4 MiB");
         }
         if self.unbonding_epochs < self.evidence_max_age_epochs {
             return bad(
@@ -196,7 +243,11 @@ impl Params {
             .u64(self.evidence_max_age_epochs)
             .u64(self.min_fee)
             .u8(self.audit_redundancy)
-            .u64(self.attestation_window_epochs);
+            .u64(self.attestation_window_epochs)
+            .u64(self.epoch_duration_s)
+            .u64(self.genesis_time_s)
+            .u64(self.audit_deadline_epochs)
+            .u32(self.max_audit_proof_bytes);
     }
 
     pub(crate) fn decode(
@@ -222,6 +273,10 @@ impl Params {
             min_fee: r.u64()?,
             audit_redundancy: r.u8()?,
             attestation_window_epochs: r.u64()?,
+            epoch_duration_s: r.u64()?,
+            genesis_time_s: r.u64()?,
+            audit_deadline_epochs: r.u64()?,
+            max_audit_proof_bytes: r.u32()?,
         })
     }
 }

@@ -43,12 +43,14 @@ pub use apply::{
     apply_block, apply_raw_block, apply_tx, check_envelope, check_signed, check_tx, end_epoch,
     BlockContext, BlockOutcome, Event, TxReceipt,
 };
-pub use attestation::{EpochReadings, EpochSeal, ReadingsAttestation};
+pub use attestation::{
+    readings_root, BatchAudit, BatchCommitment, EpochCommitment, EpochReadings, EpochSeal,
+    ReadingsAttestation,
+};
 pub use commitment::WriteSet;
 pub use error::{InvariantError, LedgerError, Result, SnapshotError, TxError};
 pub use evidence::{
-    vote_sign_bytes, DoubleSignEvidence, Evidence, InvalidProofClaim, SignedVote, SlashEvidence,
-    VoteKind,
+    vote_sign_bytes, DoubleSignEvidence, Evidence, SignedVote, SlashEvidence, VoteKind,
 };
 pub use genesis::{
     Genesis, GenesisAccount, GenesisDevice, GenesisProvider, GenesisValidator, Params, BP_ONE,

@@ -42,6 +42,9 @@ pub struct State {
     pub(crate) device_keys: BTreeMap<DeviceId, DeviceId>,
     pub(crate) unbonding: Tracked<u64, UnbondingEntry>,
     pub(crate) next_unbonding_id: u64,
+    /// Operators that voted `CloseEpoch` for the current epoch (timed epochs; part of the
+    /// header entry, cleared at each boundary).
+    pub(crate) close_votes: std::collections::BTreeSet<Address>,
     /// Delegated stake: (validator operator, delegator) → amount (never zero).
     pub(crate) delegations: Tracked<(Address, Address), Amount>,
     pub(crate) audits: Tracked<Epoch, BTreeMap<(AuditSubject, AuditKind), AuditRecord>>,
@@ -80,6 +83,7 @@ impl State {
             device_keys: BTreeMap::new(),
             unbonding: Tracked::default(),
             next_unbonding_id: 0,
+            close_votes: std::collections::BTreeSet::new(),
             delegations: Tracked::default(),
             audits: Tracked::default(),
             slashes: Vec::new(),
@@ -386,6 +390,33 @@ impl State {
         ))
     }
 
+    /// Whether the `CloseEpoch` votes for the current epoch carry ≥ 2/3 of the active set's
+    /// power.
+    pub fn close_votes_reach_two_thirds(&self) -> bool {
+        let total: u128 = self.active_set.values().map(|p| u128::from(*p)).sum();
+        let voted: u128 = self
+            .active_set
+            .iter()
+            .filter(|(k, _)| {
+                self.consensus_keys
+                    .get(*k)
+                    .is_some_and(|op| self.close_votes.contains(op))
+            })
+            .map(|(_, p)| u128::from(*p))
+            .sum();
+        crate::apply::reaches_two_thirds(voted, total)
+    }
+
+    /// Operators that voted to close the current epoch.
+    pub fn close_votes(&self) -> impl Iterator<Item = &Address> {
+        self.close_votes.iter()
+    }
+
+    /// The commitment of `epoch`, once recorded.
+    pub fn epoch_commitment(&self, epoch: Epoch) -> Option<&crate::attestation::EpochCommitment> {
+        self.seals.get(&epoch)?.commitment.as_ref()
+    }
+
     /// The readings root fixed for `epoch` by ≥ 2/3 of its committee's power, if any.
     pub fn fixed_readings_root(&self, epoch: Epoch) -> Option<&EpochReadings> {
         self.fixed_readings.get(&epoch)
@@ -666,7 +697,31 @@ impl State {
         w.u64(self.height).u64(self.epoch);
         self.supply.encode(&mut w);
         w.u64(self.next_unbonding_id);
+        self.encode_close_votes(&mut w);
         w.into_bytes()
+    }
+
+    fn encode_close_votes(&self, w: &mut Writer) {
+        w.u32(u32::try_from(self.close_votes.len()).unwrap_or(u32::MAX));
+        for a in &self.close_votes {
+            a.encode(w);
+        }
+    }
+
+    fn decode_close_votes(
+        r: &mut Reader<'_>,
+    ) -> core::result::Result<std::collections::BTreeSet<Address>, TxError> {
+        let n = r.u32()?;
+        if n > 4_096 {
+            return Err(TxError::Malformed("too many close votes"));
+        }
+        let mut out = std::collections::BTreeSet::new();
+        for _ in 0..n {
+            if !out.insert(Address::decode(r)?) {
+                return Err(TxError::Malformed("duplicate close vote"));
+            }
+        }
+        Ok(out)
     }
 
     /// The entries written since the last [`State::commit`] whose value differs from the
@@ -781,7 +836,8 @@ impl State {
                     let (height, epoch) = (r.u64()?, r.u64()?);
                     let supply = Supply::decode(&mut r)?;
                     let next = r.u64()?;
-                    header = Some((chain_id, params, height, epoch, supply, next));
+                    let votes = Self::decode_close_votes(&mut r)?;
+                    header = Some((chain_id, params, height, epoch, supply, next, votes));
                 }
                 1 => {
                     let a = Address::decode(&mut kr)?;
@@ -883,7 +939,7 @@ impl State {
                 kr.finish()?;
             }
         }
-        let (chain_id, params, height, epoch, supply, next) =
+        let (chain_id, params, height, epoch, supply, next, votes) =
             header.ok_or(SnapshotError::Entry("no header"))?;
         params
             .validate()
@@ -894,6 +950,7 @@ impl State {
         st.epoch = epoch;
         st.supply = supply;
         st.next_unbonding_id = next;
+        st.close_votes = votes;
         for (i, (id, s)) in slashes.into_iter().enumerate() {
             if u64::try_from(i).ok() != Some(id) {
                 return Err(SnapshotError::Entry("slash ids not contiguous"));
@@ -949,6 +1006,7 @@ impl State {
         w.u64(self.height).u64(self.epoch);
         self.supply.encode(&mut w);
         w.u64(self.next_unbonding_id);
+        self.encode_close_votes(&mut w);
         sink(&w.into_bytes());
 
         fn table<I, F>(sink: &mut dyn FnMut(&[u8]), tag: u8, len: usize, items: I, mut f: F)
@@ -1081,11 +1139,13 @@ impl State {
         let epoch = r.u64()?;
         let supply = Supply::decode(r)?;
         let next_unbonding_id = r.u64()?;
+        let close_votes = Self::decode_close_votes(r)?;
         let mut st = State {
             height,
             epoch,
             supply,
             next_unbonding_id,
+            close_votes,
             ..State::empty(chain_id, params)
         };
         fn table(

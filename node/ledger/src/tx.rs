@@ -19,16 +19,19 @@ use crate::codec::{Reader, Writer};
 use crate::error::TxError;
 use crate::evidence::Evidence;
 use crate::types::{
-    decode_device, encode_device, Address, Amount, AuditKind, AuditResult, AuditSubject,
-    ConsensusKey, DeviceKind, Epoch, Height,
+    decode_device, encode_device, Address, Amount, ConsensusKey, DeviceKind, Epoch, Height,
 };
 
 /// Domain tag of the transaction signing message.
 pub const TX_DOMAIN: &[u8] = b"groundtruth/v1/tx\0";
 /// Domain tag of a device key's proof of possession.
 pub const POSSESSION_DOMAIN: &[u8] = b"groundtruth/v1/device-possession\0";
-/// Largest encoded transaction accepted (bytes).
-pub const MAX_TX_LEN: usize = 16 * 1024;
+/// Largest encoded transaction accepted (bytes): an audit proof transaction. Every other
+/// type must fit [`MAX_PLAIN_TX_LEN`]; a proof is also bounded by the genesis
+/// `max_audit_proof_bytes`.
+pub const MAX_TX_LEN: usize = 4 * 1024 * 1024 + 1024;
+/// Largest encoded transaction of any type but `SubmitAuditProof` (bytes).
+pub const MAX_PLAIN_TX_LEN: usize = 16 * 1024;
 
 /// What a transaction does. The encoding tag of each variant is given in brackets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,20 +112,17 @@ pub enum TxBody {
         /// Device key.
         device: DeviceId,
     },
-    /// \[12\] Records an audit (signer: operator of a validator in the current set).
-    SubmitAudit {
-        /// Epoch audited: the current or the previous one.
+    /// \[12\] Submits the metered-output proof of one agreed audit batch of an ended epoch
+    /// (signer: the batch's assigned auditor; after the deadline, any committee member). The
+    /// ledger verifies the proof while applying the block and checks it against the agreed
+    /// batch commitment; a proof that fails verification slashes its signer.
+    SubmitAuditProof {
+        /// Epoch audited.
         epoch: Epoch,
-        /// Device or provider audited.
-        subject: AuditSubject,
-        /// Which audit.
-        kind: AuditKind,
-        /// Pass or fail.
-        result: AuditResult,
-        /// blake3 digest of the proof.
-        proof_digest: [u8; 32],
-        /// Verified work units (reward weight on a pass).
-        work_units: u64,
+        /// Operator of the batch's assigned auditor (the batch proven).
+        batch: Address,
+        /// The proof envelope (`groundtruth-proofs` encoding).
+        proof: Vec<u8>,
     },
     /// \[13\] Submits misbehaviour evidence; a valid one slashes the offender.
     SubmitEvidence(Evidence),
@@ -141,17 +141,24 @@ pub enum TxBody {
         /// Amount (positive, at most the delegation).
         amount: Amount,
     },
-    /// \[16\] Attests the readings root of an ended epoch (signer: operator of an active
+    /// \[16\] Attests the readings of an ended epoch (signer: operator of an active
     /// validator that was in the epoch's committee; once per epoch and validator, within
-    /// `attestation_window_epochs`). ≥ 2/3 of the committee's power on one
-    /// `(readings_root, readings)` fixes it; a differing attestation flags its signer.
+    /// `attestation_window_epochs`): one commitment per audit batch, built from the validator's
+    /// store. ≥ 2/3 of the committee's power on one readings root (over the batches) fixes it;
+    /// a differing attestation flags its signer.
     AttestReadings {
         /// The ended epoch attested.
         epoch: Epoch,
-        /// Root over the per-device readings commitments, built from the validator's store.
-        readings_root: [u8; 32],
-        /// Number of readings under the root.
-        readings: u64,
+        /// The batches, in auditor order (see [`crate::attestation::BatchCommitment`]).
+        batches: Vec<crate::attestation::BatchCommitment>,
+    },
+    /// \[17\] Votes to close the current epoch (signer: operator of an active validator; once
+    /// per epoch; only when epochs are reading-time windows). A validator sends it once its
+    /// clock passed the epoch window's end plus its grace; the epoch ends after the block in
+    /// which the votes reach ≥ 2/3 of the set's power.
+    CloseEpoch {
+        /// The current epoch.
+        epoch: Epoch,
     },
 }
 
@@ -227,20 +234,14 @@ impl TxBody {
                 w.u8(11);
                 encode_device(device, w);
             }
-            Self::SubmitAudit {
+            Self::SubmitAuditProof {
                 epoch,
-                subject,
-                kind,
-                result,
-                proof_digest,
-                work_units,
+                batch,
+                proof,
             } => {
                 w.u8(12).u64(*epoch);
-                subject.encode(w);
-                w.u8(kind.tag())
-                    .u8(result.tag())
-                    .raw(proof_digest)
-                    .u64(*work_units);
+                batch.encode(w);
+                w.bytes(proof);
             }
             Self::SubmitEvidence(e) => {
                 w.u8(13);
@@ -256,12 +257,16 @@ impl TxBody {
                 validator.encode(w);
                 w.u64(*amount);
             }
-            Self::AttestReadings {
-                epoch,
-                readings_root,
-                readings,
-            } => {
-                w.u8(16).u64(*epoch).raw(readings_root).u64(*readings);
+            Self::AttestReadings { epoch, batches } => {
+                w.u8(16)
+                    .u64(*epoch)
+                    .u32(u32::try_from(batches.len()).unwrap_or(u32::MAX));
+                for b in batches {
+                    b.encode(w);
+                }
+            }
+            Self::CloseEpoch { epoch } => {
+                w.u8(17).u64(*epoch);
             }
         }
     }
@@ -301,13 +306,10 @@ impl TxBody {
             11 => Self::RetireDevice {
                 device: decode_device(r)?,
             },
-            12 => Self::SubmitAudit {
+            12 => Self::SubmitAuditProof {
                 epoch: r.u64()?,
-                subject: AuditSubject::decode(r)?,
-                kind: AuditKind::decode(r)?,
-                result: AuditResult::decode(r)?,
-                proof_digest: r.array()?,
-                work_units: r.u64()?,
+                batch: Address::decode(r)?,
+                proof: r.bytes()?.to_vec(),
             },
             13 => Self::SubmitEvidence(Evidence::decode(r)?),
             14 => Self::Delegate {
@@ -318,11 +320,20 @@ impl TxBody {
                 validator: Address::decode(r)?,
                 amount: r.u64()?,
             },
-            16 => Self::AttestReadings {
-                epoch: r.u64()?,
-                readings_root: r.array()?,
-                readings: r.u64()?,
-            },
+            16 => {
+                let epoch = r.u64()?;
+                let n = usize::try_from(r.u32()?)
+                    .map_err(|_| TxError::Malformed("too many batches"))?;
+                if n > crate::attestation::MAX_BATCHES {
+                    return Err(TxError::Malformed("too many batches"));
+                }
+                let mut batches = Vec::with_capacity(n);
+                for _ in 0..n {
+                    batches.push(crate::attestation::BatchCommitment::decode(r)?);
+                }
+                Self::AttestReadings { epoch, batches }
+            }
+            17 => Self::CloseEpoch { epoch: r.u64()? },
             _ => return Err(TxError::Malformed("unknown transaction type")),
         })
     }
@@ -341,7 +352,8 @@ impl TxBody {
             Self::RegisterDevice { .. } => "register_device",
             Self::RotateDeviceKey { .. } => "rotate_device_key",
             Self::RetireDevice { .. } => "retire_device",
-            Self::SubmitAudit { .. } => "submit_audit",
+            Self::SubmitAuditProof { .. } => "submit_audit_proof",
+            Self::CloseEpoch { .. } => "close_epoch",
             Self::SubmitEvidence(_) => "submit_evidence",
             Self::Delegate { .. } => "delegate",
             Self::Undelegate { .. } => "undelegate",
@@ -423,8 +435,8 @@ impl SignedTx {
         w.into_bytes()
     }
 
-    /// Decodes canonical bytes (strict: no trailing bytes; at most [`MAX_TX_LEN`]). Does not
-    /// check the signature.
+    /// Decodes canonical bytes (strict: no trailing bytes; at most [`MAX_TX_LEN`] for an audit
+    /// proof and [`MAX_PLAIN_TX_LEN`] for anything else). Does not check the signature.
     pub fn decode(bytes: &[u8]) -> Result<Self, TxError> {
         if bytes.len() > MAX_TX_LEN {
             return Err(TxError::Malformed("transaction too large"));
@@ -433,6 +445,9 @@ impl SignedTx {
         let tx = Tx::decode_from(&mut r)?;
         let signature = r.array()?;
         r.finish()?;
+        if bytes.len() > MAX_PLAIN_TX_LEN && !matches!(tx.body, TxBody::SubmitAuditProof { .. }) {
+            return Err(TxError::Malformed("transaction too large"));
+        }
         Ok(Self { tx, signature })
     }
 

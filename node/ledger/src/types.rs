@@ -227,6 +227,23 @@ pub enum DeviceKind {
 }
 
 impl DeviceKind {
+    /// The most one interval of `interval_len_s` seconds may carry for a device of this kind
+    /// and `capacity`, in the metered unit (Wh for energy: `capacity·len/3600` rounded down;
+    /// GPU-milliseconds for GPU: `capacity·len·1000`), the same bound ingest applies. `None`
+    /// for storage (not metered output) or when it does not fit a proof's cap (2^32 − 1).
+    pub fn metered_cap(self, capacity: u64, interval_len_s: u32) -> Option<u64> {
+        let c = u128::from(capacity);
+        let len = u128::from(interval_len_s);
+        let cap = match self {
+            Self::Energy => c.checked_mul(len)? / 3600,
+            Self::Gpu => c.checked_mul(len)?.checked_mul(1000)?,
+            Self::Storage => return None,
+        };
+        u64::try_from(cap)
+            .ok()
+            .filter(|c| *c <= groundtruth_proofs::metered::MAX_CAP)
+    }
+
     /// Lower-case name (`energy`, `gpu`, `storage`), as in genesis files and metrics.
     pub const fn name(self) -> &'static str {
         match self {

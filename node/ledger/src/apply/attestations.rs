@@ -1,7 +1,8 @@
-//! Readings attestations: ≥ 2/3 of an epoch's committee power fixes its readings root;
-//! differing attestations flag their signer (no slashing).
+//! Readings attestations: each committee member attests one commitment per audit batch; ≥ 2/3
+//! of an epoch's committee power on one readings root fixes it with its batches; differing
+//! attestations flag their signer (no slashing).
 
-use crate::attestation::{EpochReadings, ReadingsAttestation};
+use crate::attestation::{check_batches, readings_root, EpochReadings, ReadingsAttestation};
 use crate::error::TxError;
 use crate::tx::TxBody;
 use crate::types::*;
@@ -30,15 +31,12 @@ pub(super) fn check(
     ctx: &BlockContext,
 ) -> core::result::Result<Commit, TxError> {
     let st = stage.state;
-    let TxBody::AttestReadings {
-        epoch,
-        readings_root,
-        readings,
-    } = body
-    else {
+    let TxBody::AttestReadings { epoch, batches } = body else {
         return Err(TxError::Malformed("not an attestation transaction"));
     };
-    let (epoch, readings_root, readings) = (*epoch, *readings_root, *readings);
+    let epoch = *epoch;
+    let readings = check_batches(batches)?;
+    let readings_root = readings_root(epoch, batches);
     active_validator(st, &signer)?;
     let window_end = epoch.saturating_add(st.params.attestation_window_epochs);
     if epoch >= st.epoch || st.epoch > window_end {
@@ -88,6 +86,7 @@ pub(super) fn check(
                     root: readings_root,
                     readings,
                     fixed_at_height: ctx.height,
+                    batches: batches.iter().map(|b| (*b, None)).collect(),
                 });
                 flag.extend(
                     st.attestations(epoch)
@@ -106,13 +105,16 @@ pub(super) fn check(
             readings_root,
             readings,
         });
+        let mut commit_now = false;
         if let Some(f) = fixed {
-            st.fixed_readings.insert(epoch, f);
             ev.push(Event::ReadingsFixed {
                 epoch,
                 root: f.root,
                 readings: f.readings,
             });
+            // An epoch without readings has nothing to audit: its commitment is final now.
+            commit_now = f.fully_audited();
+            st.fixed_readings.insert(epoch, f);
         }
         for a in flag {
             st.flagged.insert((epoch, a.validator), a);
@@ -120,6 +122,9 @@ pub(super) fn check(
                 epoch,
                 validator: a.validator,
             });
+        }
+        if commit_now {
+            super::audits::record_commitment(st, epoch, record.height, ev);
         }
     }))
 }

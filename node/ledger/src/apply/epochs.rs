@@ -1,5 +1,6 @@
 //! The epoch boundary: the epoch's seal (sampling beacon, committee), rewards, matured
-//! unbonding, the next validator set, closed attestation windows.
+//! unbonding, the next validator set, closed attestation windows, and (timed epochs) the
+//! commitment of the epoch whose audit window just closed.
 
 use std::collections::BTreeMap;
 
@@ -98,6 +99,17 @@ pub fn end_epoch(state: &mut State) -> Vec<Event> {
         paid = minted;
     }
 
+    // 1b. Timed epochs: the epoch whose reassignment window closes with this one is committed
+    // with whatever was verified (its missing batches stay unpaid).
+    if state.params.timed_epochs() {
+        let window = state.params.audit_deadline_epochs.saturating_mul(2);
+        if let Some(due) = epoch.checked_sub(window) {
+            let height = state.height;
+            super::audits::record_commitment(state, due, height, &mut events);
+        }
+        state.close_votes.clear();
+    }
+
     // 2. Matured unbonding entries.
     let matured: Vec<u64> = state
         .unbonding
@@ -165,5 +177,7 @@ fn seal_epoch(state: &State) -> EpochSeal {
         closed_at_height: state.height,
         beacon: epoch_beacon(&state.chain_id, state.epoch, state.height, &root),
         committee,
+        state_root: root,
+        commitment: None,
     }
 }

@@ -1,11 +1,11 @@
 //! Evidence of misbehaviour and slashing.
 
 use crate::error::TxError;
-use crate::evidence::{check_device_equivocation, Evidence, SlashEvidence, MAX_REASON_LEN};
+use crate::evidence::{check_device_equivocation, Evidence, SlashEvidence};
 use crate::genesis::BP_ONE;
 use crate::types::*;
 
-use super::staking::{active_validator, plan_unbonding, UnbondingPlan};
+use super::staking::{plan_unbonding, UnbondingPlan};
 use super::*;
 
 pub(super) fn check_evidence(
@@ -77,54 +77,20 @@ pub(super) fn check_evidence(
             )?;
             Ok(Box::new(move |st, ev| plan.commit(st, ev)))
         }
-        Evidence::InvalidProof(c) => {
-            active_validator(st, &signer)?;
-            if c.reason.is_empty()
-                || c.reason.len() > MAX_REASON_LEN
-                || c.reason.chars().any(char::is_control)
-            {
-                return Err(TxError::InvalidText("reason"));
-            }
-            check_age(st, c.epoch)?;
-            if c.accused == signer {
-                return Err(TxError::InvalidEvidence("a validator cannot accuse itself"));
-            }
-            if !st.validators.contains_key(&c.accused) {
-                return Err(TxError::UnknownOffender);
-            }
-            let matches = st
-                .audit(c.epoch, &c.subject, c.kind)
-                .is_some_and(|a| a.validator == c.accused && a.proof_digest == c.proof_digest);
-            if !matches {
-                return Err(TxError::InvalidEvidence(
-                    "no audit by the accused with this proof digest",
-                ));
-            }
-            let dup = st.slashes.iter().any(|s| match &s.evidence {
-                SlashEvidence::Submitted(Evidence::InvalidProof(o)) => {
-                    o.epoch == c.epoch && o.subject == c.subject && o.kind == c.kind
-                }
-                _ => false,
-            });
-            if dup {
-                return Err(TxError::DuplicateEvidence);
-            }
-            let plan = plan_slash(
-                stage,
-                Offender::Validator(c.accused),
-                SlashReason::InvalidProof,
-                p.slash_invalid_proof_bp,
-                signer,
-                stored,
-                ctx,
-            )?;
-            Ok(Box::new(move |st, ev| plan.commit(st, ev)))
-        }
     }
 }
 
-/// The epoch of block `height` (block `h ≥ 1` is in epoch `(h − 1) / epoch_length`).
+/// The epoch of block `height`: with block-counted epochs block `h ≥ 1` is in epoch
+/// `(h − 1) / epoch_length`; with timed epochs it is the first sealed epoch that closed at or
+/// after `h`, or the current one.
 fn epoch_of(st: &State, height: Height) -> Epoch {
+    if st.params.timed_epochs() {
+        return st
+            .seals
+            .iter()
+            .find(|(_, s)| s.closed_at_height >= height)
+            .map_or(st.epoch, |(e, _)| *e);
+    }
     height.saturating_sub(1) / st.params.epoch_length.max(1)
 }
 

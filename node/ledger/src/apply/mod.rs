@@ -16,6 +16,7 @@ mod staking;
 
 use std::collections::BTreeMap;
 
+pub(crate) use attestations::reaches_two_thirds;
 pub use epochs::end_epoch;
 
 use groundtruth_device_sdk::DeviceId;
@@ -24,8 +25,7 @@ use crate::error::{LedgerError, Result, TxError};
 use crate::state::State;
 use crate::tx::{Block, SignedTx, TxBody};
 use crate::types::{
-    Address, Amount, AuditKind, AuditResult, AuditSubject, ConsensusKey, Epoch, Height, Offender,
-    SlashReason, StakeRole,
+    Address, Amount, ConsensusKey, Epoch, Height, Offender, SlashReason, StakeRole,
 };
 use staking::{active_validator, plan_unbonding};
 
@@ -136,16 +136,48 @@ pub enum Event {
         /// Device key.
         device: DeviceId,
     },
-    /// An audit was recorded.
-    AuditRecorded {
+    /// A batch's audit proof verified and matched the agreed batch; its devices' totals are
+    /// recorded.
+    AuditVerified {
         /// Epoch audited.
         epoch: Epoch,
-        /// Subject.
-        subject: AuditSubject,
-        /// Kind.
-        kind: AuditKind,
-        /// Result.
-        result: AuditResult,
+        /// The batch (its assigned auditor).
+        batch: Address,
+        /// Operator that submitted the proof.
+        prover: Address,
+        /// Devices newly credited.
+        devices: u64,
+        /// Readings under the proof.
+        readings: u64,
+    },
+    /// A batch's audit proof failed verification; its submitter is slashed.
+    AuditProofRejected {
+        /// Epoch.
+        epoch: Epoch,
+        /// The batch.
+        batch: Address,
+        /// Operator that submitted the failing proof.
+        prover: Address,
+        /// What the verifier said.
+        reason: String,
+    },
+    /// An epoch's commitment was recorded (what L1 anchors).
+    EpochCommitted {
+        /// The epoch.
+        epoch: Epoch,
+        /// [`crate::EpochCommitment::digest`].
+        digest: [u8; 32],
+        /// Batches with a verified audit.
+        audited_batches: u32,
+        /// Batches agreed.
+        batches: u32,
+    },
+    /// A validator voted to close the current epoch.
+    CloseVoted {
+        /// The epoch.
+        epoch: Epoch,
+        /// The validator's operator.
+        validator: Address,
     },
     /// Stake was slashed (see the slash record for the evidence).
     Slashed {
@@ -485,10 +517,36 @@ fn check_body(
         TxBody::RegisterDevice { .. }
         | TxBody::RotateDeviceKey { .. }
         | TxBody::RetireDevice { .. } => devices::check(stage, signer, body, ctx),
-        TxBody::SubmitAudit { .. } => audits::check(stage, signer, body, ctx),
+        TxBody::SubmitAuditProof { .. } => audits::check(stage, signer, body, ctx),
+        TxBody::CloseEpoch { epoch } => close_vote(stage.state, signer, *epoch),
         TxBody::SubmitEvidence(evidence) => evidence::check_evidence(stage, signer, evidence, ctx),
         TxBody::AttestReadings { .. } => attestations::check(stage, signer, body, ctx),
     }
+}
+
+/// Checks a `CloseEpoch` vote: timed epochs only, from an active validator's operator, for the
+/// current epoch, once.
+fn close_vote(st: &State, signer: Address, epoch: Epoch) -> core::result::Result<Commit, TxError> {
+    if !st.params.timed_epochs() {
+        return Err(TxError::UntimedEpochs);
+    }
+    active_validator(st, &signer)?;
+    if epoch != st.epoch {
+        return Err(TxError::CloseEpoch {
+            current: st.epoch,
+            got: epoch,
+        });
+    }
+    if st.close_votes.contains(&signer) {
+        return Err(TxError::DuplicateCloseVote);
+    }
+    Ok(Box::new(move |st, ev| {
+        st.close_votes.insert(signer);
+        ev.push(Event::CloseVoted {
+            epoch,
+            validator: signer,
+        });
+    }))
 }
 
 /// Applies a decided block: its transactions in order (rejected ones change nothing and are
@@ -545,7 +603,12 @@ where
     state.height = height;
     let mut end_block_events = Vec::new();
     let mut epoch_ended = None;
-    if height.is_multiple_of(state.params.epoch_length) {
+    let boundary = if state.params.timed_epochs() {
+        state.close_votes_reach_two_thirds()
+    } else {
+        height.is_multiple_of(state.params.epoch_length)
+    };
+    if boundary {
         epoch_ended = Some(state.epoch);
         end_block_events = end_epoch(state);
     }
