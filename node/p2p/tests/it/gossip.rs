@@ -170,3 +170,36 @@ async fn a_peer_whose_messages_are_rejected_is_cut_off_while_honest_peers_flow()
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(!na.connected().await.contains(&x.peer));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_the_message_rate_is_throttled_then_cut_off() {
+    let (a, b) = (identity(71), identity(72));
+    let both = [a, b];
+    let strict = groundtruth_p2p::P2pConfig {
+        max_messages_per_peer_per_sec: 1,
+        message_burst: 3,
+        ..config(vec![])
+    };
+    let mut na = Node::start(a, &both, strict).await;
+    let nb = Node::start(b, &both, config(vec![na.addr()])).await;
+    let mut ra = na.run_app(accept_all);
+    full_mesh(&[&na, &nb], Topic::Transactions).await;
+
+    // 30 valid messages as fast as B can publish them: A takes the burst, then rejects the
+    // excess, which graylists B.
+    for i in 0..30 {
+        let _ = nb
+            .handle
+            .publish(Topic::Transactions, format!("valid {i}").into_bytes())
+            .await;
+    }
+    eventually("A cuts the flooding peer off", || async {
+        (!na.connected().await.contains(&b.peer)).then_some(())
+    })
+    .await;
+    let delivered = drain_for(&mut ra, Duration::from_millis(500)).await.len();
+    assert!(
+        (1..=6).contains(&delivered),
+        "{delivered} of 30 messages delivered at 1/s with a burst of 3"
+    );
+}
