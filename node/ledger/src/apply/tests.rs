@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::evidence::{DoubleSignEvidence, InvalidProofClaim, VoteKind};
+use crate::attestation::BatchCommitment;
+use crate::evidence::{DoubleSignEvidence, VoteKind};
 use crate::evidence::{Evidence, SlashEvidence};
 use crate::genesis::{Genesis, Params};
 use crate::testkit::*;
@@ -207,14 +208,17 @@ fn every_transaction_type_round_trips_through_the_codec() {
         TxBody::RetireDevice {
             device: device_id(&dev),
         },
-        TxBody::SubmitAudit {
+        TxBody::SubmitAuditProof {
             epoch: 3,
-            subject: AuditSubject::Provider(address(u)),
-            kind: AuditKind::StorageRetrievability,
-            result: AuditResult::Fail,
-            proof_digest: [3; 32],
-            work_units: 11,
+            batch: address(u),
+            proof: vec![1, 2, 3, 4, 5],
         },
+        TxBody::SubmitAuditProof {
+            epoch: 0,
+            batch: address(&dev),
+            proof: vec![],
+        },
+        TxBody::CloseEpoch { epoch: 9 },
         TxBody::SubmitEvidence(Evidence::DeviceEquivocation {
             a: energy_reading(200, 1, 5),
             b: energy_reading(200, 1, 6),
@@ -224,18 +228,24 @@ fn every_transaction_type_round_trips_through_the_codec() {
             vote_a: vote(&dev, VoteKind::Prevote, 4, 0, [1; 32]),
             vote_b: vote(&dev, VoteKind::Prevote, 4, 0, [2; 32]),
         })),
-        TxBody::SubmitEvidence(Evidence::InvalidProof(InvalidProofClaim {
-            accused: address(u),
-            epoch: 2,
-            subject: AuditSubject::Device(device_id(&dev)),
-            kind: AuditKind::EnergyOutput,
-            proof_digest: [4; 32],
-            reason: "fri layer 3 mismatch".into(),
-        })),
         TxBody::AttestReadings {
             epoch: 6,
-            readings_root: [5; 32],
-            readings: 1_234,
+            batches: vec![
+                BatchCommitment {
+                    auditor: address(u),
+                    commitment: [5; 32],
+                    readings: 1_234,
+                },
+                BatchCommitment {
+                    auditor: address(&dev),
+                    commitment: [6; 32],
+                    readings: 1,
+                },
+            ],
+        },
+        TxBody::AttestReadings {
+            epoch: 7,
+            batches: vec![],
         },
     ];
     let mut txs = Vec::new();
@@ -644,185 +654,6 @@ fn device_rotation_and_retirement() {
     );
 }
 
-fn audit(
-    epoch: Epoch,
-    subject: AuditSubject,
-    kind: AuditKind,
-    result: AuditResult,
-    work_units: u64,
-) -> TxBody {
-    TxBody::SubmitAudit {
-        epoch,
-        subject,
-        kind,
-        result,
-        proof_digest: [42; 32],
-        work_units,
-    }
-}
-
-#[test]
-fn audits_record_reward_and_slash_failed_challenges() {
-    let (n, mut st) = net();
-    let (v0, v1) = (&n.operators[0], &n.operators[1]);
-    let p0 = address(&n.users[0]);
-    let energy = AuditSubject::Device(device_id(&key(ENERGY_DEVICE)));
-    let energy2 = AuditSubject::Device(device_id(&key(ENERGY_DEVICE_2)));
-    let pass = AuditResult::Pass;
-    st.accept(&sign_tx(
-        &st,
-        v0,
-        0,
-        audit(0, energy, AuditKind::EnergyOutput, pass, 300),
-    ));
-    st.accept(&sign_tx(
-        &st,
-        v1,
-        0,
-        audit(0, energy2, AuditKind::EnergyOutput, pass, 100),
-    ));
-    assert_eq!(st.audits_for_epoch(0).len(), 2);
-    // Failed retrievability of provider 0: slashed 5 % of 1 000.
-    let r = st.accept(&sign_tx(
-        &st,
-        v0,
-        0,
-        audit(
-            0,
-            AuditSubject::Provider(p0),
-            AuditKind::StorageRetrievability,
-            AuditResult::Fail,
-            0,
-        ),
-    ));
-    assert!(r.events.iter().any(|e| matches!(
-        e,
-        Event::Slashed {
-            reason: SlashReason::FailedRetrievability,
-            amount: 50,
-            ..
-        }
-    )));
-    assert_eq!(st.provider(&p0).unwrap().stake, 950);
-    // Failed GPU challenge.
-    let gpu = AuditSubject::Device(device_id(&key(GPU_DEVICE)));
-    st.accept(&sign_tx(
-        &st,
-        v1,
-        0,
-        audit(0, gpu, AuditKind::GpuCapacity, AuditResult::Fail, 0),
-    ));
-    assert_eq!(st.slashes()[1].reason, SlashReason::FailedGpuChallenge);
-    assert_eq!(st.provider(&p0).unwrap().stake, 903);
-
-    let (b0, b1, bp0) = (
-        st.account(&address(v0)).balance,
-        st.account(&address(v1)).balance,
-        st.account(&p0).balance,
-    );
-    let minted_before = st.supply().minted;
-    advance_to_epoch(&mut st, 1);
-    // 1 000 minted: 200 to auditors (v0: 2 audits, v1: 2), 800 by work (300 vs 100).
-    assert_eq!(st.account(&address(v0)).balance, b0 + 100);
-    assert_eq!(st.account(&address(v1)).balance, b1 + 100);
-    assert_eq!(st.account(&p0).balance, bp0 + 600);
-    assert_eq!(st.supply().minted, minted_before + 1_000);
-    assert_eq!(st.rewards_for_epoch(0).len(), 4);
-    st.check_invariants().unwrap();
-    // Audits of the previous epoch are still accepted, of older ones not.
-    st.accept(&sign_tx(
-        &st,
-        v0,
-        0,
-        audit(0, gpu, AuditKind::GpuHours, pass, 1),
-    ));
-    advance_to_epoch(&mut st, 2);
-    st.reject(
-        &sign_tx(&st, v0, 0, audit(0, energy, AuditKind::GpuHours, pass, 1)),
-        TxError::AuditEpoch { current: 2, got: 0 },
-    );
-}
-
-#[test]
-fn audit_rejections_change_nothing() {
-    let (n, mut st) = net();
-    let v0 = &n.operators[0];
-    let energy = AuditSubject::Device(device_id(&key(ENERGY_DEVICE)));
-    let pass = AuditResult::Pass;
-    st.reject(
-        &sign_tx(
-            &st,
-            &n.users[0],
-            0,
-            audit(0, energy, AuditKind::EnergyOutput, pass, 1),
-        ),
-        TxError::NotActiveValidator,
-    );
-    st.reject(
-        &sign_tx(
-            &st,
-            v0,
-            0,
-            audit(1, energy, AuditKind::EnergyOutput, pass, 1),
-        ),
-        TxError::AuditEpoch { current: 0, got: 1 },
-    );
-    st.reject(
-        &sign_tx(
-            &st,
-            v0,
-            0,
-            audit(0, energy, AuditKind::GpuCapacity, pass, 1),
-        ),
-        TxError::AuditSubjectMismatch,
-    );
-    st.reject(
-        &sign_tx(
-            &st,
-            v0,
-            0,
-            audit(
-                0,
-                AuditSubject::Provider(address(&n.users[0])),
-                AuditKind::GpuHours,
-                pass,
-                1,
-            ),
-        ),
-        TxError::AuditSubjectMismatch,
-    );
-    st.reject(
-        &sign_tx(
-            &st,
-            v0,
-            0,
-            audit(
-                0,
-                AuditSubject::Device(device_id(&key(9))),
-                AuditKind::EnergyOutput,
-                pass,
-                1,
-            ),
-        ),
-        TxError::UnknownDevice,
-    );
-    st.accept(&sign_tx(
-        &st,
-        v0,
-        0,
-        audit(0, energy, AuditKind::EnergyOutput, pass, 1),
-    ));
-    st.reject(
-        &sign_tx(
-            &st,
-            &n.operators[1],
-            0,
-            audit(0, energy, AuditKind::EnergyOutput, pass, 1),
-        ),
-        TxError::DuplicateAudit,
-    );
-}
-
 #[test]
 fn device_equivocation_slashes_owner_once() {
     let (n, mut st) = net();
@@ -879,62 +710,6 @@ fn device_equivocation_slashes_owner_once() {
     );
     st.reject(
         &sign_tx(&st, reporter, 0, ev(b, a)),
-        TxError::DuplicateEvidence,
-    );
-}
-
-#[test]
-fn invalid_proof_claims() {
-    let (n, mut st) = net();
-    let (v0, v1) = (&n.operators[0], &n.operators[1]);
-    let energy = AuditSubject::Device(device_id(&key(ENERGY_DEVICE)));
-    st.accept(&sign_tx(
-        &st,
-        v0,
-        0,
-        audit(0, energy, AuditKind::EnergyOutput, AuditResult::Pass, 5),
-    ));
-    let claim = |accused: &SigningKey, digest, reason: &str| {
-        TxBody::SubmitEvidence(Evidence::InvalidProof(InvalidProofClaim {
-            accused: address(accused),
-            epoch: 0,
-            subject: energy,
-            kind: AuditKind::EnergyOutput,
-            proof_digest: digest,
-            reason: reason.into(),
-        }))
-    };
-    st.reject(
-        &sign_tx(&st, &n.users[0], 0, claim(v0, [42; 32], "bad")),
-        TxError::NotActiveValidator,
-    );
-    st.reject(
-        &sign_tx(&st, v0, 0, claim(v0, [42; 32], "bad")),
-        TxError::InvalidEvidence("a validator cannot accuse itself"),
-    );
-    st.reject(
-        &sign_tx(&st, v1, 0, claim(v0, [43; 32], "bad")),
-        TxError::InvalidEvidence("no audit by the accused with this proof digest"),
-    );
-    st.reject(
-        &sign_tx(&st, v1, 0, claim(v0, [42; 32], "")),
-        TxError::InvalidText("reason"),
-    );
-    let r = st.accept(&sign_tx(
-        &st,
-        v1,
-        0,
-        claim(v0, [42; 32], "ood check failed"),
-    ));
-    assert!(r.events.contains(&Event::Slashed {
-        id: 0,
-        offender: Offender::Validator(address(v0)),
-        reason: SlashReason::InvalidProof,
-        amount: 1_000,
-    }));
-    assert_eq!(st.validator_set().len(), 3);
-    st.reject(
-        &sign_tx(&st, &n.operators[2], 0, claim(v0, [42; 32], "again")),
         TxError::DuplicateEvidence,
     );
 }
@@ -1046,6 +821,14 @@ fn every_reason_code_is_snake_case() {
         TxError::AttestationEpoch { current: 1, got: 1 },
         TxError::NotInCommittee,
         TxError::DuplicateAttestation,
+        TxError::AuditMismatch("x"),
+        TxError::UntimedEpochs,
+        TxError::UnknownBatch,
+        TxError::NotAssigned,
+        TxError::ProofTooLarge { max: 1, got: 2 },
+        TxError::CloseEpoch { current: 1, got: 2 },
+        TxError::DuplicateCloseVote,
+        TxError::DuplicateAudit,
     ];
     for e in errs {
         assert!(e
@@ -1248,3 +1031,4 @@ fn the_same_reading_with_another_signature_is_a_duplicate_not_equivocation() {
 }
 
 mod attestations;
+mod audits;

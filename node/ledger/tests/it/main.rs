@@ -1,7 +1,9 @@
 //! Property tests of the ledger state machine: random transaction sequences (valid and
 //! invalid mixed) keep supply accounting exact, never change state on rejection, and replay
 //! to the same state roots; forged or identical evidence is rejected; the codec round-trips
-//! and never panics on garbage. Also parses every genesis file in `configs/`.
+//! and never panics on garbage; the same on a timed-epoch network (epochs closed by
+//! `CloseEpoch` votes, failing audit proofs slashing their submitters). Also parses every
+//! genesis file in `configs/`.
 #![allow(clippy::unwrap_used)]
 
 use ed25519_dalek::SigningKey;
@@ -10,9 +12,8 @@ use groundtruth_ledger::testkit::{
     ENERGY_DEVICE, GPU_DEVICE, STORAGE_DEVICE,
 };
 use groundtruth_ledger::{
-    apply_block, apply_raw_block, apply_tx, AuditKind, AuditResult, AuditSubject, Block,
-    BlockContext, DeviceKind, DoubleSignEvidence, Event, Evidence, Genesis, SignedTx, State,
-    TxBody, TxError, VoteKind,
+    apply_block, apply_raw_block, apply_tx, BatchCommitment, Block, BlockContext, DeviceKind,
+    DoubleSignEvidence, Event, Evidence, Genesis, SignedTx, State, TxBody, TxError, VoteKind,
 };
 use proptest::prelude::*;
 
@@ -54,7 +55,8 @@ const DEVICE_SEEDS: [u8; 8] = [
 
 #[derive(Debug, Clone)]
 enum Action {
-    /// Attests readings root `[root; 32]` for the epoch `back` epochs ago.
+    /// Attests the epoch `back` epochs ago: no batch (`root` 0), or one batch of operator 0
+    /// with commitment `[root; 32]` and `root` readings.
     Attest {
         who: usize,
         back: u64,
@@ -119,13 +121,18 @@ enum Action {
         who: usize,
         dev: usize,
     },
-    Audit {
+    /// A `SubmitAuditProof` of `len` garbage bytes for the batch of operator `batch`, for the
+    /// epoch `back` epochs ago.
+    AuditProof {
         who: usize,
-        dev: usize,
-        kind: u8,
-        pass: bool,
-        work: u64,
-        prev_epoch: bool,
+        batch: usize,
+        back: u64,
+        len: usize,
+    },
+    /// A `CloseEpoch` vote for the current epoch (or, `stale`, the previous one).
+    CloseEpoch {
+        who: usize,
+        stale: bool,
     },
     DoubleSign {
         who: usize,
@@ -178,9 +185,10 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(who, dev, kind, capacity)| Action::RegisterDevice { who, dev, kind, capacity }),
         1 => (s.clone(), d.clone(), d.clone()).prop_map(|(who, old, new)| Action::Rotate { who, old, new }),
         1 => (s.clone(), d.clone()).prop_map(|(who, dev)| Action::Retire { who, dev }),
-        4 => (operator(), d.clone(), 0u8..4, any::<bool>(), 0u64..1_000, any::<bool>()).prop_map(
-            |(who, dev, kind, pass, work, prev_epoch)| Action::Audit { who, dev, kind, pass, work, prev_epoch }
-        ),
+        3 => (operator(), 0usize..4, 0u64..4, 0usize..64)
+            .prop_map(|(who, batch, back, len)| Action::AuditProof { who, batch, back, len }),
+        3 => (operator(), prop::bool::weighted(0.1))
+            .prop_map(|(who, stale)| Action::CloseEpoch { who, stale }),
         1 => (s.clone(), 0usize..4, 1u64..6)
             .prop_map(|(who, validator, height)| Action::DoubleSign { who, validator, height }),
         1 => (s.clone(), d.clone(), 0u64..3).prop_map(|(who, dev, seq)| Action::Equivocation { who, dev, seq }),
@@ -190,7 +198,7 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(who, validator, amount)| Action::Delegate { who, validator, amount }),
         2 => (s.clone(), 0usize..5, amount())
             .prop_map(|(who, validator, amount)| Action::Undelegate { who, validator, amount }),
-        3 => (operator(), 0u64..4, 0u8..2)
+        3 => (operator(), 0u64..4, prop_oneof![1 => Just(0u8), 4 => 1u8..3])
             .prop_map(|(who, back, root)| Action::Attest { who, back, root }),
         1 => s.clone().prop_map(|who| Action::BadSignature { who }),
         1 => s.prop_map(|who| Action::StaleNonce { who }),
@@ -215,12 +223,6 @@ impl World {
     fn tx(&self, st: &State, a: &Action) -> Option<SignedTx> {
         let dev = |i: usize| key(DEVICE_SEEDS[i % DEVICE_SEEDS.len()]);
         let kinds = [DeviceKind::Energy, DeviceKind::Gpu, DeviceKind::Storage];
-        let audit_kinds = [
-            AuditKind::EnergyOutput,
-            AuditKind::GpuHours,
-            AuditKind::StorageRetrievability,
-            AuditKind::GpuCapacity,
-        ];
         Some(match a {
             Action::Transfer {
                 from,
@@ -317,28 +319,27 @@ impl World {
                     device: device_id(&dev(*d)),
                 },
             ),
-            Action::Audit {
+            Action::AuditProof {
                 who,
-                dev: d,
-                kind,
-                pass,
-                work,
-                prev_epoch,
+                batch,
+                back,
+                len,
             } => sign_tx(
                 st,
                 self.signer(*who),
                 0,
-                TxBody::SubmitAudit {
-                    epoch: st.epoch().saturating_sub(u64::from(*prev_epoch)),
-                    subject: AuditSubject::Device(device_id(&dev(*d))),
-                    kind: audit_kinds[usize::from(*kind) % 4],
-                    result: if *pass {
-                        AuditResult::Pass
-                    } else {
-                        AuditResult::Fail
-                    },
-                    proof_digest: [7; 32],
-                    work_units: *work,
+                TxBody::SubmitAuditProof {
+                    epoch: st.epoch().saturating_sub(*back),
+                    batch: address(self.signer(*batch)),
+                    proof: vec![0x5a; *len],
+                },
+            ),
+            Action::CloseEpoch { who, stale } => sign_tx(
+                st,
+                self.signer(*who),
+                0,
+                TxBody::CloseEpoch {
+                    epoch: st.epoch().wrapping_sub(u64::from(*stale)),
                 },
             ),
             Action::DoubleSign {
@@ -407,8 +408,15 @@ impl World {
                 0,
                 TxBody::AttestReadings {
                     epoch: st.epoch().saturating_sub(*back),
-                    readings_root: [*root; 32],
-                    readings: u64::from(*root),
+                    batches: if *root == 0 {
+                        vec![]
+                    } else {
+                        vec![BatchCommitment {
+                            auditor: address(self.signer(0)),
+                            commitment: [*root; 32],
+                            readings: u64::from(*root),
+                        }]
+                    },
                 },
             ),
             Action::BadSignature { who } => {
@@ -560,6 +568,24 @@ fn run(world: &World, actions: &[Action]) -> (Vec<Block>, Vec<[u8; 32]>, usize) 
     (blocks, roots, accepted)
 }
 
+/// Runs `actions`, then replays the blocks from genesis (decoded from their canonical bytes,
+/// and as raw transaction bytes) and checks every root.
+fn replay(world: &World, actions: &[Action]) -> Result<(), TestCaseError> {
+    let (blocks, roots, _) = run(world, actions);
+    let mut replica = world.net.state().unwrap();
+    let mut raw_replica = world.net.state().unwrap();
+    for (b, root) in blocks.iter().zip(&roots) {
+        let decoded = Block::decode(&b.encode()).unwrap();
+        let out = apply_block(&mut replica, &decoded).unwrap();
+        prop_assert_eq!(&out.state_root, root);
+        let raw: Vec<Vec<u8>> = b.txs.iter().map(SignedTx::encode).collect();
+        let out = apply_raw_block(&mut raw_replica, b.height, b.proposer, &raw).unwrap();
+        prop_assert_eq!(&out.state_root, root);
+    }
+    prop_assert_eq!(&replica, &raw_replica);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -567,21 +593,14 @@ proptest! {
     /// hold after every block, and replay from genesis gives the same roots.
     #[test]
     fn random_sequences_conserve_supply_and_replay(actions in prop::collection::vec(action(), 1..80)) {
-        let world = World { net: TestNet::new(4, 4) };
-        let (blocks, roots, _) = run(&world, &actions);
-        // Replay the same blocks (through their canonical bytes) from genesis.
-        let mut replica = world.net.state().unwrap();
-        let mut raw_replica = world.net.state().unwrap();
-        for (b, root) in blocks.iter().zip(&roots) {
-            let decoded = Block::decode(&b.encode()).unwrap();
-            let out = apply_block(&mut replica, &decoded).unwrap();
-            prop_assert_eq!(&out.state_root, root);
-            // And as the engine hands blocks over: raw transaction bytes.
-            let raw: Vec<Vec<u8>> = b.txs.iter().map(SignedTx::encode).collect();
-            let out = apply_raw_block(&mut raw_replica, b.height, b.proposer, &raw).unwrap();
-            prop_assert_eq!(&out.state_root, root);
-        }
-        prop_assert_eq!(&replica, &raw_replica);
+        replay(&World { net: TestNet::new(4, 4) }, &actions)?;
+    }
+
+    /// The same on a timed-epoch network: epochs end on `CloseEpoch` votes, garbage audit
+    /// proofs for agreed batches slash their submitters.
+    #[test]
+    fn random_timed_sequences_conserve_supply_and_replay(actions in prop::collection::vec(action(), 1..80)) {
+        replay(&World { net: TestNet::new_timed(4, 4) }, &actions)?;
     }
 
     /// Evidence whose second reading's signature was tampered with is rejected and changes
@@ -701,13 +720,10 @@ fn mixed_run_accepts_a_fair_share() {
                 amount: 10,
                 fee: 1,
             },
-            1 => Action::Audit {
+            1 => Action::Attest {
                 who: i % 4,
-                dev: i % 4,
-                kind: (i % 4) as u8,
-                pass: i % 3 != 0,
-                work: 50,
-                prev_epoch: false,
+                back: 1,
+                root: (i % 2) as u8 + 1,
             },
             2 => Action::Bond {
                 who: i % 4,
@@ -761,4 +777,58 @@ fn devices_only_genesis_parses() {
     let st = State::from_genesis(&g).unwrap();
     assert_eq!(st.devices().next().unwrap().owner, None);
     assert!(st.validator_set().is_empty());
+}
+
+/// A deterministic timed run: `CloseEpoch` votes end epochs (not block counts), an agreed
+/// batch is attested, and a garbage proof for it slashes its submitter; the replay agrees
+/// (guards the generator's timed actions against being only rejections).
+#[test]
+fn timed_run_closes_epochs_and_slashes_failing_proofs() {
+    let world = World {
+        net: TestNet::new_timed(4, 4),
+    };
+    let mut actions = Vec::new();
+    for _ in 0..3 {
+        for who in 0..3 {
+            actions.push(Action::CloseEpoch { who, stale: false });
+        }
+        actions.push(Action::EndBlock);
+        for who in 0..3 {
+            actions.push(Action::Attest {
+                who,
+                back: 1,
+                root: 1,
+            });
+        }
+        actions.push(Action::AuditProof {
+            who: 0,
+            batch: 0,
+            back: 1,
+            len: 10,
+        });
+        for _ in 0..6 {
+            actions.push(Action::EndBlock);
+        }
+    }
+    replay(&world, &actions).unwrap();
+    let (blocks, _, _) = run(&world, &actions);
+    let mut st = world.net.state().unwrap();
+    for b in &blocks {
+        apply_block(&mut st, b).unwrap();
+    }
+    assert_eq!(st.epoch(), 3, "three close rounds, many more blocks");
+    assert!(st.fixed_readings_root(0).is_some());
+    let slashes = st.slashes();
+    assert_eq!(
+        slashes.len(),
+        1,
+        "operator 0 is jailed after its first failing proof"
+    );
+    assert_eq!(
+        (slashes[0].offender, slashes[0].reason),
+        (
+            groundtruth_ledger::Offender::Validator(address(&world.net.operators[0])),
+            groundtruth_ledger::SlashReason::InvalidProof
+        )
+    );
 }

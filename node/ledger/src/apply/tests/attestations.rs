@@ -1,20 +1,34 @@
 //! Epoch seals, audit sampling from the ledger, and readings attestations.
 
 use super::*;
-use crate::attestation::ReadingsAttestation;
+use crate::attestation::{check_batches, readings_root, ReadingsAttestation, MAX_BATCHES};
 
-const A: [u8; 32] = [0xaa; 32];
-const B: [u8; 32] = [0xbb; 32];
+/// Two views of an epoch's readings: the commitment byte of validator 0's only batch.
+const A: u8 = 0xaa;
+const B: u8 = 0xbb;
 
-fn attest(st: &State, n: &TestNet, i: usize, epoch: Epoch, root: [u8; 32]) -> SignedTx {
+/// One batch of 10 readings for validator 0, commitment `[view; 32]`.
+fn view(n: &TestNet, view: u8) -> Vec<BatchCommitment> {
+    vec![BatchCommitment {
+        auditor: op(n, 0),
+        commitment: [view; 32],
+        readings: 10,
+    }]
+}
+
+/// The readings root of `view` for `epoch`.
+fn root(n: &TestNet, epoch: Epoch, v: u8) -> [u8; 32] {
+    readings_root(epoch, &view(n, v))
+}
+
+fn attest(st: &State, n: &TestNet, i: usize, epoch: Epoch, v: u8) -> SignedTx {
     sign_tx(
         st,
         &n.operators[i],
         0,
         TxBody::AttestReadings {
             epoch,
-            readings_root: root,
-            readings: 10,
+            batches: view(n, v),
         },
     )
 }
@@ -95,16 +109,22 @@ fn two_thirds_of_equal_validators_fix_the_root_and_a_late_dissenter_is_flagged()
     st.accept(&attest(&st, &n, 0, 0, A));
     st.accept(&attest(&st, &n, 1, 0, A));
     assert!(st.fixed_readings_root(0).is_none(), "2 of 4 is not 2/3");
-    assert_eq!(st.attestation_tally(0).get(&(A, 10)), Some(&20_000));
+    let (ra, rb) = (root(&n, 0, A), root(&n, 0, B));
+    assert_eq!(st.attestation_tally(0).get(&(ra, 10)), Some(&20_000));
     let r = st.accept(&attest(&st, &n, 2, 0, A));
     assert!(r.events.contains(&Event::ReadingsFixed {
         epoch: 0,
-        root: A,
+        root: ra,
         readings: 10
     }));
-    let fixed = *st.fixed_readings_root(0).unwrap();
-    assert_eq!((fixed.root, fixed.readings), (A, 10));
+    let fixed = st.fixed_readings_root(0).unwrap().clone();
+    assert_eq!((fixed.root, fixed.readings), (ra, 10));
     assert_eq!(fixed.fixed_at_height, st.height() + 1);
+    // The agreed batches are stored, none audited yet.
+    assert_eq!(fixed.batches, vec![(view(&n, A)[0], None)]);
+    assert!(!fixed.fully_audited());
+    // An untimed chain has no audits: the epoch is not committed.
+    assert!(st.epoch_commitment(0).is_none());
     assert!(st.flagged(0).is_empty());
 
     // The fourth sees another root: flagged, the fixed root stays.
@@ -115,7 +135,7 @@ fn two_thirds_of_equal_validators_fix_the_root_and_a_late_dissenter_is_flagged()
     }));
     assert_eq!(st.fixed_readings_root(0), Some(&fixed));
     assert_eq!(flagged_ops(&st, 0), vec![op(&n, 3)]);
-    assert_eq!(st.flagged(0)[0].readings_root, B);
+    assert_eq!(st.flagged(0)[0].readings_root, rb);
     assert_eq!(st.attestations(0).len(), 4);
 
     // Once per epoch and validator, whether it agreed or not.
@@ -135,31 +155,42 @@ fn an_early_dissenter_is_flagged_when_the_root_is_fixed() {
     assert!(st.fixed_readings_root(0).is_none());
     assert!(st.flagged(0).is_empty(), "nothing is flagged before a fix");
     st.accept(&attest(&st, &n, 2, 0, A));
-    assert_eq!(st.fixed_readings_root(0).unwrap().root, A);
+    assert_eq!(st.fixed_readings_root(0).unwrap().root, root(&n, 0, A));
     assert_eq!(flagged_ops(&st, 0), vec![op(&n, 3)]);
-    // The same root with another count is another view.
+    // The same commitment with another reading count, or under another auditor, is another
+    // view: the root covers every field of every batch.
     let (n, mut st) = net();
     advance_to_epoch(&mut st, 1);
-    for i in 0..3 {
-        let mut tx = attest(&st, &n, i, 0, A);
-        if i == 0 {
-            tx = sign_tx(
-                &st,
-                &n.operators[0],
-                0,
-                TxBody::AttestReadings {
-                    epoch: 0,
-                    readings_root: A,
-                    readings: 11,
-                },
-            );
-        }
-        st.accept(&tx);
+    let mut count = view(&n, A);
+    count[0].readings = 11;
+    let mut auditor = view(&n, A);
+    auditor[0].auditor = op(&n, 1);
+    for batches in [&count, &auditor] {
+        assert_ne!(readings_root(0, batches), root(&n, 0, A));
     }
-    assert!(st.fixed_readings_root(0).is_none(), "2 of 4 on (A, 10)");
+    st.accept(&sign_tx(
+        &st,
+        &n.operators[0],
+        0,
+        TxBody::AttestReadings {
+            epoch: 0,
+            batches: count,
+        },
+    ));
+    st.accept(&sign_tx(
+        &st,
+        &n.operators[1],
+        0,
+        TxBody::AttestReadings {
+            epoch: 0,
+            batches: auditor,
+        },
+    ));
+    st.accept(&attest(&st, &n, 2, 0, A));
+    assert!(st.fixed_readings_root(0).is_none(), "1 of 4 on view A");
     st.accept(&attest(&st, &n, 3, 0, A));
-    assert_eq!(st.fixed_readings_root(0).unwrap().readings, 10);
-    assert_eq!(flagged_ops(&st, 0), vec![op(&n, 0)]);
+    assert!(st.fixed_readings_root(0).is_none(), "2 of 4 on view A");
+    assert!(st.flagged(0).is_empty());
 }
 
 #[test]
@@ -176,8 +207,7 @@ fn attestation_rejections_change_nothing() {
         0,
         TxBody::AttestReadings {
             epoch: 0,
-            readings_root: A,
-            readings: 1,
+            batches: view(&n, A),
         },
     );
     st.reject(&tx, TxError::NotActiveValidator);
@@ -200,8 +230,7 @@ fn attestation_rejections_change_nothing() {
     advance_to_epoch(&mut st, 2);
     let body = |epoch| TxBody::AttestReadings {
         epoch,
-        readings_root: A,
-        readings: 1,
+        batches: view(&n, A),
     };
     let tx = sign_tx(&st, newcomer, 0, body(0));
     st.reject(&tx, TxError::NotInCommittee);
@@ -243,12 +272,12 @@ fn one_validator_fixes_alone_only_with_two_thirds_of_the_stake() {
     let (n, mut st) = weighted(60_000);
     assert_eq!(st.epoch_seal(0).unwrap().total_power(), 90_000);
     st.accept(&attest(&st, &n, 0, 0, A));
-    assert_eq!(st.fixed_readings_root(0).unwrap().root, A);
+    assert_eq!(st.fixed_readings_root(0).unwrap().root, root(&n, 0, A));
     // The three others together (1/3) could not have overruled it: they are flagged.
     for i in 1..4 {
         st.accept(&attest(&st, &n, i, 0, B));
     }
-    assert_eq!(st.fixed_readings_root(0).unwrap().root, A);
+    assert_eq!(st.fixed_readings_root(0).unwrap().root, root(&n, 0, A));
     assert_eq!(st.flagged(0).len(), 3);
 
     // 59 999 of 89 999: one short of 2/3; it needs one more validator.
@@ -256,7 +285,7 @@ fn one_validator_fixes_alone_only_with_two_thirds_of_the_stake() {
     st.accept(&attest(&st, &n, 0, 0, A));
     assert!(st.fixed_readings_root(0).is_none());
     st.accept(&attest(&st, &n, 1, 0, A));
-    assert_eq!(st.fixed_readings_root(0).unwrap().root, A);
+    assert_eq!(st.fixed_readings_root(0).unwrap().root, root(&n, 0, A));
 
     // And the three small ones (30 000 of 90 000) cannot fix without it.
     let (n, mut st) = weighted(60_000);
@@ -282,7 +311,7 @@ fn attestation_tables_are_in_the_root_and_the_snapshot() {
         ReadingsAttestation {
             epoch: 0,
             validator: op(&n, 3),
-            readings_root: A,
+            readings_root: root(&n, 0, A),
             readings: 10,
             height: 7,
         },
@@ -338,4 +367,95 @@ fn sampling_and_attestation_params_are_validated() {
     for auditors in st.audit_assignment(0).unwrap().values() {
         assert_eq!(auditors.len(), 3);
     }
+}
+
+#[test]
+fn malformed_batch_lists_are_refused() {
+    let (n, mut st) = net();
+    advance_to_epoch(&mut st, 1);
+    let b = |i: usize, readings| BatchCommitment {
+        auditor: op(&n, i),
+        commitment: [i as u8; 32],
+        readings,
+    };
+    let mut ordered = [op(&n, 0), op(&n, 1)];
+    ordered.sort();
+    let (lo, hi) = if ordered[0] == op(&n, 0) {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let cases = [
+        (vec![b(hi, 1), b(lo, 1)], "batches not in auditor order"),
+        (vec![b(lo, 1), b(lo, 2)], "batches not in auditor order"),
+        (vec![b(lo, 1), b(hi, 0)], "empty batch"),
+    ];
+    for (batches, why) in cases {
+        let tx = sign_tx(
+            &st,
+            &n.operators[0],
+            0,
+            TxBody::AttestReadings { epoch: 0, batches },
+        );
+        st.reject(&tx, TxError::Malformed(why));
+    }
+    assert!(st.attestations(0).is_empty());
+    // Ordered, positive: the total is the sum; too many batches are refused.
+    assert_eq!(check_batches(&[b(lo, 3), b(hi, 4)]), Ok(7));
+    let many: Vec<_> = (0..=MAX_BATCHES)
+        .map(|i| BatchCommitment {
+            auditor: Address([0; 32]),
+            commitment: [0; 32],
+            readings: i as u64 + 1,
+        })
+        .collect();
+    assert_eq!(
+        check_batches(&many),
+        Err(TxError::Malformed("too many batches"))
+    );
+    assert_eq!(
+        check_batches(&[b(lo, u64::MAX), b(hi, 1)]),
+        Err(TxError::Overflow)
+    );
+}
+
+#[test]
+fn an_epoch_fixed_without_batches_is_committed_at_once() {
+    let (n, mut st) = net();
+    advance_to_epoch(&mut st, 1);
+    let empty = |st: &State, i: usize| {
+        sign_tx(
+            st,
+            &n.operators[i],
+            0,
+            TxBody::AttestReadings {
+                epoch: 0,
+                batches: vec![],
+            },
+        )
+    };
+    st.accept(&empty(&st, 0));
+    st.accept(&empty(&st, 1));
+    assert!(st.epoch_commitment(0).is_none());
+    let r = st.accept(&empty(&st, 2));
+    let c = *st.epoch_commitment(0).unwrap();
+    assert_eq!(
+        (c.batches, c.audited_batches, c.verified_readings),
+        (0, 0, 0)
+    );
+    assert_eq!(c.readings_root, readings_root(0, &[]));
+    assert_eq!(c.state_root, st.epoch_seal(0).unwrap().state_root);
+    assert_eq!(c.height, st.height() + 1);
+    assert!(r.events.contains(&Event::EpochCommitted {
+        epoch: 0,
+        digest: c.digest(st.chain_id()),
+        audited_batches: 0,
+        batches: 0,
+    }));
+    // It is in the state root and survives a snapshot and the entries.
+    let back = State::from_snapshot(&st.snapshot()).unwrap();
+    assert_eq!(back.epoch_commitment(0), Some(&c));
+    assert_eq!(back.state_root(), st.state_root());
+    let back = State::from_entries(st.entries()).unwrap();
+    assert_eq!(back, st);
 }
