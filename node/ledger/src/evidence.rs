@@ -284,6 +284,7 @@ impl Evidence {
 
 /// The evidence stored beside a slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // few records, kept inline like the evidence they hold
 pub enum SlashEvidence {
     /// Evidence submitted in a transaction and checked by the ledger.
     Submitted(Evidence),
