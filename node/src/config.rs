@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub metrics: MetricsSection,
     /// Replicated ledger (BFT consensus); off by default.
     pub consensus: ConsensusSection,
+    /// The validator's audit loop (with consensus, an operator key and timed epochs).
+    pub audit: crate::audit::AuditSection,
 }
 
 /// Storage and identity.

@@ -98,6 +98,9 @@ pub async fn run(
     let store = Store::open(&config.node.data_dir)
         .map_err(|e| NodeError::Store(config.node.data_dir.display().to_string(), e))?;
     tracing::info!(target: "node", name = %config.node.name, devices = registry.load().len(), data_dir = %config.node.data_dir.display(), "starting");
+    if let Some(chain) = &chain {
+        chain.start_audits(store.clone(), &config.audit, &mut telemetry.registry);
+    }
 
     // This node's own login to the broker (when it requires one) and its session ids.
     let own_secret = own_broker_secret(&config)?;

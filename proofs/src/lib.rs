@@ -31,8 +31,8 @@ mod trace;
 pub use envelope::{ProofEnvelope, Statement, StatementKind};
 pub use error::{ProofError, Result};
 pub use metered::{
-    commitment_from_readings, series_from_readings, DeviceSeries, DeviceTotal, Epoch,
-    MeteredStatement, ReadingFields,
+    commitment_from_readings, runs_from_readings, series_from_readings, DeviceSeries, DeviceTotal,
+    Epoch, MeteredStatement, ReadingFields,
 };
 pub use options::SecurityLevel;
 pub use por::{Challenge, ChunkOpening, DataCommitment, Response, RetrievabilityStatement};

@@ -407,6 +407,13 @@ impl State {
         crate::apply::reaches_two_thirds(voted, total)
     }
 
+    /// Whether `operator` runs a validator in the current set.
+    pub fn is_active_operator(&self, operator: &Address) -> bool {
+        self.validators
+            .get(operator)
+            .is_some_and(|v| self.active_set.contains_key(&v.consensus_key))
+    }
+
     /// Operators that voted to close the current epoch.
     pub fn close_votes(&self) -> impl Iterator<Item = &Address> {
         self.close_votes.iter()

@@ -263,6 +263,9 @@ pub struct Chain {
     core: Arc<Core>,
     evidence: mpsc::Sender<(Vec<u8>, Vec<u8>)>,
     halt: tokio::sync::watch::Receiver<Option<String>>,
+    /// Bodies the operator key signs and submits (evidence, audit loop).
+    ops: mpsc::Sender<TxBody>,
+    operator: Option<Address>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -411,13 +414,18 @@ impl Chain {
             Some(p) => Some(load_key(p)?),
             None => None,
         };
-        tokio::spawn(submit_evidence(core.clone(), operator, slash_rx));
+        let operator_address = operator
+            .as_ref()
+            .map(|k| Address(k.verifying_key().to_bytes()));
+        tokio::spawn(submit_operator_txs(core.clone(), operator, slash_rx));
         let (evidence, evidence_rx) = mpsc::channel(256);
-        tokio::spawn(device_evidence(evidence_rx, slash_tx));
+        tokio::spawn(device_evidence(evidence_rx, slash_tx.clone()));
         Ok(Self {
             core,
             evidence,
             halt: halt_rx,
+            ops: slash_tx,
+            operator: operator_address,
         })
     }
 
@@ -437,6 +445,38 @@ impl Chain {
             Err(_) => "the ledger service stopped".to_string(),
         };
         ChainError::Halted(reason)
+    }
+
+    /// Starts the audit loop ([`crate::audit`]) over `store` when it can run: an operator key
+    /// is configured, `[audit] enabled`, and the genesis has timed epochs. Returns whether it
+    /// started.
+    pub fn start_audits(
+        &self,
+        store: crate::ingest::store::Store,
+        config: &crate::audit::AuditSection,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> bool {
+        let timed = self.core.shared.read().state.params().timed_epochs();
+        let Some(me) = self.operator else {
+            if timed {
+                tracing::warn!(target: "node::audit", "no operator_key_file: this validator will not close epochs, attest or audit");
+            }
+            return false;
+        };
+        if !config.enabled || !timed {
+            return false;
+        }
+        let metrics = crate::audit::AuditMetrics::register(registry);
+        tokio::spawn(crate::audit::run(
+            self.core.clone(),
+            store,
+            me,
+            config.clone(),
+            self.ops.clone(),
+            metrics,
+        ));
+        tracing::info!(target: "node::audit", operator = %me, "audit loop started");
+        true
     }
 
     /// Where ingest sends device equivocation evidence (first frame, second frame).
@@ -466,9 +506,16 @@ async fn device_evidence(
     }
 }
 
-/// Signs slashing transactions with the operator key and submits them, one nonce after the
-/// other (a nonce not committed within 30 s is reused).
-async fn submit_evidence(
+impl crate::audit::LedgerView for Core {
+    fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.shared.read().state)
+    }
+}
+
+/// Signs the operator's transactions (slashing evidence, the audit loop's votes, attestations
+/// and proofs) with the operator key and submits them, one nonce after the other (a nonce not
+/// committed within 30 s is reused).
+async fn submit_operator_txs(
     core: Arc<Core>,
     operator: Option<ed25519_dalek::SigningKey>,
     mut rx: mpsc::Receiver<TxBody>,
@@ -476,7 +523,7 @@ async fn submit_evidence(
     let mut next: Option<(u64, Instant)> = None;
     while let Some(body) = rx.recv().await {
         let Some(key) = &operator else {
-            tracing::warn!(target: "node::chain", kind = body.name(), "evidence not submitted: no operator_key_file configured");
+            tracing::warn!(target: "node::chain", kind = body.name(), "operator transaction not submitted: no operator_key_file configured");
             continue;
         };
         let signer = Address(key.verifying_key().to_bytes());
@@ -489,6 +536,7 @@ async fn submit_evidence(
                 l.state.params().min_fee,
             )
         };
+        let kind = body.name();
         let nonce = match next {
             Some((n, at)) if n > committed && at.elapsed() < Duration::from_secs(30) => n,
             _ => committed,
@@ -502,11 +550,11 @@ async fn submit_evidence(
         .sign(&chain_id, key);
         match core.submit(Bytes::from(stx.encode()), true) {
             Ok((hash, _)) => {
-                tracing::info!(target: "node::chain", tx = %hex::encode(hash), nonce, "slashing transaction submitted");
+                tracing::info!(target: "node::chain", tx = %hex::encode(hash), nonce, kind, "operator transaction submitted");
                 next = Some((nonce.saturating_add(1), Instant::now()));
             }
             Err(r) => {
-                tracing::warn!(target: "node::chain", reason = r.reason, detail = %r.detail, "slashing transaction not admitted")
+                tracing::warn!(target: "node::chain", kind, reason = r.reason, detail = %r.detail, "operator transaction not admitted")
             }
         }
     }

@@ -151,6 +151,30 @@ impl Store {
         })
     }
 
+    /// One device's stored readings, newest (highest seq) first: the audit loop reads an
+    /// epoch window from the tail without scanning the device's older history.
+    pub fn device_readings_rev(
+        &self,
+        device: &DeviceId,
+    ) -> impl Iterator<Item = Result<StoredReading>> + '_ {
+        self.readings.scan_prefix(device.0).rev().map(|item| {
+            let (k, v) = item?;
+            let (device, seq) =
+                parse_key(&k).ok_or_else(|| StoreError::Corrupt(hex::encode(&k)))?;
+            let status = match v.first() {
+                Some(0) => Status::Accepted,
+                Some(1) => Status::Rejected,
+                _ => return Err(StoreError::Corrupt(format!("{device}/{seq}"))),
+            };
+            Ok(StoredReading {
+                device,
+                seq,
+                status,
+                frame: v.get(1..).unwrap_or_default().to_vec(),
+            })
+        })
+    }
+
     /// Every stored (device, seq) key, without values (for rebuilding in-memory indexes).
     pub fn keys(&self) -> impl Iterator<Item = Result<(DeviceId, u64)>> + '_ {
         self.readings.iter().keys().map(|k| {

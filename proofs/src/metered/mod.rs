@@ -202,6 +202,71 @@ pub fn series_from_readings(
     Ok(out)
 }
 
+/// Groups signed reading fields into runs, the way validators build an epoch's audit batch:
+/// readings come device after device, each device's in ascending sequence order; a device's
+/// readings continue one run while the sequence number, the interval, the interval length and
+/// the register all continue, and start a new run of the same device otherwise (a missing or
+/// rejected reading, a register reset). Refuses a value above [`MAX_VALUE`], a register below its
+/// interval value, a device that reappears after another, and a run that does not start after
+/// the previous run of its device (sequence number and interval). `cap_of` gives each device's
+/// cap for an interval length.
+pub fn runs_from_readings(
+    readings: &[ReadingFields],
+    mut cap_of: impl FnMut(&[u8; 32], u32) -> u64,
+) -> Result<Vec<DeviceSeries>> {
+    let mut out: Vec<DeviceSeries> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut last: Option<ReadingFields> = None;
+    for (i, r) in readings.iter().enumerate() {
+        let mismatch = |what| ProofError::ReadingMismatch { index: i, what };
+        if r.value > MAX_VALUE {
+            return Err(mismatch("value above 2^32 - 1"));
+        }
+        if r.interval_len_s == 0 {
+            return Err(mismatch("interval length 0"));
+        }
+        let start_register = r
+            .register
+            .checked_sub(r.value)
+            .ok_or(mismatch("register below the interval value"))?;
+        let same_device = matches!(last, Some(p) if p.device == r.device);
+        if let (true, Some(p)) = (same_device, last) {
+            let continues = p.seq.checked_add(1) == Some(r.seq)
+                && p.interval_len_s == r.interval_len_s
+                && p.interval_start_s.checked_add(u64::from(p.interval_len_s))
+                    == Some(r.interval_start_s)
+                && p.register.checked_add(r.value) == Some(r.register);
+            if continues {
+                if let Some(cur) = out.last_mut() {
+                    cur.values.push(r.value);
+                    last = Some(*r);
+                    continue;
+                }
+            }
+            let prev_end = p
+                .interval_start_s
+                .checked_add(u64::from(p.interval_len_s))
+                .ok_or(mismatch("interval end overflows"))?;
+            if r.seq <= p.seq || r.interval_start_s < prev_end {
+                return Err(mismatch("run does not start after the previous run"));
+            }
+        } else if !seen.insert(r.device) {
+            return Err(mismatch("device reappears after another device"));
+        }
+        out.push(DeviceSeries {
+            id: r.device,
+            cap: cap_of(&r.device, r.interval_len_s),
+            start_register,
+            first_seq: r.seq,
+            first_interval_start: r.interval_start_s,
+            interval_len: r.interval_len_s,
+            values: vec![r.value],
+        });
+        last = Some(*r);
+    }
+    Ok(out)
+}
+
 /// The readings commitment recomputed from signed reading fields (see
 /// [`series_from_readings`] for what is refused). Caps are not part of the commitment.
 pub fn commitment_from_readings(epoch: &Epoch, readings: &[ReadingFields]) -> Result<[u8; 32]> {
