@@ -33,12 +33,17 @@ pub fn end_epoch(state: &mut State) -> Vec<Event> {
     });
     state.seals.insert(epoch, seal);
 
-    // 1. Rewards for audits recorded during this epoch (they audit this or the previous one).
+    // 1. Rewards for audits recorded during this epoch: they audit an epoch at most
+    // `2·audit_deadline_epochs + 1` back (the reassignment window), or this one.
     let mut auditors: BTreeMap<Address, u128> = BTreeMap::new();
     let mut workers: BTreeMap<Address, u128> = BTreeMap::new();
-    let window = [epoch.checked_sub(1), Some(epoch)];
-    for e in window.into_iter().flatten() {
-        for a in state.audits.get(&e).into_iter().flat_map(BTreeMap::values) {
+    let reach = state
+        .params
+        .audit_deadline_epochs
+        .saturating_mul(2)
+        .saturating_add(1);
+    for (_, records) in state.audits.range(epoch.saturating_sub(reach)..=epoch) {
+        for a in records.values() {
             if a.recorded_in_epoch != epoch {
                 continue;
             }
