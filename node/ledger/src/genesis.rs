@@ -75,7 +75,7 @@ pub struct Params {
     /// points; the rest is paid to owners of passing subjects by work units.
     pub auditor_share_bp: u16,
     /// How many epochs evidence stays admissible: a double vote at a height in epoch `e`, or
-    /// an invalid-proof claim about an audit of epoch `e`, is refused from epoch
+    /// other evidence about epoch `e`, is refused from epoch
     /// `e + evidence_max_age_epochs + 1` on. `unbonding_epochs` must be at least this, so stake
     /// cannot leave before its faults can be proven.
     pub evidence_max_age_epochs: u64,

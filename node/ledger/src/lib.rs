@@ -2,24 +2,30 @@
 //!
 //! Accounts and balances; validators with bonded self-stake and delegations, an unbonding
 //! period and jailing; providers with bonded stake; the device registry (registration with
-//! proof of possession, key rotation, retirement); audit records per epoch; rewards for
-//! audited work minted on a per-epoch schedule; slashing with a reason code and the evidence stored beside it (device
-//! equivocation, failed retrievability or GPU challenge, validator double-sign, a proof that
-//! fails verification). Signed transactions with nonces ([`tx`]), blocks ([`apply_block`]),
-//! epoch boundaries ([`end_epoch`]) that seal each epoch with a sampling beacon ([`sampling`]),
-//! the agreement of ≥ 2/3 of stake on each epoch's readings root (`AttestReadings`,
-//! [`State::fixed_readings_root`]), the validator set for the BFT engine
-//! ([`State::validator_set`]) and a state root ([`State::state_root`]).
+//! proof of possession, key rotation, retirement); epochs that are either block counts or
+//! reading-time windows closed by ≥ 2/3 of the validators' power (`CloseEpoch`); each ended
+//! epoch sealed with a sampling beacon ([`sampling`]) that assigns devices to auditors; the
+//! agreement of ≥ 2/3 of stake on each epoch's readings, one commitment per audit batch
+//! (`AttestReadings`, [`State::fixed_readings_root`]); audit proofs the ledger verifies itself
+//! while applying the block (`SubmitAuditProof`: a STARK from `groundtruth-proofs`, checked
+//! against the agreed batch; a failing proof slashes its submitter); per-epoch commitments
+//! ([`State::epoch_commitment`], what L1 anchors); rewards for verified work minted per
+//! epoch; slashing with a reason code and the evidence stored beside it (device equivocation,
+//! validator double-sign, a failing audit proof). Signed transactions with nonces ([`tx`]),
+//! blocks ([`apply_block`]), the validator set for the BFT engine ([`State::validator_set`])
+//! and a state root ([`State::state_root`]).
 //!
 //! The transition is a pure, deterministic function of the state and the block: this crate
-//! must not do I/O, read a clock, draw randomness, spawn tasks or depend on tokio, libp2p,
-//! sled or the proofs crate. Every map is a `BTreeMap`; arithmetic on transaction data is
-//! checked; nothing panics on input; a rejected transaction changes nothing.
+//! must not do I/O, read a clock, draw randomness, spawn tasks or depend on tokio, libp2p or
+//! sled; it uses the proofs crate's verifier only (deterministic). Every map is a
+//! `BTreeMap`; arithmetic on transaction data is checked; nothing panics on input; a rejected
+//! transaction changes nothing.
 //!
 //! ```text
 //! genesis.toml ─► Genesis::from_toml ─► State::from_genesis
 //! decided Block ─► apply_block ─► BlockOutcome { results, events, state_root }
-//!                       └─ last block of an epoch ─► end_epoch (rewards, unbonding, set)
+//!                       └─ epoch boundary (block count, or CloseEpoch votes ≥ 2/3)
+//!                              ─► end_epoch (seal, rewards, unbonding, set, due commitments)
 //! ```
 
 pub mod admission;

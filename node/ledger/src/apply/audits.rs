@@ -45,16 +45,20 @@ pub(super) fn check(
     };
     let (epoch, batch) = (*epoch, *batch);
     active_validator(st, &signer)?;
-    let (start_s, end_s) = p.epoch_window(epoch).ok_or(TxError::UntimedEpochs)?;
+    if !p.timed_epochs() {
+        return Err(TxError::UntimedEpochs);
+    }
     let deadline = p.audit_deadline_epochs;
     let reassign_from = epoch.saturating_add(deadline).saturating_add(1);
     let last = epoch.saturating_add(deadline.saturating_mul(2));
+    let out_of_window = TxError::AuditEpoch {
+        current: st.epoch,
+        got: epoch,
+    };
     if epoch >= st.epoch || st.epoch > last {
-        return Err(TxError::AuditEpoch {
-            current: st.epoch,
-            got: epoch,
-        });
+        return Err(out_of_window);
     }
+    let (start_s, end_s) = p.epoch_window(epoch).ok_or(out_of_window)?;
     let fixed = st.fixed_readings.get(&epoch).ok_or(TxError::UnknownBatch)?;
     let seal = st.seals.get(&epoch).ok_or(TxError::UnknownBatch)?;
     if seal.commitment.is_some() {

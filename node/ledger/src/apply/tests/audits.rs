@@ -525,7 +525,6 @@ fn only_the_assigned_auditor_proves_before_the_deadline_then_any_committee_membe
 /// by the epoch a record was made in; a proof recorded two or more epochs after its epoch (the
 /// assigned auditor in `e + 2`, or any reassignment) must be paid like one recorded in `e + 1`.
 #[test]
-#[ignore = "end_epoch only pays audits of the ending epoch and the one before (apply/epochs.rs)"]
 fn a_proof_recorded_late_in_its_window_is_paid() {
     let (n, mut st, batches) = fixed_epoch0();
     let (b0, devs0) = &batches[0];
