@@ -127,13 +127,14 @@ fn fields(r: &SignedReading, gpu_running: &mut u64) -> Option<ReadingFields> {
     }
 }
 
-/// A device's accepted readings whose interval lies in `[start, end)`, in sequence order.
+/// A device's accepted readings whose interval lies in `[start, end)`, in sequence order, each
+/// with its frame as stored.
 pub fn device_window(
     store: &Store,
     device: &DeviceId,
     start: u64,
     end: u64,
-) -> Result<Vec<SignedReading>, AuditError> {
+) -> Result<Vec<(SignedReading, Vec<u8>)>, AuditError> {
     let mut out = Vec::new();
     for item in store.device_readings_rev(device) {
         let stored = item?;
@@ -150,7 +151,7 @@ pub fn device_window(
             continue;
         }
         if s.checked_add(u64::from(len)).is_some_and(|e| e <= end) {
-            out.push(r);
+            out.push((r, stored.frame));
         }
     }
     out.reverse();
@@ -186,7 +187,7 @@ pub fn epoch_batches(state: &State, store: &Store, epoch: Epoch) -> Result<Vec<B
         let mut running = 0u64;
         let f: Vec<ReadingFields> = readings
             .iter()
-            .filter_map(|r| fields(r, &mut running))
+            .filter_map(|(r, _)| fields(r, &mut running))
             .collect();
         if f.is_empty() {
             continue;
@@ -213,6 +214,39 @@ pub fn epoch_batches(state: &State, store: &Store, epoch: Epoch) -> Result<Vec<B
                 readings: u64::try_from(readings.len()).unwrap_or(u64::MAX),
             },
         });
+    }
+    Ok(out)
+}
+
+/// The signed frames behind `auditor`'s batch of `epoch` as this validator's store holds them,
+/// in batch order (device after device in id order, each in sequence order): what anyone
+/// needs to recheck the batch's signatures and recompute its commitment.
+pub fn batch_frames(
+    state: &State,
+    store: &Store,
+    epoch: Epoch,
+    auditor: &Address,
+) -> Result<Vec<Vec<u8>>, AuditError> {
+    let window = proof_epoch(state, epoch).ok_or(AuditError::NotSealed(epoch))?;
+    let assignment = state
+        .audit_assignment(epoch)
+        .ok_or(AuditError::NotSealed(epoch))?;
+    let mut out = Vec::new();
+    for (device, auditors) in &assignment {
+        if !auditors.contains(auditor) {
+            continue;
+        }
+        let metered = state
+            .device(device)
+            .is_some_and(|d| d.kind.metered_cap(d.capacity, 1).is_some());
+        if !metered {
+            continue;
+        }
+        for (r, frame) in device_window(store, device, window.start_s, window.end_s)? {
+            if !matches!(r.reading.body, ReadingBody::Storage(_)) {
+                out.push(frame);
+            }
+        }
     }
     Ok(out)
 }

@@ -146,6 +146,27 @@ impl Application for ChainApp {
             .any(|(tx, r)| matches!(r, Ok(rc) if rc.failed.is_none()) && touches_devices(tx));
         let registry = devices_changed.then(|| registry_of(&ledger.state));
         drop(ledger);
+        // Keep every audit proof the block carried (verified or the evidence of a slash), so
+        // the API can serve it; same database as the state, made durable with it below.
+        for (tx, r) in block.txs.iter().zip(&outcome.results) {
+            if r.is_err() {
+                continue;
+            }
+            if let Ok(stx) = SignedTx::decode(tx) {
+                if let TxBody::SubmitAuditProof {
+                    epoch,
+                    batch,
+                    proof,
+                } = &stx.tx.body
+                {
+                    let digest = *blake3::hash(proof).as_bytes();
+                    let key = super::proof_key(*epoch, batch, &digest);
+                    if let Err(e) = self.shared.proofs.insert(key, proof.as_slice()) {
+                        tracing::warn!(target: "node::chain", error = %e, "audit proof not kept");
+                    }
+                }
+            }
+        }
 
         if let Some(r) = registry {
             tracing::info!(target: "node::chain", height = block.height, devices = r.len(), "device registry refreshed from the ledger");
@@ -243,6 +264,8 @@ mod tests {
             ledger: RwLock::new(super::super::Ledger { state, root }),
             pool: Mutex::new(groundtruth_ledger::PendingPool::new(16)),
             recent: Mutex::new(Default::default()),
+            proofs: store.proofs_tree().expect("proofs tree"),
+            ingest: std::sync::OnceLock::new(),
         });
         let (halt, halt_rx) = tokio::sync::watch::channel(None);
         let (slashes, _) = mpsc::channel(1);

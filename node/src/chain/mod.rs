@@ -26,6 +26,7 @@
 //! or block the consensus task on I/O other than the one state write per block.
 
 mod app;
+mod epochs_api;
 mod gossip;
 mod persist;
 pub mod read_model;
@@ -132,6 +133,19 @@ pub(crate) struct Shared {
     pool: Mutex<PendingPool>,
     recent: Mutex<Recent>,
     registry: SharedRegistry,
+    /// Audit proofs from committed blocks (see `persist::StateStore::proofs_tree`).
+    pub proofs: sled::Tree,
+    /// The ingest store, once the node opened it (for the frames behind a batch).
+    pub ingest: std::sync::OnceLock<crate::ingest::store::Store>,
+}
+
+/// Key of an audit proof in [`Shared::proofs`].
+pub(crate) fn proof_key(epoch: u64, batch: &Address, digest: &[u8; 32]) -> [u8; 72] {
+    let mut k = [0u8; 72];
+    k[..8].copy_from_slice(&epoch.to_be_bytes());
+    k[8..40].copy_from_slice(&batch.0);
+    k[40..].copy_from_slice(digest);
+    k
 }
 
 impl Shared {
@@ -360,11 +374,14 @@ impl Chain {
         let root = state.state_root();
         let mut history = std::collections::BTreeMap::new();
         history.insert(state.height().saturating_add(1), app::set_of(&state));
+        let proofs = store.proofs_tree().map_err(|e| store_err(e.to_string()))?;
         let shared = Arc::new(Shared {
             ledger: RwLock::new(Ledger { state, root }),
             pool: Mutex::new(PendingPool::new(MAX_NONCE_AHEAD)),
             recent: Mutex::new(Recent::default()),
             registry,
+            proofs,
+            ingest: std::sync::OnceLock::new(),
         });
 
         let (slash_tx, slash_rx) = mpsc::channel::<TxBody>(256);
@@ -456,6 +473,7 @@ impl Chain {
         config: &crate::audit::AuditSection,
         registry: &mut prometheus_client::registry::Registry,
     ) -> bool {
+        let _ = self.core.shared.ingest.set(store.clone());
         let timed = self.core.shared.read().state.params().timed_epochs();
         let Some(me) = self.operator else {
             if timed {

@@ -71,6 +71,12 @@ impl StateStore {
         Ok(Self { db, tree })
     }
 
+    /// The tree of audit proofs seen in committed blocks (key `epoch (8, BE) ‖ batch (32) ‖
+    /// blake3 of the proof (32)`, value the envelope bytes): evidence the API serves.
+    pub fn proofs_tree(&self) -> sled::Result<sled::Tree> {
+        self.db.open_tree("audit_proofs")
+    }
+
     /// The stored state, rebuilt from its entries, with its root checked against the stored
     /// one; `None` for an empty store.
     pub fn load(&self) -> Result<Option<State>, PersistError> {

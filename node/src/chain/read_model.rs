@@ -21,8 +21,12 @@ use groundtruth_ledger::{
 
 use super::{Chain, Core, Rejected};
 use crate::config::NodeConfig;
-use crate::ingest::registry::SharedRegistry;
+use crate::ingest::registry::{GenesisDevices, SharedRegistry};
 use crate::metrics::Heartbeat;
+use crate::production::{
+    evidence_view, Page as ProductionPage, Production, ProductionError, RegionResolver,
+};
+use groundtruth_api::{DevicesPage, SeriesPage, SeriesPoint, SeriesRequest};
 
 /// How stale a signal may be before `/healthz` or `/readyz` fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +89,8 @@ pub struct NodeReadModel {
     ingest: Heartbeat,
     bounds: HealthBounds,
     started: Instant,
+    /// The verified production read model (`/v1/…`); `None`: those routes answer `not_served`.
+    production: Option<Production>,
 }
 
 impl std::fmt::Debug for NodeReadModel {
@@ -120,7 +126,11 @@ pub fn api_router(
         ingest,
         HealthBounds::for_block_time(config.consensus.block_time),
     );
-    groundtruth_api::router(Arc::new(model), api_config())
+    let router = groundtruth_api::router(Arc::new(model), api_config());
+    match chain {
+        Some(c) => router.merge(super::epochs_api::routes(c.core.clone())),
+        None => router,
+    }
 }
 
 impl NodeReadModel {
@@ -142,7 +152,20 @@ impl NodeReadModel {
             ingest,
             bounds,
             started: Instant::now(),
+            production: None,
         }
+    }
+
+    /// Serves `/v1/production/…`, `/v1/devices` and `/v1/events` from `production`.
+    pub fn with_production(mut self, production: Option<Production>) -> Self {
+        self.production = production;
+        self
+    }
+
+    fn production(&self) -> Result<&Production, ReadError> {
+        self.production
+            .as_ref()
+            .ok_or(ReadError::NotServed("production read model"))
     }
 
     fn core(&self) -> Result<&Core, ReadError> {
@@ -184,7 +207,147 @@ fn rejection(r: Rejected) -> Rejection {
     }
 }
 
+/// The node's API router with the production read model: like [`api_router`], and the
+/// `/v1` production routes served from `production` (the instance ingest records into through
+/// `crate::ingest::spawn_with_production`).
+pub fn api_router_with_production(
+    config: &NodeConfig,
+    chain: Option<&Chain>,
+    registry: SharedRegistry,
+    ingest: Heartbeat,
+    production: Option<Production>,
+) -> axum::Router {
+    let model = NodeReadModel::new(
+        chain,
+        registry,
+        ingest,
+        HealthBounds::for_block_time(config.consensus.block_time),
+    )
+    .with_production(production);
+    groundtruth_api::router(Arc::new(model), api_config())
+}
+
+/// Where the production model finds a device's region: the committed ledger when consensus
+/// runs, else the genesis file's `[[devices]]` (read once; an unreadable file: no regions).
+pub fn production_regions(config: &NodeConfig, chain: Option<&Chain>) -> RegionResolver {
+    if let Some(c) = chain {
+        let core = c.core.clone();
+        return Arc::new(move |d: &groundtruth_device_sdk::DeviceId| {
+            let l = core.shared.read();
+            let id = DeviceId(d.0);
+            l.state
+                .device(&id)
+                .or_else(|| l.state.device_by_any_key(&id))
+                .map(|dev| dev.region.clone())
+        });
+    }
+    let regions: std::collections::HashMap<[u8; 32], String> =
+        std::fs::read_to_string(&config.node.genesis)
+            .ok()
+            .and_then(|t| toml::from_str::<GenesisDevices>(&t).ok())
+            .map(|g| {
+                g.devices
+                    .into_iter()
+                    .filter_map(|e| {
+                        let mut id = [0u8; 32];
+                        hex::decode_to_slice(&e.id, &mut id).ok()?;
+                        Some((id, e.region))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    Arc::new(move |d: &groundtruth_device_sdk::DeviceId| regions.get(&d.0).cloned())
+}
+
+fn production_failed(e: ProductionError) -> ReadError {
+    tracing::error!(target: "node::production", error = %e, "production read failed");
+    ReadError::Unavailable("the production read model could not be read".into())
+}
+
+fn series_page(page: ProductionPage) -> SeriesPage {
+    SeriesPage {
+        points: page
+            .points
+            .into_iter()
+            .map(|p| SeriesPoint {
+                start: p.start,
+                energy_wh: p.wh,
+                gpu_ms: p.gpu_ms,
+                readings: p.readings,
+                status: p.status.view(),
+                evidence: p.evidence.iter().map(evidence_view).collect(),
+            })
+            .collect(),
+        next: page.next,
+    }
+}
+
 impl ReadModel for NodeReadModel {
+    fn device_production(
+        &self,
+        id: &Hex32,
+        request: &SeriesRequest,
+    ) -> Result<Option<SeriesPage>, ReadError> {
+        let p = self.production()?;
+        let device = groundtruth_device_sdk::DeviceId(id.0);
+        if p.device(&device).map_err(production_failed)?.is_none() {
+            // Registered but without production yet: an empty series; otherwise unknown.
+            return Ok(self
+                .registry
+                .load()
+                .get(&device)
+                .map(|_| SeriesPage::default()));
+        }
+        p.device_series(
+            &device,
+            request.from,
+            request.to,
+            request.step_s,
+            request.limit,
+        )
+        .map(|page| Some(series_page(page)))
+        .map_err(production_failed)
+    }
+
+    fn region_production(
+        &self,
+        region: &str,
+        request: &SeriesRequest,
+    ) -> Result<SeriesPage, ReadError> {
+        self.production()?
+            .region_series(
+                region,
+                request.from,
+                request.to,
+                request.step_s,
+                request.limit,
+            )
+            .map(series_page)
+            .map_err(production_failed)
+    }
+
+    fn production_devices(
+        &self,
+        after: Option<&Hex32>,
+        limit: usize,
+    ) -> Result<DevicesPage, ReadError> {
+        let after = after.map(|h| groundtruth_device_sdk::DeviceId(h.0));
+        let (devices, more) = self
+            .production()?
+            .devices(after.as_ref(), limit)
+            .map_err(production_failed)?;
+        Ok(DevicesPage {
+            devices: devices.iter().map(|(id, e)| e.view(id)).collect(),
+            more,
+        })
+    }
+
+    fn production_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<groundtruth_api::ProductionEventView>> {
+        self.production.as_ref().map(Production::subscribe)
+    }
+
     fn status(&self) -> Result<StatusView, ReadError> {
         let core = self.core()?;
         let l = core.shared.read();
@@ -400,6 +563,7 @@ mod tests {
             ingest,
             bounds,
             started: Instant::now(),
+            production: None,
         }
     }
 
