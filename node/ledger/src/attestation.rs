@@ -211,6 +211,35 @@ pub fn check_batches(batches: &[BatchCommitment]) -> Result<u64, TxError> {
     Ok(total)
 }
 
+/// The verified-totals root of an epoch commitment: blake3 of [`TOTALS_ROOT_DOMAIN`], the epoch
+/// and each verified device's `id ‖ audit kind tag ‖ total`, in (device, kind) order.
+pub fn totals_root<'a>(
+    epoch: Epoch,
+    totals: impl IntoIterator<Item = (&'a [u8; 32], crate::types::AuditKind, u64)>,
+) -> [u8; 32] {
+    let mut w = Writer::new();
+    w.raw(TOTALS_ROOT_DOMAIN).u64(epoch);
+    for (id, kind, total) in totals {
+        w.raw(id).u8(kind.tag()).u64(total);
+    }
+    *blake3::hash(&w.into_bytes()).as_bytes()
+}
+
+/// The audit-proofs root of an epoch commitment: blake3 of [`PROOFS_ROOT_DOMAIN`], the epoch and
+/// each audited batch's `auditor ‖ proof digest`, in auditor order.
+pub fn proofs_root<'a>(
+    epoch: Epoch,
+    proofs: impl IntoIterator<Item = (&'a Address, &'a [u8; 32])>,
+) -> [u8; 32] {
+    let mut w = Writer::new();
+    w.raw(PROOFS_ROOT_DOMAIN).u64(epoch);
+    for (auditor, digest) in proofs {
+        auditor.encode(&mut w);
+        w.raw(digest);
+    }
+    *blake3::hash(&w.into_bytes()).as_bytes()
+}
+
 /// An audit proof the ledger verified for one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchAudit {

@@ -50,8 +50,8 @@ pub use apply::{
     BlockContext, BlockOutcome, Event, TxReceipt,
 };
 pub use attestation::{
-    readings_root, BatchAudit, BatchCommitment, EpochCommitment, EpochReadings, EpochSeal,
-    ReadingsAttestation,
+    proofs_root, readings_root, totals_root, BatchAudit, BatchCommitment, EpochCommitment,
+    EpochReadings, EpochSeal, ReadingsAttestation,
 };
 pub use commitment::WriteSet;
 pub use error::{InvariantError, LedgerError, Result, SnapshotError, TxError};

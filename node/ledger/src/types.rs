@@ -518,6 +518,18 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
+    /// The kind named `name` (see [`AuditKind::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::EnergyOutput,
+            Self::GpuHours,
+            Self::StorageRetrievability,
+            Self::GpuCapacity,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+
     /// Lower-case name for metrics and logs.
     pub const fn name(self) -> &'static str {
         match self {

@@ -15,8 +15,7 @@ use std::collections::BTreeMap;
 use groundtruth_device_sdk::DeviceId;
 use groundtruth_proofs::{verify_metered, MeteredStatement, ProofEnvelope};
 
-use crate::attestation::{BatchAudit, EpochCommitment, PROOFS_ROOT_DOMAIN, TOTALS_ROOT_DOMAIN};
-use crate::codec::Writer;
+use crate::attestation::{proofs_root, totals_root, BatchAudit, EpochCommitment};
 use crate::error::TxError;
 use crate::evidence::{SlashEvidence, MAX_REASON_LEN};
 use crate::sampling::Pool;
@@ -280,33 +279,33 @@ pub(super) fn record_commitment(st: &mut State, epoch: Epoch, height: Height, ev
         return;
     }
     let fixed = st.fixed_readings.get(&epoch);
-    let mut totals = Writer::new();
-    totals.raw(TOTALS_ROOT_DOMAIN).u64(epoch);
-    let mut verified_readings: u64 = 0;
-    let mut proofs = Writer::new();
-    proofs.raw(PROOFS_ROOT_DOMAIN).u64(epoch);
-    let (mut batches, mut audited) = (0u32, 0u32);
+    let (mut batches, mut audited, mut verified_readings) = (0u32, 0u32, 0u64);
+    let mut proofs = Vec::new();
     if let Some(f) = fixed {
         for (b, a) in &f.batches {
             batches = batches.saturating_add(1);
             if let Some(a) = a {
                 audited = audited.saturating_add(1);
                 verified_readings = verified_readings.saturating_add(b.readings);
-                b.auditor.encode(&mut proofs);
-                proofs.raw(&a.proof_digest);
+                proofs.push((b.auditor, a.proof_digest));
             }
         }
     }
-    for r in st.audits.get(&epoch).into_iter().flat_map(BTreeMap::values) {
-        if let AuditSubject::Device(id) = r.subject {
-            totals.raw(&id.0).u8(r.kind.tag()).u64(r.work_units);
-        }
-    }
+    let totals: Vec<([u8; 32], AuditKind, u64)> = st
+        .audits
+        .get(&epoch)
+        .into_iter()
+        .flat_map(BTreeMap::values)
+        .filter_map(|r| match r.subject {
+            AuditSubject::Device(id) => Some((id.0, r.kind, r.work_units)),
+            AuditSubject::Provider(_) => None,
+        })
+        .collect();
     let commitment = EpochCommitment {
         epoch,
         readings_root: fixed.map_or([0; 32], |f| f.root),
-        totals_root: *blake3::hash(&totals.into_bytes()).as_bytes(),
-        proofs_root: *blake3::hash(&proofs.into_bytes()).as_bytes(),
+        totals_root: totals_root(epoch, totals.iter().map(|(id, k, t)| (id, *k, *t))),
+        proofs_root: proofs_root(epoch, proofs.iter().map(|(a, d)| (a, d))),
         state_root: seal.state_root,
         batches,
         audited_batches: audited,
