@@ -25,6 +25,21 @@ pub struct ApiConfig {
     /// Default 10 s.
     #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// Origins allowed to call the API from a browser (CORS), e.g. `https://explorer.example`;
+    /// `"*"` allows any. Empty (the default): no CORS headers, browsers allow same-origin only.
+    pub cors_origins: Vec<String>,
+    /// Requests per second each client IP may make to the public read routes (`/v1/…`,
+    /// `/openapi.json`, `/docs`), refilled continuously; more get `429` with `Retry-After`.
+    /// 0 disables the limit. Default 50. Needs the client address: serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` (see [`crate::serve`]).
+    pub rate_limit_per_s: u32,
+    /// Requests a client may burst above the rate. Default 100.
+    pub rate_limit_burst: u32,
+    /// Most client IPs tracked at once; past it the least recently seen is forgotten (it
+    /// starts again with a full bucket). Default 10 000.
+    pub rate_limit_clients: usize,
+    /// Most `GET /v1/events` streams open at once; more get `503`. Default 64.
+    pub max_event_streams: usize,
 }
 
 /// Default for [`ApiConfig::max_tx_bytes`].
@@ -45,6 +60,11 @@ impl Default for ApiConfig {
             max_concurrent_writes: DEFAULT_MAX_CONCURRENT_WRITES,
             retry_after_secs: 1,
             body_timeout: Duration::from_secs(10),
+            cors_origins: Vec::new(),
+            rate_limit_per_s: 50,
+            rate_limit_burst: 100,
+            rate_limit_clients: 10_000,
+            max_event_streams: 64,
         }
     }
 }

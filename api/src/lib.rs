@@ -13,6 +13,16 @@
 //! | `GET /state/validators` | [`ValidatorsView`] |
 //! | `GET /healthz` | liveness: [`HealthView`], `503 unhealthy` if a check failed |
 //! | `GET /readyz` | readiness: [`HealthView`], `503 not_ready` if a check failed |
+//! | `GET /v1/production/devices/{id}` | [`ProductionSeriesView`] of one device ([`v1`]) |
+//! | `GET /v1/production/regions/{region}` | [`ProductionSeriesView`] of a region |
+//! | `GET /v1/devices` | [`DevicesPageView`]: devices with production, cursor-paginated |
+//! | `GET /v1/events` | Server-Sent Events of newly accepted production |
+//! | `GET /openapi.json` | the OpenAPI 3.1 document ([`openapi`]) |
+//! | `GET /docs` | an offline page rendering it |
+//!
+//! The `/v1`, `/openapi.json` and `/docs` routes are rate limited per client IP ([`ratelimit`]);
+//! responses are gzip-compressed when the client accepts it; CORS follows
+//! [`ApiConfig::cors_origins`].
 //!
 //! Every error is RFC 9457 `application/problem+json` ([`Problem`]) with a stable `reason`
 //! code, unknown routes and wrong methods included; internals are logged, never shown.
@@ -25,8 +35,13 @@ pub mod batch;
 pub mod client;
 mod config;
 mod model;
+pub mod openapi;
 pub mod problem;
+pub mod ratelimit;
 mod server;
+mod sse;
+pub mod time;
+pub mod v1;
 pub mod views;
 
 pub use batch::{decode_batch, encode_batch, BatchError};
@@ -35,9 +50,22 @@ pub use config::{
     ApiConfig, DEFAULT_MAX_BATCH_BODY, DEFAULT_MAX_BATCH_ENTRIES, DEFAULT_MAX_CONCURRENT_WRITES,
     DEFAULT_MAX_TX_BYTES,
 };
-pub use model::{Origin, ReadError, ReadModel, Rejection, RejectionKind};
+pub use model::{
+    DevicesPage, Origin, ReadError, ReadModel, Rejection, RejectionKind, SeriesPage, SeriesPoint,
+    SeriesRequest,
+};
 pub use problem::Problem;
-pub use server::router;
+pub use server::{router, router_with, ApiCounters};
+
+/// Serves `router` on `listener` with each connection's peer address (the per-client rate
+/// limit reads it; without it nothing is rate limited).
+pub async fn serve(listener: tokio::net::TcpListener, router: axum::Router) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
+}
 pub use views::*;
 
 /// Header marking a transaction batch forwarded by another validator (never re-forwarded).

@@ -3,9 +3,62 @@
 use bytes::Bytes;
 
 use crate::views::{
-    AccountView, BlockView, DeviceView, HealthView, Hex32, StatusView, Submitted, TxOutcomeView,
+    AccountView, BlockView, BucketStatusView, DeviceProductionSummaryView, DeviceView,
+    EvidenceRefView, HealthView, Hex32, ProductionEventView, StatusView, Submitted, TxOutcomeView,
     ValidatorsView,
 };
+
+/// A validated production query: `[from, to)` in Unix seconds, both multiples of `step_s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesRequest {
+    /// First interval start (or the cursor's), Unix seconds.
+    pub from: u64,
+    /// End of the range (exclusive), Unix seconds.
+    pub to: u64,
+    /// Interval length, seconds (300, 900, 3600 or 86400).
+    pub step_s: u64,
+    /// Most intervals with readings to return.
+    pub limit: usize,
+}
+
+/// One interval of a series, as the model answers it (the router formats the times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesPoint {
+    /// Interval start, Unix seconds.
+    pub start: u64,
+    /// Energy, Wh.
+    pub energy_wh: u64,
+    /// GPU time, ms.
+    pub gpu_ms: u64,
+    /// Readings summed.
+    pub readings: u64,
+    /// Weakest status of its buckets.
+    pub status: BucketStatusView,
+    /// Distinct evidence of its buckets.
+    pub evidence: Vec<EvidenceRefView>,
+}
+
+/// A page of a series.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SeriesPage {
+    /// Intervals with readings, oldest first, at most the request's `limit`.
+    pub points: Vec<SeriesPoint>,
+    /// Start of the next interval to read, when the range has more (the router turns it into
+    /// an opaque cursor).
+    pub next: Option<u64>,
+}
+
+/// A page of devices with production.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DevicesPage {
+    /// Devices in id order, at most the asked limit.
+    pub devices: Vec<DeviceProductionSummaryView>,
+    /// Whether devices follow the last one.
+    pub more: bool,
+}
+
+/// What a read model without production answers.
+const NO_PRODUCTION: ReadError = ReadError::NotServed("production read model");
 
 /// Who handed us a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,4 +153,43 @@ pub trait ReadModel: Send + Sync + 'static {
     fn health(&self) -> HealthView;
     /// `GET /readyz`: should it get traffic (caught up, registry loaded)?
     fn readiness(&self) -> HealthView;
+
+    /// `GET /v1/production/devices/{id}`: `None` if the device is unknown (neither registered
+    /// nor with production). Default: `404 not_served`.
+    fn device_production(
+        &self,
+        id: &Hex32,
+        request: &SeriesRequest,
+    ) -> Result<Option<SeriesPage>, ReadError> {
+        let _ = (id, request);
+        Err(NO_PRODUCTION)
+    }
+
+    /// `GET /v1/production/regions/{region}` (an unknown region has no points). Default:
+    /// `404 not_served`.
+    fn region_production(
+        &self,
+        region: &str,
+        request: &SeriesRequest,
+    ) -> Result<SeriesPage, ReadError> {
+        let _ = (region, request);
+        Err(NO_PRODUCTION)
+    }
+
+    /// `GET /v1/devices`: devices with production in id order after `after`, at most `limit`.
+    /// Default: `404 not_served`.
+    fn production_devices(
+        &self,
+        after: Option<&Hex32>,
+        limit: usize,
+    ) -> Result<DevicesPage, ReadError> {
+        let _ = (after, limit);
+        Err(NO_PRODUCTION)
+    }
+
+    /// `GET /v1/events`: a receiver of newly accepted production (a bounded broadcast; a slow
+    /// receiver loses the oldest events). Default `None`: `404 not_served`.
+    fn production_events(&self) -> Option<tokio::sync::broadcast::Receiver<ProductionEventView>> {
+        None
+    }
 }

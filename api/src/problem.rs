@@ -51,10 +51,37 @@ pub mod reason {
     pub const NOT_READY: &str = "not_ready";
     /// Something failed inside the node (details are logged, not shown).
     pub const INTERNAL: &str = "internal";
+    /// A required query parameter is absent (`parameter` names it).
+    pub const MISSING_PARAMETER: &str = "missing_parameter";
+    /// A query parameter this route does not take, or given twice (`parameter` names it).
+    pub const UNKNOWN_PARAMETER: &str = "unknown_parameter";
+    /// The query string is not valid percent-encoding.
+    pub const BAD_QUERY: &str = "bad_query";
+    /// `from` or `to` is not an RFC 3339 UTC time.
+    pub const BAD_TIME: &str = "bad_time";
+    /// `from` or `to` is not on an interval boundary of the granularity.
+    pub const MISALIGNED_TIME: &str = "misaligned_time";
+    /// `to` is not after `from`.
+    pub const BAD_RANGE: &str = "bad_range";
+    /// `to - from` is longer than served.
+    pub const RANGE_TOO_LARGE: &str = "range_too_large";
+    /// `granularity` is not `5m`, `15m`, `1h` or `1d`.
+    pub const BAD_GRANULARITY: &str = "bad_granularity";
+    /// `limit` is not a whole number in the served range.
+    pub const BAD_LIMIT: &str = "bad_limit";
+    /// `cursor` was not issued for this query.
+    pub const BAD_CURSOR: &str = "bad_cursor";
+    /// A region label is empty or too long.
+    pub const BAD_REGION: &str = "bad_region";
+    /// The client exceeded its request rate (`Retry-After` says when to retry).
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// Too many event streams are open.
+    pub const TOO_MANY_STREAMS: &str = "too_many_streams";
 }
 
-/// A problem details object (RFC 9457) with our `reason` member.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A problem details object (RFC 9457) with our `reason` member. Parameter errors add
+/// `parameter` (the query or path parameter at fault).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// `urn:groundtruth:problem:<reason>`.
     #[serde(rename = "type")]
@@ -69,9 +96,11 @@ pub struct Problem {
     pub reason: String,
     /// Extension members (e.g. `checks` of `/healthz`).
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extensions: Box<serde_json::Map<String, serde_json::Value>>,
     /// `Retry-After` seconds to send (not part of the body).
     #[serde(skip)]
+    #[schema(ignore)]
     pub retry_after: Option<u32>,
 }
 

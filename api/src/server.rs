@@ -1,43 +1,93 @@
 //! The axum router: routes, write admission (caps, concurrency), problem+json errors.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::batch::{decode_batch, BatchError};
 use crate::config::ApiConfig;
 use crate::model::{Origin, ReadError, ReadModel, Rejection, RejectionKind};
 use crate::problem::{method_not_allowed, not_found, reason, Problem};
+use crate::ratelimit::RateLimiter;
 use crate::views::{BatchItem, HealthView, Hex32, RejectedView};
 use crate::FORWARDED_HEADER;
 
-struct Inner {
-    model: Arc<dyn ReadModel>,
-    config: ApiConfig,
+pub(crate) struct Inner {
+    pub(crate) model: Arc<dyn ReadModel>,
+    pub(crate) config: ApiConfig,
     writes: Arc<Semaphore>,
+    /// Open `GET /v1/events` streams.
+    pub(crate) streams: Arc<Semaphore>,
+    pub(crate) counters: Arc<ApiCounters>,
 }
 
-type AppState = Arc<Inner>;
+pub(crate) type AppState = Arc<Inner>;
+
+/// Counters the router keeps (the node exports them as metrics).
+#[derive(Debug, Default)]
+pub struct ApiCounters {
+    /// Requests refused with `429` by the per-client rate limit.
+    pub rate_limited: AtomicU64,
+    /// Live events a slow `GET /v1/events` client missed (its stream said `lagged`).
+    pub events_dropped: AtomicU64,
+    /// Live events sent to clients.
+    pub events_sent: AtomicU64,
+}
 
 /// The API's router (state included): every route of the crate docs, `404`/`405`
-/// problem+json fallbacks. Serve it with `axum::serve`, or merge it with other routes.
+/// problem+json fallbacks. Serve it with [`crate::serve`] (the rate limit needs the client's
+/// address), or merge it with other routes.
 pub fn router(model: Arc<dyn ReadModel>, config: ApiConfig) -> Router {
+    router_with(model, config, Arc::default())
+}
+
+/// [`router`] counting into `counters`.
+pub fn router_with(
+    model: Arc<dyn ReadModel>,
+    config: ApiConfig,
+    counters: Arc<ApiCounters>,
+) -> Router {
     let writes = Arc::new(Semaphore::new(config.max_concurrent_writes.max(1)));
+    let streams = Arc::new(Semaphore::new(config.max_event_streams.max(1)));
+    let limiter = Arc::new(RateLimiter::new(&config, counters.clone()));
+    let cors = cors_layer(&config.cors_origins);
     let state = Arc::new(Inner {
         model,
         config,
         writes,
+        streams,
+        counters,
     });
-    Router::new()
+    let public = Router::new()
+        .route(
+            "/v1/production/devices/{id}",
+            get(crate::v1::device_production),
+        )
+        .route(
+            "/v1/production/regions/{region}",
+            get(crate::v1::region_production),
+        )
+        .route("/v1/devices", get(crate::v1::devices))
+        .route("/v1/events", get(crate::sse::events))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
+        .route("/docs", get(crate::openapi::docs))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limiter,
+            crate::ratelimit::limit,
+        ));
+    let app = Router::new()
         .route("/tx", post(post_tx))
         .route("/txs", post(post_txs))
         .route("/tx/{hash}", get(get_tx))
@@ -48,12 +98,48 @@ pub fn router(model: Arc<dyn ReadModel>, config: ApiConfig) -> Router {
         .route("/state/validators", get(validators))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(CompressionLayer::new());
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
-fn internal() -> Problem {
+/// CORS for the configured origins (`"*"`: any); `None` when none is configured. Origins
+/// that are not valid header values are skipped with a warning.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| match HeaderValue::from_str(o) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    tracing::warn!(target: "api", origin = %o, "CORS origin is not a valid header value; skipped");
+                    None
+                }
+            })
+            .collect();
+        AllowOrigin::list(list)
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE])
+            .expose_headers([header::RETRY_AFTER]),
+    )
+}
+
+pub(crate) fn internal() -> Problem {
     Problem::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         reason::INTERNAL,
@@ -82,7 +168,7 @@ fn rejection(r: Rejection, retry_after: u32) -> Problem {
     }
 }
 
-fn read_error(e: ReadError, retry_after: u32) -> Problem {
+pub(crate) fn read_error(e: ReadError, retry_after: u32) -> Problem {
     match e {
         ReadError::NotServed(_) => {
             Problem::new(StatusCode::NOT_FOUND, reason::NOT_SERVED, e.to_string())
@@ -97,7 +183,7 @@ fn read_error(e: ReadError, retry_after: u32) -> Problem {
 }
 
 /// Runs `f` on the blocking pool (the model takes locks and may verify signatures).
-async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, Problem>
+pub(crate) async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, Problem>
 where
     T: Send + 'static,
     F: FnOnce(&dyn ReadModel) -> T + Send + 'static,
@@ -391,14 +477,34 @@ fn health_response(view: HealthView, code: &str, what: &str) -> Response {
         .into_response()
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
+/// Liveness: is the process alive and making progress?
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every check passed", body = HealthView),
+        (status = 503, description = "unhealthy: a check failed (same ok and checks members)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     match blocking(&state, |m| m.health()).await {
         Ok(v) => health_response(v, reason::UNHEALTHY, "not alive"),
         Err(p) => p.into_response(),
     }
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+/// Readiness: should the node get traffic?
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every check passed", body = HealthView),
+        (status = 503, description = "not_ready: a check failed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match blocking(&state, |m| m.readiness()).await {
         Ok(v) => health_response(v, reason::NOT_READY, "not ready"),
         Err(p) => p.into_response(),

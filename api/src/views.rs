@@ -295,7 +295,7 @@ pub enum BatchItem {
 }
 
 /// One named check of `/healthz` or `/readyz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckView {
     /// What is checked (`ingest`, `consensus`, …).
     pub name: String,
@@ -317,7 +317,7 @@ impl CheckView {
 }
 
 /// `/healthz` and `/readyz`: passed when every check passed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthView {
     /// All checks passed.
     pub ok: bool,
@@ -333,6 +333,208 @@ impl HealthView {
             checks,
         }
     }
+}
+
+impl utoipa::PartialSchema for Hex32 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .description(Some(
+                "32 bytes as 64 lower-case hex characters (key, id, hash or root)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Hex32 {}
+
+/// The interval length of a production series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum Granularity {
+    /// Five minutes (`"5m"`), the bucket the node keeps.
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    /// Fifteen minutes (`"15m"`).
+    #[serde(rename = "15m")]
+    FifteenMinutes,
+    /// One hour (`"1h"`).
+    #[serde(rename = "1h")]
+    Hour,
+    /// One UTC day (`"1d"`).
+    #[serde(rename = "1d")]
+    Day,
+}
+
+impl Granularity {
+    /// Every granularity, finest first.
+    pub const ALL: [Self; 4] = [
+        Self::FiveMinutes,
+        Self::FifteenMinutes,
+        Self::Hour,
+        Self::Day,
+    ];
+
+    /// Its length in seconds (each divides a day; intervals are aligned to the Unix epoch,
+    /// so days are UTC days).
+    pub const fn seconds(self) -> u64 {
+        match self {
+            Self::FiveMinutes => 300,
+            Self::FifteenMinutes => 900,
+            Self::Hour => 3600,
+            Self::Day => 86_400,
+        }
+    }
+
+    /// Its query-string form (`5m`, `15m`, `1h`, `1d`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::FiveMinutes => "5m",
+            Self::FifteenMinutes => "15m",
+            Self::Hour => "1h",
+            Self::Day => "1d",
+        }
+    }
+
+    /// Parses the query-string form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+/// How far a production value is established, weakest first.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BucketStatusView {
+    /// Signed readings accepted by the node; not yet covered by an epoch commitment.
+    Reported,
+    /// Covered by an epoch readings commitment fixed on the ledger by ≥ 2/3 of stake.
+    Attested,
+    /// Covered by an audit proof the ledger verified.
+    Verified,
+    /// Its epoch commitment is anchored on L1.
+    Anchored,
+}
+
+/// The evidence behind a value above `reported`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EvidenceRefView {
+    /// Epoch whose commitment covers it.
+    pub epoch: u64,
+    /// Digest of the audit proof (`verified`, `anchored`).
+    pub proof: Option<Hex32>,
+    /// L1 transaction hash of the anchor (`anchored`).
+    pub l1_tx: Option<Hex32>,
+}
+
+/// One interval of a production series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProductionPointView {
+    /// Interval start, RFC 3339 UTC.
+    pub start: String,
+    /// Interval end (exclusive), RFC 3339 UTC.
+    pub end: String,
+    /// Energy produced, Wh (energy meters; 0 for GPU agents).
+    pub energy_wh: u64,
+    /// GPU time delivered, milliseconds (GPU agents; 0 for energy meters).
+    pub gpu_ms: u64,
+    /// Readings summed (each counts whole in the 5-minute bucket holding its start).
+    pub readings: u64,
+    /// The weakest status of the 5-minute buckets summed.
+    pub status: BucketStatusView,
+    /// Distinct evidence of those buckets (empty while `reported`; device series only).
+    pub evidence: Vec<EvidenceRefView>,
+}
+
+/// `GET /v1/production/devices/{id}` and `GET /v1/production/regions/{region}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProductionSeriesView {
+    /// `device` or `region`.
+    pub subject: String,
+    /// The device id (hex) or region label asked for.
+    pub id: String,
+    /// Interval length.
+    pub granularity: Granularity,
+    /// Range start asked for, RFC 3339 UTC.
+    pub from: String,
+    /// Range end asked for (exclusive), RFC 3339 UTC.
+    pub to: String,
+    /// Intervals with readings, oldest first; intervals without readings are absent.
+    pub points: Vec<ProductionPointView>,
+    /// Pass as `cursor` (with the same query) for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A device with production (`GET /v1/devices`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeviceProductionSummaryView {
+    /// Device id.
+    pub id: Hex32,
+    /// `energy` or `gpu`.
+    pub kind: String,
+    /// Region label (may be empty).
+    pub region: String,
+    /// Energy, Wh, all time.
+    pub energy_wh: u64,
+    /// GPU time, ms, all time.
+    pub gpu_ms: u64,
+    /// Readings counted.
+    pub readings: u64,
+    /// Start of its first 5-minute interval, RFC 3339 UTC.
+    pub first_interval: String,
+    /// Start of its last 5-minute interval, RFC 3339 UTC.
+    pub last_interval: String,
+}
+
+/// `GET /v1/devices`: one page of devices with production, in id order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DevicesPageView {
+    /// The devices.
+    pub devices: Vec<DeviceProductionSummaryView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One newly accepted reading, as `GET /v1/events` streams it (event `production`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProductionEventView {
+    /// Device id.
+    pub device: Hex32,
+    /// Its sequence number.
+    pub seq: u64,
+    /// `energy` or `gpu`.
+    pub kind: String,
+    /// Region label (may be empty).
+    pub region: String,
+    /// Interval start, RFC 3339 UTC.
+    pub interval_start: String,
+    /// Interval length, seconds.
+    pub interval_len_s: u32,
+    /// Energy, Wh.
+    pub energy_wh: u64,
+    /// GPU time, ms.
+    pub gpu_ms: u64,
+    /// Always `reported` when first streamed.
+    pub status: BucketStatusView,
+}
+
+/// Sent on `GET /v1/events` (event `lagged`) when this client fell behind and missed events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LaggedView {
+    /// Events this client missed.
+    pub dropped: u64,
 }
 
 #[cfg(test)]

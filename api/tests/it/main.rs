@@ -3,4 +3,5 @@
 
 mod client;
 mod model;
+mod production;
 mod router;

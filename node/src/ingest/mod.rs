@@ -92,6 +92,16 @@ pub fn spawn(
     ctx: IngestContext,
     inbound: tokio::sync::mpsc::Receiver<Inbound>,
 ) -> std::io::Result<IngestThreads> {
+    spawn_with_production(ctx, inbound, None)
+}
+
+/// [`spawn`], also counting each durable accepted reading into the production read model
+/// (after its PUBACKs are handed on; see [`crate::production`]).
+pub fn spawn_with_production(
+    ctx: IngestContext,
+    inbound: tokio::sync::mpsc::Receiver<Inbound>,
+    production: Option<crate::production::Production>,
+) -> std::io::Result<IngestThreads> {
     let (failed_tx, failed) = tokio::sync::oneshot::channel();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Checked>>(
         ctx.config.queue_capacity / ctx.config.verify_batch.max(1) + 1,
@@ -101,7 +111,7 @@ pub fn spawn(
         .name("ingest-verify".into())
         .spawn(move || verifier_loop(&verifier_ctx, inbound, tx))?;
     let committer = std::thread::Builder::new().name("ingest-commit".into()).spawn(move || {
-        if let Err(e) = committer_loop(&ctx, rx) {
+        if let Err(e) = committer_loop(&ctx, rx, production.as_ref()) {
             tracing::error!(target: "node::ingest", error = %e, "storage failed; ingest stopped without acknowledging unstored readings");
             let _ = failed_tx.send(e);
         }
@@ -347,7 +357,11 @@ impl Committer<'_> {
     }
 }
 
-fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(), StoreError> {
+fn committer_loop(
+    ctx: &IngestContext,
+    rx: Receiver<Vec<Checked>>,
+    production: Option<&crate::production::Production>,
+) -> Result<(), StoreError> {
     let mut committer = Committer {
         ctx,
         gaps: GapTracker::default(),
@@ -429,6 +443,18 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
             .observe(started.elapsed().as_secs_f64());
         ctx.metrics.commit_batch.observe(n as f64);
         // Durable: count, log and acknowledge.
+        let accepted: Vec<groundtruth_device_sdk::Reading> = match production {
+            Some(_) => batches
+                .iter()
+                .flatten()
+                .zip(&outcomes)
+                .filter_map(|(c, o)| match (o, &c.verdict) {
+                    (None, Ok(s)) => Some(s.reading),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let now = Instant::now();
         for (c, outcome) in batches.into_iter().flatten().zip(outcomes) {
             match outcome {
@@ -464,6 +490,10 @@ fn committer_loop(ctx: &IngestContext, rx: Receiver<Vec<Checked>>) -> Result<(),
             }
         }
         committer.send_acks();
+        // The production read model's hook: once per (device, seq), after the acks.
+        if let Some(p) = production {
+            p.record_logged(&accepted);
+        }
         if now.duration_since(last_gap_check) >= Duration::from_secs(1) {
             committer.request_resends(now);
             last_gap_check = now;

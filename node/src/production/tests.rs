@@ -1,0 +1,381 @@
+//! The production model over a real sled database in a temporary directory.
+
+use std::collections::HashMap;
+
+use groundtruth_device_sdk::{DeviceKey, EnergyReading, GpuReading, StorageHeartbeat};
+
+use super::*;
+
+type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+const DAY: u64 = 1_714_521_600; // 2024-05-01T00:00:00Z
+
+fn key(n: u8) -> DeviceKey {
+    DeviceKey::from_seed(&[n; 32])
+}
+
+fn energy(k: &DeviceKey, seq: u64, start: u64, wh: u64) -> Reading {
+    Reading {
+        device: k.device_id(),
+        seq,
+        timestamp_ms: (start + 60) * 1000,
+        body: ReadingBody::Energy(EnergyReading {
+            interval_start_s: start,
+            interval_len_s: 60,
+            energy_wh: wh,
+            register_wh: 0,
+        }),
+    }
+}
+
+fn gpu(k: &DeviceKey, seq: u64, start: u64, ms: u64) -> Reading {
+    Reading {
+        device: k.device_id(),
+        seq,
+        timestamp_ms: (start + 60) * 1000,
+        body: ReadingBody::Gpu(GpuReading {
+            interval_start_s: start,
+            interval_len_s: 60,
+            gpu_ms: ms,
+            utilisation_bp: 5000,
+            energy_wh: 9,
+        }),
+    }
+}
+
+/// Regions: devices 1..=3 in DE-BY, 4 in FR-IDF, the rest in none.
+fn regions() -> RegionResolver {
+    Arc::new(|d: &DeviceId| {
+        (1..=3u8)
+            .find(|n| key(*n).device_id() == *d)
+            .map(|_| "DE-BY".to_string())
+            .or_else(|| (key(4).device_id() == *d).then(|| "FR-IDF".to_string()))
+    })
+}
+
+fn open(dir: &std::path::Path) -> Result<Production> {
+    Production::open(dir, regions())
+}
+
+/// A deterministic spread of energy readings: device n, seq s, every 100 s, value from a
+/// simple generator; returns them with the expected sum per (device, 5-min bucket).
+fn fleet(devices: &[u8], per_device: u64) -> (Vec<Reading>, HashMap<(DeviceId, u64), u64>) {
+    let mut out = Vec::new();
+    let mut sums: HashMap<(DeviceId, u64), u64> = HashMap::new();
+    let mut x: u64 = 0x9E37_79B9;
+    for &n in devices {
+        let k = key(n);
+        for s in 0..per_device {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let wh = (x >> 33) % 500;
+            let start = DAY + s * 100;
+            out.push(energy(&k, s, start, wh));
+            *sums.entry((k.device_id(), bucket_of(start))).or_default() += wh;
+        }
+    }
+    (out, sums)
+}
+
+fn all_points(p: &Production, d: &DeviceId, from: u64, to: u64, step: u64) -> Result<Vec<Point>> {
+    let mut points = Vec::new();
+    let mut at = from;
+    loop {
+        let page = p.device_series(d, at, to, step, 7)?;
+        points.extend(page.points);
+        match page.next {
+            Some(n) => at = n,
+            None => return Ok(points),
+        }
+    }
+}
+
+#[test]
+fn buckets_equal_the_sum_of_readings_and_redelivery_counts_once() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = open(dir.path())?;
+    let (readings, sums) = fleet(&[1, 2, 4, 9], 200);
+    for chunk in readings.chunks(37) {
+        p.record(chunk)?;
+    }
+    // Redelivered (whole and in different chunks): nothing changes.
+    assert_eq!(p.record(&readings)?, 0);
+    for chunk in readings.chunks(5) {
+        assert_eq!(p.record(chunk)?, 0);
+    }
+    assert_eq!(p.counters().recorded.load(Ordering::Relaxed), 800);
+    assert_eq!(p.counters().already_counted.load(Ordering::Relaxed), 1600);
+    for n in [1u8, 2, 4, 9] {
+        let d = key(n).device_id();
+        let points = all_points(&p, &d, DAY, DAY + 86_400, BUCKET_S)?;
+        let expected: Vec<(u64, u64)> = {
+            let mut v: Vec<(u64, u64)> = sums
+                .iter()
+                .filter(|((dd, _), _)| *dd == d)
+                .map(|((_, b), wh)| (*b, *wh))
+                .collect();
+            v.sort();
+            v
+        };
+        let got: Vec<(u64, u64)> = points.iter().map(|p| (p.start, p.wh)).collect();
+        assert_eq!(got, expected, "device {n}");
+        assert!(points
+            .iter()
+            .all(|p| p.status == Status::Reported && p.evidence.is_empty()));
+        let entry = p.device(&d)?.ok_or("device entry")?;
+        assert_eq!(entry.readings, 200);
+        assert_eq!(entry.wh, expected.iter().map(|(_, w)| w).sum::<u64>());
+    }
+    // Reopened: the sums are durable and still idempotent.
+    p.flush()?;
+    drop(p);
+    let p = open(dir.path())?;
+    assert_eq!(p.record(&readings[..10])?, 0);
+    Ok(())
+}
+
+#[test]
+fn coarser_granularities_sum_buckets() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = open(dir.path())?;
+    // Two days of one reading per 5-minute bucket, 1 Wh + bucket index.
+    let k = key(1);
+    let readings: Vec<Reading> = (0..576u64)
+        .map(|i| energy(&k, i, DAY + i * BUCKET_S, 1 + i))
+        .collect();
+    p.record(&readings)?;
+    let d = k.device_id();
+    for step in [300u64, 900, 3600, 86_400] {
+        let points = all_points(&p, &d, DAY, DAY + 2 * 86_400, step)?;
+        let per = step / BUCKET_S;
+        assert_eq!(points.len() as u64, 576 / per, "step {step}");
+        for (j, point) in points.iter().enumerate() {
+            let j = j as u64;
+            let expected: u64 = (j * per..(j + 1) * per).map(|i| 1 + i).sum();
+            assert_eq!(point.start, DAY + j * step);
+            assert_eq!(point.wh, expected, "step {step} interval {j}");
+            assert_eq!(point.readings, per);
+        }
+    }
+    // A range inside the data: only its intervals.
+    let hour = p.device_series(&d, DAY + 3600, DAY + 3 * 3600, 3600, 100)?;
+    assert_eq!(hour.points.len(), 2);
+    assert_eq!(hour.next, None);
+    assert_eq!(hour.points[0].wh, (12..24u64).map(|i| 1 + i).sum::<u64>());
+    // Paging stops at `limit` intervals and resumes exactly there.
+    let first = p.device_series(&d, DAY, DAY + 86_400, 900, 3)?;
+    assert_eq!(first.points.len(), 3);
+    assert_eq!(first.next, Some(DAY + 3 * 900));
+    Ok(())
+}
+
+#[test]
+fn region_totals_equal_the_sum_over_its_devices() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = open(dir.path())?;
+    let (readings, _) = fleet(&[1, 2, 3, 4, 9], 150);
+    p.record(&readings)?;
+    for step in [300u64, 3600, 86_400] {
+        let region = p.region_series("DE-BY", DAY, DAY + 86_400, step, 1000)?;
+        let mut by_interval: HashMap<u64, (u64, u64)> = HashMap::new();
+        for n in [1u8, 2, 3] {
+            for point in all_points(&p, &key(n).device_id(), DAY, DAY + 86_400, step)? {
+                let e = by_interval.entry(point.start).or_default();
+                e.0 += point.wh;
+                e.1 += point.readings;
+            }
+        }
+        let mut expected: Vec<(u64, u64, u64)> = by_interval
+            .into_iter()
+            .map(|(s, (w, r))| (s, w, r))
+            .collect();
+        expected.sort();
+        let got: Vec<(u64, u64, u64)> = region
+            .points
+            .iter()
+            .map(|p| (p.start, p.wh, p.readings))
+            .collect();
+        assert_eq!(got, expected, "step {step}");
+    }
+    let fr = p.region_series("FR-IDF", DAY, DAY + 86_400, 86_400, 10)?;
+    assert_eq!(fr.points.len(), 1);
+    assert_eq!(fr.points[0].readings, 150);
+    assert!(p
+        .region_series("nowhere", DAY, DAY + 86_400, 86_400, 10)?
+        .points
+        .is_empty());
+    assert!(p
+        .region_series("", DAY, DAY + 86_400, 86_400, 10)?
+        .points
+        .is_empty());
+    Ok(())
+}
+
+#[test]
+fn gpu_and_storage_readings() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = open(dir.path())?;
+    let g = key(5);
+    let s = key(6);
+    let storage = Reading {
+        device: s.device_id(),
+        seq: 0,
+        timestamp_ms: DAY * 1000,
+        body: ReadingBody::Storage(StorageHeartbeat {
+            data_root: [1; 32],
+            capacity_bytes: 1 << 40,
+        }),
+    };
+    assert_eq!(
+        p.record(&[
+            gpu(&g, 0, DAY, 40_000),
+            gpu(&g, 1, DAY + 60, 50_000),
+            storage
+        ])?,
+        2
+    );
+    let page = p.device_series(&g.device_id(), DAY, DAY + 300, 300, 10)?;
+    assert_eq!(page.points.len(), 1);
+    assert_eq!((page.points[0].gpu_ms, page.points[0].wh), (90_000, 0));
+    assert!(
+        p.device(&s.device_id())?.is_none(),
+        "storage has no production"
+    );
+    let entry = p.device(&g.device_id())?.ok_or("gpu entry")?;
+    assert_eq!(entry.kind, "gpu");
+    Ok(())
+}
+
+#[test]
+fn upgrades_raise_status_with_evidence_and_late_readings_fall_back() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = open(dir.path())?;
+    let k = key(1);
+    let d = k.device_id();
+    let readings: Vec<Reading> = (0..6u64)
+        .map(|i| energy(&k, i, DAY + i * 300, 10))
+        .collect();
+    p.record(&readings)?;
+    // Attest the first 3 buckets (epoch 7), then verify the first 2.
+    assert_eq!(
+        p.upgrade(&d, (DAY, DAY + 900), StatusUpgrade::Attested { epoch: 7 })?,
+        3
+    );
+    assert_eq!(
+        p.upgrade(
+            &d,
+            (DAY, DAY + 600),
+            StatusUpgrade::Verified {
+                epoch: 7,
+                proof: [9; 32]
+            }
+        )?,
+        2
+    );
+    // Never lowered.
+    assert_eq!(
+        p.upgrade(&d, (DAY, DAY + 600), StatusUpgrade::Attested { epoch: 7 })?,
+        0
+    );
+    let page = p.device_series(&d, DAY, DAY + 1800, 300, 10)?;
+    let statuses: Vec<Status> = page.points.iter().map(|p| p.status).collect();
+    use Status::*;
+    assert_eq!(
+        statuses,
+        [Verified, Verified, Attested, Reported, Reported, Reported]
+    );
+    assert_eq!(
+        page.points[0].evidence,
+        vec![Evidence {
+            epoch: 7,
+            proof: Some([9; 32]),
+            l1_tx: None
+        }]
+    );
+    // The 15-minute interval is as weak as its weakest bucket, with both evidences.
+    let q = p.device_series(&d, DAY, DAY + 1800, 900, 10)?;
+    assert_eq!(q.points[0].status, Attested);
+    assert_eq!(q.points[0].evidence.len(), 2);
+    // Region counts follow.
+    let r = p.region_series("DE-BY", DAY, DAY + 1800, 300, 10)?;
+    assert_eq!(
+        r.points.iter().map(|p| p.status).collect::<Vec<_>>(),
+        statuses
+    );
+    // A late reading in a verified bucket is not covered: back to reported.
+    p.record(&[energy(&k, 6, DAY + 30, 5)])?;
+    let page = p.device_series(&d, DAY, DAY + 300, 300, 10)?;
+    assert_eq!((page.points[0].status, page.points[0].wh), (Reported, 15));
+    assert!(page.points[0].evidence.is_empty());
+    let r = p.region_series("DE-BY", DAY, DAY + 300, 300, 10)?;
+    assert_eq!((r.points[0].status, r.points[0].readings), (Reported, 2));
+    Ok(())
+}
+
+#[test]
+fn catch_up_counts_what_the_store_has_exactly_once() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&dir.path().join("store"))?;
+    let p = open(&dir.path().join("production"))?;
+    let k = key(2);
+    let mut total = 0;
+    for seq in 0..50u64 {
+        let r = energy(&k, seq, DAY + seq * 60, seq);
+        total += seq;
+        store.put(
+            &r.device,
+            seq,
+            StoredStatus::Accepted,
+            &k.sign(r).to_frame(),
+        )?;
+    }
+    // One rejected (implausible) reading on record: not production.
+    let rejected = energy(&k, 50, DAY, 1_000_000);
+    store.put(
+        &rejected.device,
+        50,
+        StoredStatus::Rejected,
+        &k.sign(rejected).to_frame(),
+    )?;
+    // Ingest had recorded the first 20 before a crash.
+    let first: Vec<Reading> = (0..20u64).map(|s| energy(&k, s, DAY + s * 60, s)).collect();
+    p.record(&first)?;
+    assert_eq!(p.catch_up(&store)?, 30);
+    assert_eq!(p.catch_up(&store)?, 0);
+    let entry = p.device(&k.device_id())?.ok_or("entry")?;
+    assert_eq!((entry.readings, entry.wh), (50, total));
+    Ok(())
+}
+
+#[test]
+fn events_for_new_readings_only_and_devices_page() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = open(dir.path())?;
+    let mut rx = p.subscribe();
+    let r = energy(&key(3), 0, DAY, 42);
+    p.record(&[r])?;
+    p.record(&[r])?;
+    let e = rx.try_recv()?;
+    assert_eq!((e.seq, e.energy_wh, e.region.as_str()), (0, 42, "DE-BY"));
+    assert_eq!(e.interval_start, "2024-05-01T00:00:00Z");
+    assert!(rx.try_recv().is_err(), "a redelivery is not an event");
+    for n in 10..15u8 {
+        p.record(&[energy(&key(n), 0, DAY, 1)])?;
+    }
+    let (page1, more) = p.devices(None, 4)?;
+    assert!(more);
+    let (page2, more2) = p.devices(page1.last().map(|(d, _)| d), 4)?;
+    assert!(!more2);
+    let mut ids: Vec<DeviceId> = page1.iter().chain(&page2).map(|(d, _)| *d).collect();
+    assert_eq!(ids.len(), 6);
+    let sorted = {
+        let mut s = ids.clone();
+        s.sort();
+        s
+    };
+    assert_eq!(ids, sorted);
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    Ok(())
+}
