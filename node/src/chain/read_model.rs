@@ -120,17 +120,7 @@ pub fn api_router(
     registry: SharedRegistry,
     ingest: Heartbeat,
 ) -> axum::Router {
-    let model = NodeReadModel::new(
-        chain,
-        registry,
-        ingest,
-        HealthBounds::for_block_time(config.consensus.block_time),
-    );
-    let router = groundtruth_api::router(Arc::new(model), api_config());
-    match chain {
-        Some(c) => router.merge(super::epochs_api::routes(c.core.clone())),
-        None => router,
-    }
+    api_router_with_production(config, chain, registry, ingest, None)
 }
 
 impl NodeReadModel {
@@ -207,9 +197,9 @@ fn rejection(r: Rejected) -> Rejection {
     }
 }
 
-/// The node's API router with the production read model: like [`api_router`], and the
-/// `/v1` production routes served from `production` (the instance ingest records into through
-/// `crate::ingest::spawn_with_production`).
+/// The node's API router: [`api_router`]'s routes, the epochs routes when `chain` is set, and
+/// the `/v1` production routes served from `production` (the instance ingest records into
+/// through `crate::ingest::spawn_with_production`; `None`: they answer `404 not_served`).
 pub fn api_router_with_production(
     config: &NodeConfig,
     chain: Option<&Chain>,
@@ -224,7 +214,11 @@ pub fn api_router_with_production(
         HealthBounds::for_block_time(config.consensus.block_time),
     )
     .with_production(production);
-    groundtruth_api::router(Arc::new(model), api_config())
+    let router = groundtruth_api::router(Arc::new(model), api_config());
+    match chain {
+        Some(c) => router.merge(super::epochs_api::routes(c.core.clone())),
+        None => router,
+    }
 }
 
 /// Where the production model finds a device's region: the committed ledger when consensus
