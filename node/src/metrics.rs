@@ -245,7 +245,8 @@ pub async fn serve_with(
     api: axum::Router,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    axum::serve(listener, app(registry, api)).await
+    // With each connection's address: the API's per-client rate limit reads it.
+    groundtruth_api::serve(listener, app(registry, api)).await
 }
 
 /// `/metrics` merged into the API router; wrong methods on any route answer problem+json.

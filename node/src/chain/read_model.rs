@@ -604,6 +604,95 @@ mod tests {
         );
     }
 
+    /// The `/v1` production routes over a real sled production model, through the router on a
+    /// real listener: the served day equals the readings recorded, a registered device without
+    /// readings has an empty series, an unregistered one is `404 unknown_device`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn production_routes_serve_the_sled_model(
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        use groundtruth_device_sdk::{DeviceKey, EnergyReading, Reading, ReadingBody};
+        let dir = tempfile::tempdir()?;
+        let production = Production::open(dir.path(), Arc::new(|_: &_| Some("DE-BY".into())))?;
+        let meter = DeviceKey::from_seed(&[1; 32]);
+        let idle = DeviceKey::from_seed(&[2; 32]);
+        let day = 1_714_521_600u64; // 2024-05-01T00:00:00Z
+        let readings: Vec<Reading> = (0..288u64)
+            .map(|i| Reading {
+                device: meter.device_id(),
+                seq: i,
+                timestamp_ms: (day + i * 300 + 300) * 1000,
+                body: ReadingBody::Energy(EnergyReading {
+                    interval_start_s: day + i * 300,
+                    interval_len_s: 300,
+                    energy_wh: i % 7,
+                    register_wh: 0,
+                }),
+            })
+            .collect();
+        production.record(&readings)?;
+        let registry = SharedRegistry::new(Registry::from_records(
+            [meter.device_id(), idle.device_id()].map(|d| {
+                (
+                    d,
+                    crate::ingest::registry::DeviceRecord {
+                        kind: groundtruth_device_sdk::ReadingKind::Energy,
+                        capacity: 10_000,
+                    },
+                )
+            }),
+        ));
+        let model = NodeReadModel::new(
+            None,
+            registry,
+            Heartbeat::new(),
+            HealthBounds::for_block_time(Duration::from_secs(1)),
+        )
+        .with_production(Some(production));
+        let api = groundtruth_api::router(Arc::new(model), api_config());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(groundtruth_api::serve(listener, api));
+        let (meter_id, idle_id) = (meter.device_id(), idle.device_id());
+        tokio::task::spawn_blocking(
+            move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                let c = groundtruth_api::ApiClient::new(&addr.to_string())?;
+                let range = "from=2024-05-01T00:00:00Z&to=2024-05-02T00:00:00Z";
+                let day_total: u64 = (0..288u64).map(|i| i % 7).sum();
+                let v = c.get_json(&format!(
+                    "/v1/production/devices/{meter_id}?{range}&granularity=1d"
+                ))?;
+                assert_eq!(v["points"][0]["energy_wh"], day_total);
+                assert_eq!(v["points"][0]["readings"], 288);
+                assert_eq!(v["points"][0]["status"], "reported");
+                let v = c.get_json(&format!(
+                    "/v1/production/devices/{meter_id}?{range}&granularity=5m&limit=1000"
+                ))?;
+                assert_eq!(v["points"].as_array().map(Vec::len), Some(288));
+                let v = c.get_json(&format!(
+                    "/v1/production/regions/DE-BY?{range}&granularity=1h"
+                ))?;
+                let hours = v["points"].as_array().ok_or("points")?;
+                let sum: u64 = hours.iter().filter_map(|p| p["energy_wh"].as_u64()).sum();
+                assert_eq!((hours.len(), sum), (24, day_total));
+                let v = c.get_json(&format!("/v1/production/devices/{idle_id}?{range}"))?;
+                assert_eq!(v["points"].as_array().map(Vec::len), Some(0));
+                let missing = c.request(
+                    "GET",
+                    &format!("/v1/production/devices/{}?{range}", "ab".repeat(32)),
+                    &[],
+                    &[],
+                )?;
+                assert_eq!(missing.status, 404);
+                let v = c.get_json("/v1/devices")?;
+                assert_eq!(v["devices"].as_array().map(Vec::len), Some(1));
+                Ok(())
+            },
+        )
+        .await??;
+        server.abort();
+        Ok(())
+    }
+
     #[test]
     fn block_time_scales_the_bounds() {
         let b = HealthBounds::for_block_time(Duration::from_secs(2));
