@@ -86,6 +86,42 @@ pub struct Batch {
     pub series: Vec<DeviceSeries>,
     /// What the batch attests.
     pub commitment: BatchCommitment,
+    /// The readings in it, in batch order.
+    pub keys: Vec<(DeviceId, u64)>,
+    /// Their signed frames, in batch order.
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// Builds `auditor`'s batch from its readings (device after device, each in sequence order).
+fn batch_of(
+    state: &State,
+    window: &groundtruth_proofs::Epoch,
+    auditor: Address,
+    readings: Vec<(SignedReading, Vec<u8>)>,
+) -> Result<Batch, AuditError> {
+    let signed: Vec<SignedReading> = readings.iter().map(|(r, _)| *r).collect();
+    let fields = reading_fields(&signed);
+    let series = runs_from_readings(&fields, |id, len| {
+        state
+            .device(&DeviceId(*id))
+            .and_then(|d| d.kind.metered_cap(d.capacity, len))
+            .unwrap_or(0)
+    })?;
+    let commitment = readings_commitment(window, &series)?;
+    Ok(Batch {
+        auditor,
+        series,
+        commitment: BatchCommitment {
+            auditor,
+            commitment,
+            readings: u64::try_from(fields.len()).unwrap_or(u64::MAX),
+        },
+        keys: signed
+            .iter()
+            .map(|r| (r.reading.device, r.reading.seq))
+            .collect(),
+        frames: readings.into_iter().map(|(_, f)| f).collect(),
+    })
 }
 
 /// The proof epoch of ledger epoch `epoch` (`None` when epochs are not timed).
@@ -125,6 +161,25 @@ fn fields(r: &SignedReading, gpu_running: &mut u64) -> Option<ReadingFields> {
         }
         ReadingBody::Storage(_) => None,
     }
+}
+
+/// The metered fields of signed readings given device after device (each in sequence order),
+/// as the audit batches bind them: energy readings their signed register, GPU readings the
+/// running total of the device's readings in the list. Storage heartbeats are skipped.
+pub fn reading_fields(readings: &[SignedReading]) -> Vec<ReadingFields> {
+    let mut out = Vec::with_capacity(readings.len());
+    let mut running = 0u64;
+    let mut current: Option<DeviceId> = None;
+    for r in readings {
+        if current != Some(r.reading.device) {
+            current = Some(r.reading.device);
+            running = 0;
+        }
+        if let Some(f) = fields(r, &mut running) {
+            out.push(f);
+        }
+    }
+    out
 }
 
 /// A device's accepted readings whose interval lies in `[start, end)`, in sequence order, each
@@ -175,7 +230,7 @@ pub fn epoch_batches(state: &State, store: &Store, epoch: Epoch) -> Result<Vec<B
     let assignment = state
         .audit_assignment(epoch)
         .ok_or(AuditError::NotSealed(epoch))?;
-    let mut per_auditor: BTreeMap<Address, Vec<ReadingFields>> = BTreeMap::new();
+    let mut per_auditor: BTreeMap<Address, Vec<(SignedReading, Vec<u8>)>> = BTreeMap::new();
     for (device, auditors) in &assignment {
         let Some(d) = state.device(device) else {
             continue;
@@ -183,72 +238,76 @@ pub fn epoch_batches(state: &State, store: &Store, epoch: Epoch) -> Result<Vec<B
         if d.kind.metered_cap(d.capacity, 1).is_none() {
             continue;
         }
-        let readings = device_window(store, device, window.start_s, window.end_s)?;
-        let mut running = 0u64;
-        let f: Vec<ReadingFields> = readings
-            .iter()
-            .filter_map(|(r, _)| fields(r, &mut running))
-            .collect();
-        if f.is_empty() {
+        let readings: Vec<(SignedReading, Vec<u8>)> =
+            device_window(store, device, window.start_s, window.end_s)?
+                .into_iter()
+                .filter(|(r, _)| !matches!(r.reading.body, ReadingBody::Storage(_)))
+                .collect();
+        if readings.is_empty() {
             continue;
         }
         for a in auditors {
-            per_auditor.entry(*a).or_default().extend_from_slice(&f);
+            per_auditor
+                .entry(*a)
+                .or_default()
+                .extend(readings.iter().cloned());
         }
     }
-    let mut out = Vec::with_capacity(per_auditor.len());
-    for (auditor, readings) in per_auditor {
-        let series = runs_from_readings(&readings, |id, len| {
-            state
-                .device(&DeviceId(*id))
-                .and_then(|d| d.kind.metered_cap(d.capacity, len))
-                .unwrap_or(0)
-        })?;
-        let commitment = readings_commitment(&window, &series)?;
-        out.push(Batch {
-            auditor,
-            series,
-            commitment: BatchCommitment {
-                auditor,
-                commitment,
-                readings: u64::try_from(readings.len()).unwrap_or(u64::MAX),
-            },
-        });
-    }
-    Ok(out)
+    per_auditor
+        .into_iter()
+        .map(|(auditor, readings)| batch_of(state, &window, auditor, readings))
+        .collect()
 }
 
-/// The signed frames behind `auditor`'s batch of `epoch` as this validator's store holds them,
-/// in batch order (device after device in id order, each in sequence order): what anyone
-/// needs to recheck the batch's signatures and recompute its commitment.
+/// `auditor`'s batch of `epoch` as this validator attested it (the readings recorded then,
+/// see [`Store::put_batch_keys`]), or, if it did not attest, as its store holds it now.
+pub fn attested_batch(
+    state: &State,
+    store: &Store,
+    epoch: Epoch,
+    auditor: &Address,
+) -> Result<Option<Batch>, AuditError> {
+    let window = proof_epoch(state, epoch).ok_or(AuditError::NotSealed(epoch))?;
+    let Some(keys) = store.batch_keys(epoch, &auditor.0)? else {
+        return Ok(epoch_batches(state, store, epoch)?
+            .into_iter()
+            .find(|b| b.auditor == *auditor));
+    };
+    let mut readings = Vec::with_capacity(keys.len());
+    for (device, seq) in keys {
+        let Some((_, frame)) = store.get(&device, seq)? else {
+            return Err(AuditError::Store(StoreError::Corrupt(format!(
+                "attested reading {device}/{seq} is missing"
+            ))));
+        };
+        let r = SignedReading::decode_frame(&frame)
+            .map_err(|_| AuditError::Store(StoreError::Corrupt(format!("{device}/{seq}"))))?;
+        readings.push((r, frame.to_vec()));
+    }
+    batch_of(state, &window, *auditor, readings).map(Some)
+}
+
+/// Records the readings of every batch this validator attests.
+fn record_batches(store: &Store, epoch: Epoch, batches: &[Batch]) -> Result<(), AuditError> {
+    for b in batches {
+        store.put_batch_keys(epoch, &b.auditor.0, &b.keys)?;
+    }
+    store.flush()?;
+    Ok(())
+}
+
+/// The signed frames behind `auditor`'s batch of `epoch` as this validator attested it, in
+/// batch order (device after device in id order, each in sequence order): what anyone needs to
+/// recheck the batch's signatures and recompute its commitment.
 pub fn batch_frames(
     state: &State,
     store: &Store,
     epoch: Epoch,
     auditor: &Address,
 ) -> Result<Vec<Vec<u8>>, AuditError> {
-    let window = proof_epoch(state, epoch).ok_or(AuditError::NotSealed(epoch))?;
-    let assignment = state
-        .audit_assignment(epoch)
-        .ok_or(AuditError::NotSealed(epoch))?;
-    let mut out = Vec::new();
-    for (device, auditors) in &assignment {
-        if !auditors.contains(auditor) {
-            continue;
-        }
-        let metered = state
-            .device(device)
-            .is_some_and(|d| d.kind.metered_cap(d.capacity, 1).is_some());
-        if !metered {
-            continue;
-        }
-        for (r, frame) in device_window(store, device, window.start_s, window.end_s)? {
-            if !matches!(r.reading.body, ReadingBody::Storage(_)) {
-                out.push(frame);
-            }
-        }
-    }
-    Ok(out)
+    Ok(attested_batch(state, store, epoch, auditor)?
+        .map(|b| b.frames)
+        .unwrap_or_default())
 }
 
 /// Audit loop counters.
@@ -369,6 +428,11 @@ pub async fn run<L: LedgerView>(
                     let built = ledger.with_state(|st| epoch_batches(st, &store, epoch));
                     match built {
                         Ok(batches) => {
+                            if let Err(e) = record_batches(&store, epoch, &batches) {
+                                metrics.failures.inc();
+                                tracing::warn!(target: "node::audit", epoch, error = %e, "cannot record the attested batches");
+                                continue;
+                            }
                             let readings: u64 = batches.iter().map(|b| b.commitment.readings).sum();
                             tracing::info!(target: "node::audit", epoch, batches = batches.len(), readings, "attesting the epoch's readings");
                             let body = TxBody::AttestReadings {
@@ -397,13 +461,8 @@ pub async fn run<L: LedgerView>(
                             .fixed_readings_root(epoch)
                             .and_then(|f| f.batches.iter().find(|(b, _)| b.auditor == batch))
                             .map(|(b, _)| *b);
-                        epoch_batches(st, &store, epoch).map(|bs| {
-                            (
-                                bs.into_iter().find(|b| b.auditor == batch),
-                                agreed,
-                                proof_epoch(st, epoch),
-                            )
-                        })
+                        attested_batch(st, &store, epoch, &batch)
+                            .map(|b| (b, agreed, proof_epoch(st, epoch)))
                     });
                     let (mine, agreed, window) = match built {
                         Ok(x) => x,

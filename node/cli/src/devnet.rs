@@ -23,9 +23,21 @@ pub struct DevnetArgs {
     /// Working directory for the devnet's data and generated genesis.
     #[arg(long, default_value = ".devnet")]
     pub dir: PathBuf,
-    /// Simulated seconds per real second (300 = one 5-minute interval per second).
-    #[arg(long, default_value_t = 300.0)]
+    /// Simulated seconds per real second. 1 (the default) publishes in real time, which
+    /// timed epochs need: an epoch closes by the validators' clocks.
+    #[arg(long, default_value_t = 1.0)]
     pub speedup: f64,
+    /// Reading interval of the devnet fleet, seconds (overrides `--interval-s`).
+    #[arg(long, default_value_t = 10)]
+    pub reading_interval_s: u32,
+    /// Epoch length in seconds of reading time (multi-validator devnet): each epoch is closed
+    /// by the validators' votes, attested, audited with STARK proofs the ledger verifies, and
+    /// committed. 0 counts epochs in blocks without audits.
+    #[arg(long, default_value_t = 60)]
+    pub epoch_s: u64,
+    /// How long after an epoch's end validators wait for late readings before closing it.
+    #[arg(long, default_value_t = 5)]
+    pub grace_s: u64,
     /// Embedded broker address.
     #[arg(long, default_value = "127.0.0.1:1883")]
     pub broker_listen: std::net::SocketAddr,
@@ -43,6 +55,26 @@ pub struct DevnetArgs {
     pub genesis: PathBuf,
 }
 
+/// The devnet fleet: real-time readings of `--reading-interval-s`, the first interval starting
+/// at `start` (aligned to the interval).
+fn fleet_config(
+    args: &DevnetArgs,
+    start: u64,
+) -> anyhow::Result<groundtruth_firmware_sim::FleetConfig> {
+    let mut c = args.fleet.fleet_config()?;
+    c.interval_s = args.reading_interval_s.max(1);
+    c.start_unix_s = start;
+    Ok(c)
+}
+
+/// Now, Unix seconds, rounded down to a multiple of `step`.
+fn aligned_now(step: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    now - now % step.max(1)
+}
+
 /// Runs the devnet until Ctrl-C (or `--intervals`).
 pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     if args.validators > 1 {
@@ -54,7 +86,8 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
 /// One node in this process, no consensus: the registry comes from the generated genesis.
 fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.dir)?;
-    let mut fleet = Fleet::new(args.fleet.fleet_config()?);
+    let interval = u64::from(args.reading_interval_s.max(1));
+    let mut fleet = Fleet::new(fleet_config(&args, aligned_now(interval))?);
     let genesis = args.dir.join("genesis.toml");
     std::fs::write(&genesis, fleet.genesis_toml())?;
     let mut config = NodeConfig::default();
@@ -92,7 +125,7 @@ fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         );
         let bar = ProgressBar::new_spinner();
         bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
-        let step_time = Duration::from_secs_f64(f64::from(args.fleet.interval_s) / args.speedup.max(0.001));
+        let step_time = Duration::from_secs_f64(f64::from(args.reading_interval_s.max(1)) / args.speedup.max(0.001));
         let mut step = 0u64;
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
@@ -264,13 +297,26 @@ mod network {
         let n = usize::from(args.validators);
         anyhow::ensure!(n == 4, "the devnet genesis has 4 validators: use --validators 4 (or 1 for a single node without consensus)");
         std::fs::create_dir_all(&args.dir)?;
-        let mut fleet = Fleet::new(args.fleet.fleet_config()?);
+        let interval = u64::from(args.reading_interval_s.max(1));
+        let epoch_s = if args.epoch_s == 0 {
+            0
+        } else {
+            // Whole intervals per epoch, so no reading straddles two epochs.
+            args.epoch_s.div_ceil(interval) * interval
+        };
+        // Epoch 0 starts where the fleet's first interval does.
+        let start = super::aligned_now(interval);
+        let mut fleet = Fleet::new(super::fleet_config(&args, start)?);
         let ledger_genesis = std::fs::read_to_string(&args.genesis).map_err(|e| {
             anyhow::anyhow!(
                 "reading {}: {e} (run from the repository root)",
                 args.genesis.display()
             )
         })?;
+        let timed = format!(
+            "[params]\nepoch_duration_s = {epoch_s}                # devnet: timed epochs, audited\ngenesis_time_s = {start}\n"
+        );
+        let ledger_genesis = ledger_genesis.replacen("[params]\n", &timed, 1);
         let genesis = args.dir.join("genesis.toml");
         std::fs::write(
             &genesis,
@@ -337,7 +383,8 @@ mod network {
             };
             let config = format!(
                 "[node]\nname = \"v{i}\"\ndevnet = true\ndata_dir = \"{data}\"\ngenesis = \"{genesis}\"\n\n[mqtt]\n{mqtt}\n\n[metrics]\nlisten = \"{api}\"\n\n\
-                 [consensus]\nenabled = true\nlisten = \"{listen}\"\npeers = [{peers}]\nhttp_peers = [{http}]\nkey_file = \"{ckey}\"\noperator_key_file = \"{okey}\"\n",
+                 [consensus]\nenabled = true\nlisten = \"{listen}\"\npeers = [{peers}]\nhttp_peers = [{http}]\nkey_file = \"{ckey}\"\noperator_key_file = \"{okey}\"\n\n\
+                 [audit]\ngrace = \"{grace}s\"\n",
                 data = abs(&vdir.join("data"))?.display(),
                 genesis = abs(&genesis)?.display(),
                 api = apis[i],
@@ -346,6 +393,7 @@ mod network {
                 http = others(&apis.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>()),
                 ckey = abs(&vdir.join("consensus.key"))?.display(),
                 okey = abs(&vdir.join("operator.key"))?.display(),
+                grace = args.grace_s,
             );
             let config_path = vdir.join("node.toml");
             std::fs::write(&config_path, config)?;
@@ -396,9 +444,11 @@ mod network {
                 &super::broker_auth::simulator(args.broker_listen, gateway_secret),
                 stats.clone(),
             )?;
-            let step_time =
-                Duration::from_secs_f64(f64::from(args.fleet.interval_s) / args.speedup.max(0.001));
+            let step_time = Duration::from_secs_f64(
+                f64::from(args.reading_interval_s.max(1)) / args.speedup.max(0.001),
+            );
             let mut step = 0u64;
+            let mut reported: Option<u64> = None;
             let mut last_print = Instant::now() - Duration::from_secs(10);
             let ctrl_c = tokio::signal::ctrl_c();
             tokio::pin!(ctrl_c);
@@ -413,10 +463,18 @@ mod network {
                     last_print = Instant::now();
                     let apis = apis.clone();
                     let published = stats.sent.load(Ordering::Relaxed);
-                    let line = tokio::task::spawn_blocking(move || status_line(&apis))
-                        .await
-                        .unwrap_or_default();
+                    let seen = reported;
+                    let (line, epochs, newest) = tokio::task::spawn_blocking(move || {
+                        let (epochs, newest) = epoch_lines(&apis[0], seen);
+                        (status_line(&apis), epochs, newest)
+                    })
+                    .await
+                    .unwrap_or_default();
+                    reported = newest.or(reported);
                     println!("interval {step:>5}  published {published:>7}  {line}");
+                    for l in epochs {
+                        println!("{l}");
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep_until(tick + step_time) => {}
@@ -428,6 +486,58 @@ mod network {
         })?;
         drop(children);
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// One summary line per epoch committed after `seen` (from validator `api`), and the newest
+    /// committed epoch: devices audited, proofs verified, readings, slashes with reasons, the
+    /// commitment digest.
+    fn epoch_lines(api: &str, seen: Option<u64>) -> (Vec<String>, Option<u64>) {
+        let Some(c) = client(api) else {
+            return (Vec::new(), None);
+        };
+        let Ok(list) = c.get_json("/v1/epochs") else {
+            return (Vec::new(), None);
+        };
+        let committed: Vec<u64> = list["committed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_u64)
+            .filter(|e| seen.is_none_or(|s| *e > s))
+            .collect();
+        let mut lines = Vec::new();
+        let mut newest = None;
+        for e in committed {
+            let Ok(v) = c.get_json(&format!("/v1/epochs/{e}")) else {
+                break;
+            };
+            newest = Some(e);
+            let cm = &v["commitment"];
+            let devices = v["verified"].as_array().map_or(0, Vec::len);
+            let flagged = v["flagged"].as_array().map_or(0, Vec::len);
+            let slashes: Vec<String> = v["slashes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        s["role"].as_str().unwrap_or("?"),
+                        s["reason"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            let digest = cm["digest"].as_str().unwrap_or("");
+            lines.push(format!(
+                "epoch {e} committed: {devices} devices audited, proofs {}/{} verified, {} readings verified, {flagged} attestations flagged, slashes: {}, commitment {}…",
+                cm["audited_batches"],
+                cm["batches"],
+                cm["verified_readings"],
+                if slashes.is_empty() { "none".to_string() } else { slashes.join(", ") },
+                digest.get(..16).unwrap_or(digest),
+            ));
+        }
+        (lines, newest)
     }
 
     /// `accepted/rejected` per validator and the ledger height.

@@ -12,6 +12,7 @@ mod proofs;
 mod sim;
 mod store;
 mod tx;
+mod verify_epoch;
 
 /// groundtruth: a verification network for physical infrastructure.
 #[derive(Debug, Parser)]
@@ -37,7 +38,8 @@ enum Command {
     Store(store::StoreArgs),
     /// Write a STARK proof file for a statement (metered output or retrievability).
     Prove(proofs::ProveArgs),
-    /// Check a proof file without trusting anyone; exits non-zero with the reason if it fails.
+    /// Check a proof file, an audit batch (signed frames + proof) or a whole epoch from a node's
+    /// API, trusting no one; exits non-zero with the reason if anything fails.
     Verify(proofs::VerifyArgs),
     /// Sign and send ledger transactions to a node, or query its ledger state.
     Tx(tx::TxArgs),

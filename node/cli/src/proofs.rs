@@ -73,8 +73,11 @@ enum ProveCommand {
 /// Arguments of `groundtruth verify`.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// Proof file written by `groundtruth prove`.
-    pub file: std::path::PathBuf,
+    /// Proof file written by `groundtruth prove` (or use the audit modes below).
+    #[arg(required_unless_present_any = ["frames", "epoch"])]
+    pub file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub audit: crate::verify_epoch::AuditCheckArgs,
 }
 
 #[derive(serde::Deserialize)]
@@ -213,8 +216,13 @@ pub fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `groundtruth verify`.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let bytes =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    if let Some(code) = crate::verify_epoch::run(&args.audit)? {
+        return Ok(code);
+    }
+    let Some(file) = &args.file else {
+        anyhow::bail!("give a proof file, --frames and --proof, or --epoch and --api");
+    };
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let started = std::time::Instant::now();
     let (env, statement) = groundtruth_proofs::verify_bytes(&bytes)
         .map_err(|e| anyhow::anyhow!("proof rejected: {e}"))?;

@@ -51,12 +51,20 @@ pub struct Store {
     db: sled::Db,
     readings: sled::Tree,
     evidence: sled::Tree,
+    attested: sled::Tree,
 }
 
 fn key(device: &DeviceId, seq: u64) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..32].copy_from_slice(&device.0);
     k[32..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn batch_key(epoch: u64, auditor: &[u8; 32]) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&epoch.to_be_bytes());
+    k[8..].copy_from_slice(auditor);
     k
 }
 
@@ -75,10 +83,12 @@ impl Store {
             .open()?;
         let readings = db.open_tree("readings")?;
         let evidence = db.open_tree("evidence")?;
+        let attested = db.open_tree("attested")?;
         Ok(Self {
             db,
             readings,
             evidence,
+            attested,
         })
     }
 
@@ -149,6 +159,39 @@ impl Store {
                 frame: v[1..].to_vec(),
             })
         })
+    }
+
+    /// Records which readings this validator put in `auditor`'s batch of `epoch` when it
+    /// attested (tree `attested`, key `epoch (8, BE) ‖ auditor (32)`, value the readings' keys
+    /// `device ‖ seq` back to back), so it proves and serves exactly that batch even after late
+    /// readings of the window arrive. Durable with the next flush.
+    pub fn put_batch_keys(
+        &self,
+        epoch: u64,
+        auditor: &[u8; 32],
+        keys: &[(DeviceId, u64)],
+    ) -> Result<()> {
+        let mut v = Vec::with_capacity(keys.len() * 40);
+        for (d, s) in keys {
+            v.extend_from_slice(&key(d, *s));
+        }
+        self.attested.insert(batch_key(epoch, auditor), v)?;
+        Ok(())
+    }
+
+    /// The readings recorded by [`Store::put_batch_keys`], in batch order.
+    pub fn batch_keys(
+        &self,
+        epoch: u64,
+        auditor: &[u8; 32],
+    ) -> Result<Option<Vec<(DeviceId, u64)>>> {
+        let Some(v) = self.attested.get(batch_key(epoch, auditor))? else {
+            return Ok(None);
+        };
+        v.chunks(40)
+            .map(|k| parse_key(k).ok_or_else(|| StoreError::Corrupt("batch keys".into())))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     /// One device's stored readings, newest (highest seq) first: the audit loop reads an
