@@ -35,6 +35,9 @@ pub enum NodeError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The production read model could not be opened.
+    #[error("production read model: {0}")]
+    Production(String),
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] ingest::tls::TlsError),
@@ -175,11 +178,25 @@ pub async fn run(
     let ingest_metrics = telemetry.ingest.clone();
     let prometheus = Arc::new(telemetry.registry);
     let listener_addr = config.metrics.listen;
-    let api = crate::chain::read_model::api_router(
+    // Verified production per device and region (`/v1/production/…`), kept up to date by the
+    // ingest committer and caught up from the store at start.
+    let production = crate::production::Production::open(
+        &config.node.data_dir.join("production"),
+        crate::chain::read_model::production_regions(&config, chain.as_ref()),
+    )
+    .map_err(|e| NodeError::Production(e.to_string()))?;
+    production
+        .spawn_catch_up(store.clone())
+        .map_err(|e| NodeError::Io("production catch-up", e))?;
+    if let Some(chain) = &chain {
+        chain.follow_verified(production.clone());
+    }
+    let api = crate::chain::read_model::api_router_with_production(
         &config,
         chain.as_ref(),
         registry.clone(),
         ingest_metrics.heartbeat.clone(),
+        Some(production.clone()),
     );
     tokio::spawn(async move {
         if let Err(e) = metrics::serve_with(listener_addr, prometheus, api).await {
@@ -262,7 +279,8 @@ pub async fn run(
         generations,
         evidence: chain.as_ref().map(|c| c.evidence_sender()),
     };
-    let threads = ingest::spawn(ctx, rx).map_err(|e| NodeError::Io("ingest threads", e))?;
+    let threads = ingest::spawn_with_production(ctx, rx, Some(production))
+        .map_err(|e| NodeError::Io("ingest threads", e))?;
     let mqtt_loop = async move { while loops.join_next().await.is_some() {} };
     let halted = async {
         match &chain {

@@ -497,6 +497,64 @@ impl Chain {
         true
     }
 
+    /// Marks verified production in `production` as each epoch commits: every device the
+    /// epoch's audits verified gets its window's buckets raised to `verified`, with the proof
+    /// digest. Idempotent (a status is never lowered), so it simply rescans from the first epoch
+    /// at start.
+    pub fn follow_verified(&self, production: crate::production::Production) {
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            let mut next: u64 = 0;
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                let work = {
+                    let l = core.shared.read();
+                    let st = &l.state;
+                    let mut work = Vec::new();
+                    while next < st.epoch() {
+                        if st.epoch_seal(next).is_none() {
+                            break;
+                        }
+                        if st.epoch_commitment(next).is_none() {
+                            // Not committed yet: wait for it before moving past it.
+                            break;
+                        }
+                        if let Some(window) = st.params().epoch_window(next) {
+                            for a in st.audits_for_epoch(next) {
+                                if let groundtruth_ledger::AuditSubject::Device(id) = a.subject {
+                                    work.push((id, window, next, a.proof_digest));
+                                }
+                            }
+                        }
+                        next += 1;
+                    }
+                    work
+                };
+                if work.is_empty() {
+                    continue;
+                }
+                let p = production.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    for (id, window, epoch, proof) in work {
+                        let device = groundtruth_device_sdk::DeviceId(id.0);
+                        if let Err(e) = p.upgrade(
+                            &device,
+                            window,
+                            crate::production::StatusUpgrade::Verified { epoch, proof },
+                        ) {
+                            tracing::warn!(target: "node::chain", error = %e, "marking verified production failed");
+                        }
+                    }
+                })
+                .await;
+                if done.is_err() {
+                    tracing::warn!(target: "node::chain", "verified-production task failed");
+                }
+            }
+        });
+    }
+
     /// Where ingest sends device equivocation evidence (first frame, second frame).
     pub fn evidence_sender(&self) -> mpsc::Sender<(Vec<u8>, Vec<u8>)> {
         self.evidence.clone()
