@@ -612,3 +612,66 @@ pub fn readings_commitment(epoch: &Epoch, series: &[DeviceSeries]) -> Result<[u8
     }
     Ok(digest_to_bytes(&[state[4], state[5], state[6], state[7]]))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod runs_tests {
+    use super::*;
+
+    fn r(device: u8, seq: u64, value: u64, register: u64) -> ReadingFields {
+        ReadingFields {
+            device: [device; 32],
+            seq,
+            interval_start_s: 1_000 + seq * 10,
+            interval_len_s: 10,
+            value,
+            register,
+        }
+    }
+
+    #[test]
+    fn a_gap_starts_a_new_run_of_the_same_device() {
+        let readings = [r(1, 0, 5, 5), r(1, 1, 5, 10), r(1, 3, 5, 20), r(2, 7, 1, 1)];
+        let runs = runs_from_readings(&readings, |_, _| 10).unwrap();
+        assert_eq!(runs.len(), 3);
+        assert_eq!(
+            (runs[0].id, runs[0].first_seq, runs[0].values.len()),
+            ([1; 32], 0, 2)
+        );
+        assert_eq!(
+            (runs[1].id, runs[1].first_seq, runs[1].start_register),
+            ([1; 32], 3, 15)
+        );
+        assert_eq!(runs[2].id, [2; 32]);
+        // A register that does not continue also splits, with its own start register.
+        let reset = [r(1, 0, 5, 5), r(1, 1, 5, 100)];
+        let runs = runs_from_readings(&reset, |_, _| 10).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[1].start_register, 95);
+        // The commitment of the split batch differs from the batch without the later run.
+        let epoch = Epoch {
+            number: 0,
+            start_s: 1_000,
+            end_s: 2_000,
+        };
+        let full = readings_commitment(&epoch, &runs_from_readings(&readings, |_, _| 10).unwrap());
+        let fewer = readings_commitment(
+            &epoch,
+            &runs_from_readings(&readings[..2], |_, _| 10).unwrap(),
+        );
+        assert_ne!(full.unwrap(), fewer.unwrap());
+    }
+
+    #[test]
+    fn runs_that_go_back_or_devices_that_reappear_are_refused() {
+        let back = [r(1, 5, 1, 1), r(1, 3, 1, 2)];
+        assert!(runs_from_readings(&back, |_, _| 10).is_err());
+        let reappears = [r(1, 0, 1, 1), r(2, 0, 1, 1), r(1, 1, 1, 2)];
+        assert!(runs_from_readings(&reappears, |_, _| 10).is_err());
+        let mut overlapping = [r(1, 0, 1, 1), r(1, 2, 1, 2)];
+        overlapping[1].interval_start_s = overlapping[0].interval_start_s + 5;
+        assert!(runs_from_readings(&overlapping, |_, _| 10).is_err());
+        let too_big = [r(1, 0, MAX_VALUE + 1, MAX_VALUE + 1)];
+        assert!(runs_from_readings(&too_big, |_, _| 10).is_err());
+    }
+}
