@@ -486,6 +486,50 @@ pub fn expected_counts<'a>(
     counts
 }
 
+/// One device's metered output in a set of messages: what it signed, and what of it a validator
+/// accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeteredTotal {
+    /// `Energy` (Wh) or `Gpu` (GPU-milliseconds).
+    pub kind: ReadingKind,
+    /// Sum over the readings a validator must accept (inflated, implausible readings excluded).
+    pub accepted: u64,
+    /// Sum over every reading the device itself signed and published once (accepted or
+    /// implausible; equivocation twins, replays and forgeries are not its claims).
+    pub claimed: u64,
+}
+
+/// Per-device metered totals (energy Wh, GPU-ms) of a set of messages, by device; storage
+/// heartbeats and unregistered devices are left out.
+pub fn metered_totals<'a>(
+    messages: impl IntoIterator<Item = &'a Message>,
+) -> BTreeMap<DeviceId, MeteredTotal> {
+    let mut out: BTreeMap<DeviceId, MeteredTotal> = BTreeMap::new();
+    for m in messages {
+        if !matches!(m.expect, Expect::Accepted | Expect::Implausible) {
+            continue;
+        }
+        let Ok(signed) = SignedReading::decode_frame(&m.payload) else {
+            continue;
+        };
+        let (kind, value) = match signed.reading.body {
+            ReadingBody::Energy(e) => (ReadingKind::Energy, e.energy_wh),
+            ReadingBody::Gpu(g) => (ReadingKind::Gpu, g.gpu_ms),
+            ReadingBody::Storage(_) => continue,
+        };
+        let t = out.entry(signed.reading.device).or_insert(MeteredTotal {
+            kind,
+            accepted: 0,
+            claimed: 0,
+        });
+        t.claimed = t.claimed.saturating_add(value);
+        if m.expect == Expect::Accepted {
+            t.accepted = t.accepted.saturating_add(value);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,6 +564,55 @@ mod tests {
                 "no {label} in {counts:?}"
             );
         }
+    }
+
+    #[test]
+    fn metered_totals_leave_out_inflated_readings() {
+        let config = FleetConfig {
+            energy_devices: 4,
+            gpu_devices: 4,
+            storage_devices: 2,
+            unknown_devices: 1,
+            faulty_fraction: 0.5,
+            fault_rate: 0.5,
+            faults: vec![FaultKind::Inflate],
+            ..Default::default()
+        };
+        let mut fleet = Fleet::new(config);
+        let mut msgs = Vec::new();
+        for _ in 0..20 {
+            msgs.extend(fleet.step());
+        }
+        let totals = metered_totals(&msgs);
+        // Registered metered devices only: 4 energy + 4 GPU.
+        assert_eq!(totals.len(), 8);
+        let mut inflated = 0;
+        for (id, t) in &totals {
+            let mut accepted = 0u64;
+            let mut claimed = 0u64;
+            for m in &msgs {
+                let Ok(s) = SignedReading::decode_frame(&m.payload) else {
+                    continue;
+                };
+                if s.reading.device != *id {
+                    continue;
+                }
+                let v = match s.reading.body {
+                    ReadingBody::Energy(e) => e.energy_wh,
+                    ReadingBody::Gpu(g) => g.gpu_ms,
+                    ReadingBody::Storage(_) => 0,
+                };
+                claimed += v;
+                if m.expect == Expect::Accepted {
+                    accepted += v;
+                }
+            }
+            assert_eq!((t.accepted, t.claimed), (accepted, claimed));
+            if t.claimed > t.accepted {
+                inflated += 1;
+            }
+        }
+        assert!(inflated > 0, "no inflated device in {totals:?}");
     }
 
     #[test]

@@ -9,5 +9,7 @@ pub mod fleet;
 pub mod publish;
 pub mod solar;
 
-pub use fleet::{expected_counts, Expect, FaultKind, Fleet, FleetConfig, Message};
+pub use fleet::{
+    expected_counts, metered_totals, Expect, FaultKind, Fleet, FleetConfig, Message, MeteredTotal,
+};
 pub use publish::{PublishConfig, PublishError, PublishStats, Publisher};

@@ -43,6 +43,11 @@ pub struct FleetArgs {
     /// Interval length in seconds.
     #[arg(long, default_value_t = 300)]
     pub interval_s: u32,
+    /// Start of the first interval, Unix seconds (default 2026-06-21T00:00:00Z). With
+    /// `--speedup 1` the fleet runs in real time: each interval is published when it ends by
+    /// this machine's clock (an interval already over is published at once).
+    #[arg(long)]
+    pub start_unix_s: Option<u64>,
 }
 
 impl FleetArgs {
@@ -78,7 +83,9 @@ impl FleetArgs {
             },
             fault_rate: self.fault_rate,
             faults,
-            ..FleetConfig::default()
+            start_unix_s: self
+                .start_unix_s
+                .unwrap_or(FleetConfig::default().start_unix_s),
         })
     }
 }
@@ -129,6 +136,20 @@ pub struct Manifest {
     pub expected: BTreeMap<String, u64>,
     /// `device_hex:seq` of every reading that must be accepted, sorted.
     pub accepted: Vec<String>,
+    /// Per metered device (hex id): the total of its accepted readings, what an audit must
+    /// verify.
+    pub totals: BTreeMap<String, DeviceTotal>,
+}
+
+/// One metered device's output in a run.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct DeviceTotal {
+    /// `energy` (Wh) or `gpu` (GPU-milliseconds).
+    pub kind: String,
+    /// Sum of the readings a validator must accept (inflated, implausible ones excluded).
+    pub total: u64,
+    /// Sum of every reading the device signed and published, accepted or not.
+    pub claimed: u64,
 }
 
 fn manifest_of(messages: &[Message]) -> Manifest {
@@ -145,6 +166,19 @@ fn manifest_of(messages: &[Message]) -> Manifest {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
         accepted,
+        totals: groundtruth_firmware_sim::metered_totals(messages)
+            .into_iter()
+            .map(|(id, t)| {
+                (
+                    id.to_string(),
+                    DeviceTotal {
+                        kind: t.kind.name().to_string(),
+                        total: t.accepted,
+                        claimed: t.claimed,
+                    },
+                )
+            })
+            .collect(),
     }
 }
 
@@ -200,6 +234,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} intervals {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
+        // Real time: interval k is due when it ends by the wall clock.
+        let real_time = args.fleet.start_unix_s.filter(|_| args.speedup == 1.0);
         let step_time = if args.speedup > 0.0 {
             Some(Duration::from_secs_f64(
                 f64::from(args.fleet.interval_s) / args.speedup,
@@ -239,6 +275,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                 if args.intervals > 0 && i >= args.intervals {
                     break;
                 }
+                if let Some(start) = real_time {
+                    let end = start.saturating_add(
+                        (i.saturating_add(1)).saturating_mul(u64::from(args.fleet.interval_s)),
+                    );
+                    sleep_until_unix(end).await;
+                }
                 let tick = tokio::time::Instant::now();
                 let step = fleet.step();
                 publisher.publish(&step).await?;
@@ -252,7 +294,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
                     stats.sent.load(Ordering::Relaxed),
                     stats.acked.load(Ordering::Relaxed)
                 ));
-                if let Some(t) = step_time {
+                if let (Some(t), None) = (step_time, real_time) {
                     tokio::time::sleep_until(tick + t).await;
                 }
             }
@@ -281,4 +323,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+/// Sleeps until the wall clock reads `unix_s` (at once if it already passed).
+async fn sleep_until_unix(unix_s: u64) {
+    let target = std::time::UNIX_EPOCH + Duration::from_secs(unix_s);
+    if let Ok(wait) = target.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
 }
