@@ -208,6 +208,13 @@ pub enum TxError {
     /// The signer already attested this epoch's readings.
     #[error("duplicate attestation")]
     DuplicateAttestation,
+    /// The L1 key's proof of possession does not recover to the address for this chain and
+    /// operator.
+    #[error("the L1 key's proof of possession does not verify")]
+    BadL1Possession,
+    /// Another validator already registered this L1 address.
+    #[error("L1 address already registered by another validator")]
+    L1KeyInUse,
 }
 
 impl TxError {
@@ -260,6 +267,8 @@ impl TxError {
             Self::AttestationEpoch { .. } => "attestation_epoch",
             Self::NotInCommittee => "not_in_committee",
             Self::DuplicateAttestation => "duplicate_attestation",
+            Self::BadL1Possession => "bad_l1_possession",
+            Self::L1KeyInUse => "l1_key_in_use",
         }
     }
 }

@@ -16,6 +16,7 @@
 //! operator = "<64 hex>"         # account that signs ledger txs, receives rewards
 //! consensus_key = "<64 hex>"    # key that signs votes
 //! stake = 100000
+//! l1_address = "0x<40 hex>"     # optional: its Ethereum signing key (else SetL1Key)
 //!
 //! [[providers]]
 //! address = "<64 hex>"
@@ -301,6 +302,11 @@ pub struct GenesisValidator {
     pub consensus_key: Address,
     /// Bonded self-stake (at least `min_validator_stake`).
     pub stake: Amount,
+    /// Ethereum address of its L1 signing key (`0x` + 40 hex), for a network whose keys are
+    /// known at genesis (the devnet's are well-known seeds); otherwise registered later with
+    /// `SetL1Key` and its proof of possession.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1_address: Option<crate::l1key::L1Address>,
 }
 
 /// An initial provider.

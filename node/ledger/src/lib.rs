@@ -12,6 +12,7 @@
 //! ([`State::epoch_commitment`], what L1 anchors); rewards for verified work minted per
 //! epoch; slashing with a reason code and the evidence stored beside it (device equivocation,
 //! validator double-sign, a failing audit proof). Signed transactions with nonces ([`tx`]),
+//! validators' Ethereum keys registered with a proof of possession ([`l1key`]);
 //! blocks ([`apply_block`]), the validator set for the BFT engine ([`State::validator_set`])
 //! and a state root ([`State::state_root`]).
 //!
@@ -35,6 +36,7 @@ mod commitment;
 mod error;
 pub mod evidence;
 mod genesis;
+pub mod l1key;
 pub mod sampling;
 mod state;
 #[cfg(any(test, feature = "testkit"))]
@@ -63,6 +65,7 @@ pub use genesis::{
     DEFAULT_CHAIN_ID,
 };
 pub use groundtruth_device_sdk::{DeviceId, SignedReading};
+pub use l1key::{l1_key_digest, verify_l1_possession, L1Address};
 pub use state::{State, STATE_ROOT_CONTEXT};
 pub use tx::{possession_sign_bytes, Block, SignedTx, Tx, TxBody};
 pub use types::{

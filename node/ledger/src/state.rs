@@ -145,7 +145,13 @@ impl State {
                 stake: v.stake,
                 status: ValidatorStatus::Active,
                 jail_count: 0,
+                l1_address: v.l1_address,
             };
+            if let Some(a) = v.l1_address {
+                if st.validators.values().any(|o| o.l1_address == Some(a)) {
+                    return bad(format!("L1 address {a} listed twice"));
+                }
+            }
             if st.validators.insert(v.operator, rec).is_some() {
                 return bad(format!("validator operator {} listed twice", v.operator));
             }

@@ -219,6 +219,7 @@ impl TestNet {
                     operator: address(o),
                     consensus_key: address(c),
                     stake: 10_000,
+                    l1_address: None,
                 })
                 .collect(),
             providers: users[..2]

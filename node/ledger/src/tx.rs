@@ -160,6 +160,16 @@ pub enum TxBody {
         /// The current epoch.
         epoch: Epoch,
     },
+    /// \[18\] Sets the Ethereum (L1) key that signs the epoch commitments anchored on L1 for
+    /// the signer's validator (signer: a validator's operator, not removed). The key proves
+    /// possession by signing [`crate::l1key::l1_key_digest`] for this chain and operator;
+    /// an address held by another validator is refused.
+    SetL1Key {
+        /// The key's Ethereum address.
+        address: crate::l1key::L1Address,
+        /// `r ‖ s ‖ v` secp256k1 signature over [`crate::l1key::l1_key_digest`].
+        signature: [u8; 65],
+    },
 }
 
 /// The bytes a device key signs to prove that `owner` may register it:
@@ -268,6 +278,9 @@ impl TxBody {
             Self::CloseEpoch { epoch } => {
                 w.u8(17).u64(*epoch);
             }
+            Self::SetL1Key { address, signature } => {
+                w.u8(18).raw(&address.0).raw(signature);
+            }
         }
     }
 
@@ -334,6 +347,10 @@ impl TxBody {
                 Self::AttestReadings { epoch, batches }
             }
             17 => Self::CloseEpoch { epoch: r.u64()? },
+            18 => Self::SetL1Key {
+                address: crate::l1key::L1Address(r.array()?),
+                signature: r.array()?,
+            },
             _ => return Err(TxError::Malformed("unknown transaction type")),
         })
     }
@@ -358,6 +375,7 @@ impl TxBody {
             Self::Delegate { .. } => "delegate",
             Self::Undelegate { .. } => "undelegate",
             Self::AttestReadings { .. } => "attest_readings",
+            Self::SetL1Key { .. } => "set_l1_key",
         }
     }
 }

@@ -148,6 +148,9 @@ pub struct Validator {
     pub status: ValidatorStatus,
     /// How often it was jailed; removal at `params.jail_threshold`.
     pub jail_count: u32,
+    /// Ethereum address of the key that signs the epoch commitments anchored on L1
+    /// (registered with a proof of possession, see [`crate::l1key`]); `None` until set.
+    pub l1_address: Option<crate::l1key::L1Address>,
 }
 
 impl Validator {
@@ -161,6 +164,10 @@ impl Validator {
             ValidatorStatus::Removed => w.u8(3),
         };
         w.u32(self.jail_count);
+        match &self.l1_address {
+            None => w.u8(0),
+            Some(a) => w.u8(1).raw(&a.0),
+        };
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
@@ -177,6 +184,11 @@ impl Validator {
                 _ => return Err(TxError::Malformed("unknown validator status")),
             },
             jail_count: r.u32()?,
+            l1_address: if r.option_tag()? {
+                Some(crate::l1key::L1Address(r.array()?))
+            } else {
+                None
+            },
         })
     }
 }

@@ -105,6 +105,13 @@ pub enum Event {
         /// Operator.
         operator: Address,
     },
+    /// A validator registered (or replaced) its L1 signing key.
+    L1KeySet {
+        /// Operator.
+        operator: Address,
+        /// The key's Ethereum address.
+        address: crate::l1key::L1Address,
+    },
     /// A provider registered.
     ProviderRegistered {
         /// Provider.
@@ -510,7 +517,8 @@ fn check_body(
         | TxBody::Unbond { .. }
         | TxBody::Unjail
         | TxBody::Delegate { .. }
-        | TxBody::Undelegate { .. } => staking::check(stage, signer, body, ctx),
+        | TxBody::Undelegate { .. }
+        | TxBody::SetL1Key { .. } => staking::check(stage, signer, body, ctx),
         TxBody::RegisterProvider { .. }
         | TxBody::ProviderBond { .. }
         | TxBody::ProviderUnbond { .. } => providers::check(stage, signer, body, ctx),

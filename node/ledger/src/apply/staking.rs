@@ -43,6 +43,7 @@ pub(super) fn check(
                 stake: *stake,
                 status: ValidatorStatus::Active,
                 jail_count: 0,
+                l1_address: None,
             };
             Ok(Box::new(move |st, ev| {
                 ev.push(Event::ValidatorCreated {
@@ -52,6 +53,35 @@ pub(super) fn check(
                 });
                 st.consensus_keys.insert(v.consensus_key, signer);
                 st.validators.insert(signer, v);
+            }))
+        }
+        TxBody::SetL1Key { address, signature } => {
+            let v = st
+                .validators
+                .get(&signer)
+                .ok_or(TxError::UnknownValidator)?;
+            if v.status == ValidatorStatus::Removed {
+                return Err(TxError::ValidatorRemoved);
+            }
+            if !crate::l1key::verify_l1_possession(&st.chain_id, &signer, address, signature) {
+                return Err(TxError::BadL1Possession);
+            }
+            if st
+                .validators
+                .values()
+                .any(|o| o.operator != signer && o.l1_address == Some(*address))
+            {
+                return Err(TxError::L1KeyInUse);
+            }
+            let address = *address;
+            Ok(Box::new(move |st, ev| {
+                if let Some(v) = st.validators.get_mut(&signer) {
+                    v.l1_address = Some(address);
+                }
+                ev.push(Event::L1KeySet {
+                    operator: signer,
+                    address,
+                });
             }))
         }
         TxBody::Bond { amount } => {

@@ -247,6 +247,10 @@ fn every_transaction_type_round_trips_through_the_codec() {
             epoch: 7,
             batches: vec![],
         },
+        TxBody::SetL1Key {
+            address: crate::l1key::L1Address([3; 20]),
+            signature: [4; 65],
+        },
     ];
     let mut txs = Vec::new();
     for body in bodies {
@@ -1032,3 +1036,4 @@ fn the_same_reading_with_another_signature_is_a_duplicate_not_equivocation() {
 
 mod attestations;
 mod audits;
+mod l1keys;
