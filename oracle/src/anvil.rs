@@ -66,6 +66,25 @@ pub fn free_port() -> Result<u16> {
         .map_err(|e| Error::Anvil(format!("free port: {e}")))
 }
 
+/// Sends `wei` from anvil's first funded development account to `to` and waits for the
+/// receipt (devnet and tests: fund validators' L1 keys so they can post).
+pub async fn fund(rpc_url: &str, to: alloy::primitives::Address, wei: u128) -> Result<()> {
+    use alloy::network::TransactionBuilder;
+    use alloy::providers::Provider;
+    let provider = crate::client::provider_for(rpc_url, dev_key(0)?)?;
+    let tx = alloy::rpc::types::TransactionRequest::default()
+        .with_to(to)
+        .with_value(alloy::primitives::U256::from(wei));
+    provider
+        .send_transaction(tx)
+        .await
+        .map_err(|e| Error::Anvil(format!("funding {to}: {e}")))?
+        .get_receipt()
+        .await
+        .map_err(|e| Error::Anvil(format!("funding {to}: {e}")))?;
+    Ok(())
+}
+
 /// A running anvil process, killed on drop.
 #[derive(Debug)]
 pub struct Anvil {
@@ -89,6 +108,12 @@ impl Anvil {
 
     /// Starts anvil on `port` and waits until it accepts connections.
     pub fn spawn_on(port: u16) -> Result<Self> {
+        Self::spawn_with(port, &[])
+    }
+
+    /// Starts anvil on `port` with `extra` arguments (e.g. `["--block-time", "1"]`, so blocks
+    /// keep coming and confirmations accrue) and waits until it accepts connections.
+    pub fn spawn_with(port: u16, extra: &[&str]) -> Result<Self> {
         let bin = binary_path();
         if !bin.is_file() {
             return Err(Error::Anvil(format!(
@@ -105,6 +130,7 @@ impl Anvil {
                 "--chain-id",
                 &CHAIN_ID.to_string(),
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -99,6 +99,19 @@ pub enum Submission {
     },
 }
 
+/// Where an epoch is anchored on L1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// The epoch.
+    pub epoch: u64,
+    /// The commitment's struct hash the contract stores.
+    pub commitment_hash: B256,
+    /// The block that holds the anchoring transaction.
+    pub block: u64,
+    /// The anchoring transaction.
+    pub tx: B256,
+}
+
 /// A typed client of one deployed `GroundtruthOracle`, posting from one L1 account.
 ///
 /// Every write first reads what L1 holds: an epoch already anchored with the same commitment is
@@ -232,6 +245,40 @@ impl Oracle {
             .iter()
             .map(|(e, _)| EpochCommitment::from(e))
             .find(|c| c.epoch == epoch && c.struct_hash() == stored))
+    }
+
+    /// Where `epoch` is anchored (block and transaction of its `EpochAnchored` event whose
+    /// commitment matches the contract's storage), if it is. Read afresh each call, so an anchor
+    /// a reorg dropped disappears.
+    pub async fn anchor_of(&self, epoch: u64) -> Result<Option<Anchor>> {
+        let Some(stored) = self.commitment_hash(epoch).await? else {
+            return Ok(None);
+        };
+        let events = self
+            .contract
+            .EpochAnchored_filter()
+            .topic1(alloy::primitives::U256::from(epoch))
+            .from_block(BlockNumberOrTag::Earliest)
+            .query()
+            .await
+            .map_err(Error::from_call)?;
+        Ok(events.iter().find_map(|(e, log)| {
+            let c = EpochCommitment::from(e);
+            (c.epoch == epoch && c.struct_hash() == stored).then_some(Anchor {
+                epoch,
+                commitment_hash: stored,
+                block: log.block_number.unwrap_or_default(),
+                tx: log.transaction_hash.unwrap_or_default(),
+            })
+        }))
+    }
+
+    /// The chain id of the L1 node.
+    pub async fn chain_id(&self) -> Result<u64> {
+        self.provider
+            .get_chain_id()
+            .await
+            .map_err(|e| Error::Contract(e.into()))
     }
 
     /// The validator set the contract holds now.

@@ -21,7 +21,7 @@ mod types;
 pub mod anvil;
 pub mod bindings;
 
-pub use client::{provider_for, Config, Oracle, RetryConfig, Submission};
+pub use client::{provider_for, Anchor, Config, Oracle, RetryConfig, Submission};
 pub use error::{Error, Result};
 pub use signing::{sign_digest, CompactSignature, Quorum};
 pub use types::{
@@ -29,6 +29,8 @@ pub use types::{
 };
 
 /// Re-exported so callers name the same types as this crate.
-pub use alloy::primitives::{Address, B256};
+pub use alloy::primitives::{keccak256, Address, B256};
 /// The local signer type validators and posters use for their L1 keys.
 pub use alloy::signers::local::PrivateKeySigner;
+/// The EIP-712 domain type [`domain`] returns.
+pub use alloy::sol_types::Eip712Domain;
