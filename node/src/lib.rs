@@ -13,4 +13,5 @@ pub mod config;
 pub mod ingest;
 pub mod metrics;
 pub mod node;
+pub mod oracle;
 pub mod production;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod broker;
 mod devnet;
+mod devnet_l1;
 mod keygen;
 mod node;
 mod proofs;

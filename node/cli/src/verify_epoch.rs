@@ -38,6 +38,13 @@ pub struct AuditCheckArgs {
     /// rechecked here).
     #[arg(long)]
     pub api: Option<String>,
+    /// An L1 JSON-RPC endpoint: with `--epoch` and `--contract`, also read the epoch's anchored
+    /// commitment from the contract and compare it with the one rechecked from the API.
+    #[arg(long, requires_all = ["epoch", "contract"])]
+    pub l1: Option<String>,
+    /// Address of the `GroundtruthOracle` contract on `--l1`.
+    #[arg(long, requires = "l1")]
+    pub contract: Option<String>,
 }
 
 /// Splits `(u32 BE len ‖ frame)*`.
@@ -139,7 +146,69 @@ pub fn run(args: &AuditCheckArgs) -> anyhow::Result<Option<ExitCode>> {
     let (Some(epoch), Some(api)) = (args.epoch, &args.api) else {
         return Ok(None);
     };
-    check_epoch(epoch, api).map(Some)
+    let code = check_epoch(epoch, api)?;
+    if let (Some(l1), Some(contract)) = (&args.l1, &args.contract) {
+        check_l1(epoch, api, l1, contract)?;
+    }
+    Ok(Some(code))
+}
+
+/// Reads the epoch's anchored commitment from the contract on `l1` and compares it, root by
+/// root and by its EIP-712 struct hash, with the commitment `check_epoch` just rechecked (the
+/// API's roots, each recomputed or covered by the recomputed digest).
+fn check_l1(epoch: u64, api: &str, l1: &str, contract: &str) -> anyhow::Result<()> {
+    use groundtruth_oracle::{Address, Oracle, PrivateKeySigner, B256};
+    let contract: Address = contract
+        .parse()
+        .with_context(|| format!("--contract {contract:?} is not an address"))?;
+    let client = ApiClient::new(api)?;
+    let view = client.get_json(&format!("/v1/epochs/{epoch}"))?;
+    let cm = &view["commitment"];
+    let roots = [
+        hex32(&view["readings"]["root"], "readings root")?,
+        hex32(&cm["totals_root"], "totals root")?,
+        hex32(&cm["proofs_root"], "proofs root")?,
+        hex32(&cm["state_root"], "state root")?,
+    ];
+    // A read-only client: this key never sends anything.
+    let reader = PrivateKeySigner::from_bytes(&B256::repeat_byte(1))?;
+    let oracle = Oracle::new(groundtruth_oracle::Config::new(l1, contract), reader)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (anchored, anchor) = runtime.block_on(async {
+        let c = oracle.anchored_commitment(epoch).await?;
+        let a = oracle.anchor_of(epoch).await?;
+        Ok::<_, groundtruth_oracle::Error>((c, a))
+    })?;
+    let (Some(on_l1), Some(anchor)) = (anchored, anchor) else {
+        bail!("epoch {epoch} is not anchored on L1 at {contract}");
+    };
+    let l1_roots = [
+        on_l1.readings_root,
+        on_l1.verified_totals_root,
+        on_l1.proof_digests_root,
+        on_l1.ledger_state_root,
+    ];
+    for (name, (ours, theirs)) in ["readings root", "totals root", "proofs root", "state root"]
+        .iter()
+        .zip(roots.iter().zip(l1_roots.iter()))
+    {
+        ensure!(
+            B256::from(*ours) == *theirs,
+            "the {name} anchored on L1 ({theirs}) is not the rechecked one ({})",
+            hex::encode(ours)
+        );
+    }
+    ensure!(
+        on_l1.struct_hash() == anchor.commitment_hash,
+        "the commitment read from L1's event does not hash to what the contract stores"
+    );
+    println!(
+        "VALID on L1: epoch {epoch} anchored at block {} tx {} (set nonce {}), commitment hash {} = the rechecked roots",
+        anchor.block, anchor.tx, on_l1.set_nonce, anchor.commitment_hash
+    );
+    Ok(())
 }
 
 fn get_bytes(client: &ApiClient, path: &str) -> anyhow::Result<Vec<u8>> {

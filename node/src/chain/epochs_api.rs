@@ -9,6 +9,7 @@
 //! | `GET /v1/epochs/{n}` | [`EpochView`] |
 //! | `GET /v1/epochs/{n}/proofs/{auditor}` | the verified proof envelope of that batch (bytes) |
 //! | `GET /v1/epochs/{n}/frames/{auditor}` | the batch's signed frames, `(u32 BE len ‖ frame)*` |
+//! | `GET /v1/epochs/{n}/l1-signature` | this validator's L1 signatures for anchoring epoch `n` ([`crate::oracle::L1SignatureView`]) |
 
 use std::sync::Arc;
 
@@ -187,6 +188,8 @@ pub struct EpochView {
     pub commitment: Option<CommitmentView>,
     /// Slashes recorded in this epoch.
     pub slashes: Vec<EpochSlashView>,
+    /// Where the epoch is anchored on L1 (`null` until it is, or without the oracle service).
+    pub l1: Option<crate::oracle::L1AnchorView>,
 }
 
 fn h(b: &[u8; 32]) -> String {
@@ -303,6 +306,7 @@ pub fn epoch_view(st: &State, epoch: Epoch) -> EpochView {
         verified,
         commitment,
         slashes,
+        l1: None,
     }
 }
 
@@ -313,6 +317,7 @@ pub(crate) fn routes(core: Arc<Core>) -> Router {
         .route("/v1/epochs/{n}", get(one))
         .route("/v1/epochs/{n}/proofs/{auditor}", get(proof))
         .route("/v1/epochs/{n}/frames/{auditor}", get(frames))
+        .route("/v1/epochs/{n}/l1-signature", get(l1_signature))
         .with_state(core)
 }
 
@@ -371,7 +376,23 @@ async fn one(AxumState(core): AxumState<Arc<Core>>, Path(n): Path<String>) -> Re
         }
         epoch_view(&l.state, epoch)
     };
+    let mut view = view;
+    view.l1 = core.shared.oracle.get().and_then(|o| o.anchor(epoch));
     Json(view).into_response()
+}
+
+async fn l1_signature(AxumState(core): AxumState<Arc<Core>>, Path(n): Path<String>) -> Response {
+    let epoch = match parse_epoch(&n) {
+        Ok(e) => e,
+        Err(r) => return *r,
+    };
+    match core.shared.oracle.get().and_then(|o| o.signature(epoch)) {
+        Some(v) => Json(v).into_response(),
+        None => not_found(
+            "no_l1_signature",
+            format!("this node has not signed epoch {epoch} for L1 (not committed, already anchored, or no oracle service)"),
+        ),
+    }
 }
 
 async fn proof(
