@@ -93,6 +93,38 @@ impl Api {
         Ok(Metrics::parse(&r.text()))
     }
 
+    /// `GET path` as bytes; fails unless the status is 200.
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let r = self.request("GET", path, &[])?;
+        if r.status != 200 {
+            bail!(
+                "GET {path} on {}: status {} {}",
+                self.addr,
+                r.status,
+                r.text()
+            );
+        }
+        Ok(r.body)
+    }
+
+    /// `GET /v1/epochs/{n}`: what the ledger decided about epoch `n`.
+    pub fn epoch(&self, n: u64) -> Result<Value> {
+        let (code, v) = self.get_json(&format!("/v1/epochs/{n}"))?;
+        if code != 200 {
+            bail!("GET /v1/epochs/{n} on {}: status {code} {v}", self.addr);
+        }
+        Ok(v)
+    }
+
+    /// `GET /v1/epochs`: `{current, committed}`.
+    pub fn epochs(&self) -> Result<Value> {
+        let (code, v) = self.get_json("/v1/epochs")?;
+        if code != 200 {
+            bail!("GET /v1/epochs on {}: status {code} {v}", self.addr);
+        }
+        Ok(v)
+    }
+
     /// `GET /status` (ledger nodes).
     pub fn status(&self) -> Result<Value> {
         Ok(self.get_json("/status")?.1)

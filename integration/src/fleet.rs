@@ -78,6 +78,15 @@ impl FleetSpec {
         Ok(())
     }
 
+    /// `base` with this fleet's devices added (owned by devnet provider seed 100): a devnet
+    /// genesis whose validators can audit the fleet.
+    pub fn add_devices_to(&self, base: crate::Genesis) -> Result<crate::Genesis> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("fleet-genesis.toml");
+        self.write_genesis(&path)?;
+        base.devices_from(&path)
+    }
+
     /// Starts the fleet publishing to `broker`; the manifest lands at `manifest` when it ends.
     pub fn spawn(
         &self,
@@ -121,6 +130,38 @@ pub struct Manifest {
     pub expected: BTreeMap<String, u64>,
     /// Sorted `device:seq` of the readings that must be accepted.
     pub accepted: Vec<String>,
+    /// Per metered device (hex id): its output in the run.
+    pub totals: BTreeMap<String, DeviceTotal>,
+}
+
+/// One metered device's output in a simulator run (`totals` in the manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceTotal {
+    /// Energy (Wh) or GPU (GPU-milliseconds).
+    pub kind: MeteredKind,
+    /// Sum of the readings a validator must accept: what an audit must verify.
+    pub total: u64,
+    /// Sum of every reading the device signed, inflated ones included.
+    pub claimed: u64,
+}
+
+/// Kind of a metered device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeteredKind {
+    /// Solar meter, Wh.
+    Energy,
+    /// GPU agent, GPU-milliseconds.
+    Gpu,
+}
+
+impl MeteredKind {
+    /// The ledger's audit kind name (`/v1/epochs/{n}` `verified[].kind`).
+    pub fn audit_kind(self) -> &'static str {
+        match self {
+            Self::Energy => "energy_output",
+            Self::Gpu => "gpu_hours",
+        }
+    }
 }
 
 impl Manifest {
@@ -141,10 +182,33 @@ impl Manifest {
             .filter_map(|s| s.as_str().map(str::to_string))
             .collect();
         accepted.sort();
+        let mut totals = BTreeMap::new();
+        if let Some(t) = v.get("totals").and_then(|t| t.as_object()) {
+            for (device, entry) in t {
+                let kind = match entry["kind"].as_str() {
+                    Some("energy") => MeteredKind::Energy,
+                    Some("gpu") => MeteredKind::Gpu,
+                    other => bail!("device {device}: unknown kind {other:?}"),
+                };
+                let total = entry["total"]
+                    .as_u64()
+                    .with_context(|| format!("device {device}: total"))?;
+                let claimed = entry["claimed"].as_u64().unwrap_or(total);
+                totals.insert(
+                    device.clone(),
+                    DeviceTotal {
+                        kind,
+                        total,
+                        claimed,
+                    },
+                );
+            }
+        }
         Ok(Self {
             messages,
             expected,
             accepted,
+            totals,
         })
     }
 }

@@ -60,6 +60,39 @@ impl Genesis {
         self.param("epoch_length", toml_int(blocks))
     }
 
+    /// Timed epochs: epoch `e` covers readings whose intervals lie in
+    /// `[genesis_time_s + e·epoch_s, genesis_time_s + (e+1)·epoch_s)` (`[params]
+    /// epoch_duration_s`, `genesis_time_s`).
+    pub fn timed(self, epoch_s: u64, genesis_time_s: u64) -> Self {
+        self.param("epoch_duration_s", toml_int(epoch_s))
+            .param("genesis_time_s", toml_int(genesis_time_s))
+    }
+
+    /// Adds the `[[devices]]` of a `groundtruth sim --write-genesis` file, owned by devnet
+    /// provider seed 100 where the file names no owner.
+    pub fn devices_from(mut self, fleet_genesis: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(fleet_genesis)
+            .with_context(|| format!("reading {}", fleet_genesis.display()))?;
+        let table: toml::Table = text.parse().context("fleet genesis is not TOML")?;
+        let devices = match table.get("devices") {
+            Some(toml::Value::Array(d)) => d.clone(),
+            _ => Vec::new(),
+        };
+        for d in devices {
+            if let toml::Value::Table(mut t) = d {
+                let owned = t
+                    .get("owner")
+                    .and_then(|o| o.as_str())
+                    .is_some_and(|o| !o.is_empty());
+                if !owned {
+                    t.insert("owner".into(), seed_address(100).into());
+                }
+                self = self.push("devices", t);
+            }
+        }
+        Ok(self)
+    }
+
     /// Keeps only the first `n` `[[validators]]` (so that `n` test validators hold all stake).
     pub fn first_validators(mut self, n: usize) -> Self {
         if let Some(toml::Value::Array(v)) = self.table.get_mut("validators") {

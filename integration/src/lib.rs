@@ -11,13 +11,15 @@
 mod api;
 mod fleet;
 mod genesis;
+mod ledger_tx;
 pub mod mqtt;
 mod net;
 mod proc;
 
 pub use api::{Api, Metrics, Response};
-pub use fleet::{FleetSpec, Manifest};
+pub use fleet::{DeviceTotal, FleetSpec, Manifest, MeteredKind};
 pub use genesis::{devnet_genesis_path, seed_address, Genesis};
+pub use ledger_tx::{address_of, operator_key};
 pub use net::{Broker, Node, TestNet, TestNetBuilder};
 pub use proc::Proc;
 

@@ -446,6 +446,35 @@ impl TestNet {
         }
     }
 
+    /// Waits until every validator in `which` serves epoch `n` (`GET /v1/epochs/{n}`) with
+    /// `check` holding; their answers, in `which` order.
+    pub fn wait_epoch(
+        &self,
+        which: &[usize],
+        n: u64,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Result<Vec<Value>> {
+        self.wait_all(which, &format!("/v1/epochs/{n}"), timeout, check)
+    }
+
+    /// Waits until every validator in `which` has recorded epoch `n`'s commitment, and checks
+    /// that they agree on its digest; their views of the epoch.
+    pub fn wait_epoch_committed(
+        &self,
+        which: &[usize],
+        n: u64,
+        timeout: Duration,
+    ) -> Result<Vec<Value>> {
+        let views = self.wait_epoch(which, n, timeout, |v| v["commitment"].is_object())?;
+        let digests: Vec<&Value> = views.iter().map(|v| &v["commitment"]["digest"]).collect();
+        ensure!(
+            digests.windows(2).all(|w| w[0] == w[1]),
+            "validators {which:?} disagree on epoch {n}'s commitment: {digests:?}"
+        );
+        Ok(views)
+    }
+
     /// The state root every validator in `which` reports for block `height` (they must agree).
     pub fn agreed_root(&self, which: &[usize], height: u64) -> Result<String> {
         let mut roots = Vec::new();

@@ -1,6 +1,7 @@
 //! Multi-process end-to-end tests: real brokers, real node processes, real fleets.
 
 mod acceptance;
+mod audit;
 mod crash;
 mod ingest;
 mod ledger;
