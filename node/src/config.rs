@@ -51,6 +51,10 @@ pub struct NodeConfig {
     pub consensus: ConsensusSection,
     /// The validator's audit loop (with consensus, an operator key and timed epochs).
     pub audit: crate::audit::AuditSection,
+    /// The validators' own swarm (with consensus): gossip and readings replication.
+    pub p2p: crate::chain::swarm::P2pSection,
+    /// Anchoring committed epochs on L1 (with consensus, an operator key and an L1 key).
+    pub oracle: crate::oracle::OracleSection,
 }
 
 /// Storage and identity.

@@ -111,6 +111,8 @@ pub struct IngestMetrics {
     pub mqtt_errors: Counter,
     /// Accepted readings in the store (survives restarts: counted from disk at start-up).
     pub stored_accepted: Gauge,
+    /// Readings a peer validator replicated that this node already held.
+    pub replicated_duplicates: Counter,
     /// Beaten by the committer thread on every loop (not exported; read by `/healthz`).
     pub heartbeat: Heartbeat,
 }
@@ -145,6 +147,7 @@ impl IngestMetrics {
             unfilled_gaps: Counter::default(),
             mqtt_errors: Counter::default(),
             stored_accepted: Gauge::default(),
+            replicated_duplicates: Counter::default(),
             heartbeat: Heartbeat::new(),
         };
         sub.register(
@@ -196,6 +199,11 @@ impl IngestMetrics {
             "stored_accepted",
             "Accepted readings in the store",
             m.stored_accepted.clone(),
+        );
+        sub.register(
+            "replicated_duplicates",
+            "Readings replicated by a peer validator that were already stored",
+            m.replicated_duplicates.clone(),
         );
         m
     }

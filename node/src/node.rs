@@ -103,6 +103,12 @@ pub async fn run(
     tracing::info!(target: "node", name = %config.node.name, devices = registry.load().len(), data_dir = %config.node.data_dir.display(), "starting");
     if let Some(chain) = &chain {
         chain.start_audits(store.clone(), &config.audit, &mut telemetry.registry);
+        chain
+            .start_oracle(&config.oracle)
+            .map_err(|e| crate::config::ConfigError::Invalid {
+                key: "oracle",
+                message: e.to_string(),
+            })?;
     }
 
     // This node's own login to the broker (when it requires one) and its session ids.
@@ -257,6 +263,8 @@ pub async fn run(
         clients.push(client);
         generations.push(generation);
     }
+    // Peers' replicated readings enter the same pipeline as the broker's.
+    let swarm_tx = tx.clone();
     drop(tx);
     if let Some(c) = &chain {
         // Evidence is persisted at ingest before anything else; this resubmits it until the
@@ -269,6 +277,10 @@ pub async fn run(
             EVIDENCE_RESUBMIT_INTERVAL,
         ));
     }
+    let replicate = match &chain {
+        Some(c) => c.start_swarm(&config.p2p, store.clone(), swarm_tx).await?,
+        None => None,
+    };
     let ctx = IngestContext {
         config: config.ingest.clone(),
         max_payload: config.mqtt.max_payload_bytes,
@@ -278,6 +290,7 @@ pub async fn run(
         clients,
         generations,
         evidence: chain.as_ref().map(|c| c.evidence_sender()),
+        replicate,
     };
     let threads = ingest::spawn_with_production(ctx, rx, Some(production))
         .map_err(|e| NodeError::Io("ingest threads", e))?;

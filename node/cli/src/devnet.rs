@@ -318,10 +318,13 @@ mod network {
         );
         let ledger_genesis = ledger_genesis.replacen("[params]\n", &timed, 1);
         let genesis = args.dir.join("genesis.toml");
-        std::fs::write(
-            &genesis,
-            format!("{ledger_genesis}\n{}", fleet.genesis_toml()),
-        )?;
+        // The validators' L1 addresses go into the genesis (devnet L1 keys are well-known seeds).
+        let mut parsed = groundtruth_ledger::Genesis::from_toml(&format!(
+            "{ledger_genesis}\n{}",
+            fleet.genesis_toml()
+        ))?;
+        let l1_set = crate::devnet_l1::add_l1_addresses(&mut parsed, n)?;
+        std::fs::write(&genesis, toml::to_string(&parsed)?)?;
 
         // Devnet provider keys (seeds 100 and 101 own the genesis providers), for `groundtruth tx`.
         let keys_dir = args.dir.join("keys");
@@ -334,6 +337,10 @@ mod network {
             .map(|i| format!("127.0.0.1:{}", args.metrics_listen.port() + i as u16))
             .collect();
         let p2p: Vec<u16> = (0..n).map(|i| 27_000 + i as u16).collect();
+        // The validators' own swarm (transaction gossip, readings replication).
+        let swarm: Vec<String> = (0..n)
+            .map(|i| format!("/ip4/127.0.0.1/tcp/{}", 27_100 + i))
+            .collect();
         // Broker logins: v0 embeds the broker and logs in to it with a secret of its own; v1..
         // and the simulator (a gateway) get generated secrets listed in v0's credentials.
         let gateway_secret = super::broker_auth::secret(&args.dir.join("gateway.secret"))?;
@@ -347,6 +354,13 @@ mod network {
             ));
         }
         let credentials = super::broker_auth::credentials(&args.dir, &logins)?;
+        let vdirs: Vec<PathBuf> = (0..n)
+            .map(|i| abs(&args.dir.join(format!("v{i}"))))
+            .collect::<anyhow::Result<_>>()?;
+        for d in &vdirs {
+            std::fs::create_dir_all(d)?;
+        }
+        let l1 = crate::devnet_l1::DevnetL1::start(&l1_set, &vdirs)?;
         let mut children = Children(Vec::new());
         for i in 0..n {
             let vdir = args.dir.join(format!("v{i}"));
@@ -383,18 +397,21 @@ mod network {
             };
             let config = format!(
                 "[node]\nname = \"v{i}\"\ndevnet = true\ndata_dir = \"{data}\"\ngenesis = \"{genesis}\"\n\n[mqtt]\n{mqtt}\n\n[metrics]\nlisten = \"{api}\"\n\n\
-                 [consensus]\nenabled = true\nlisten = \"{listen}\"\npeers = [{peers}]\nhttp_peers = [{http}]\nkey_file = \"{ckey}\"\noperator_key_file = \"{okey}\"\n\n\
-                 [audit]\ngrace = \"{grace}s\"\n",
+                 [consensus]\nenabled = true\nlisten = \"{listen}\"\npeers = [{peers}]\nkey_file = \"{ckey}\"\noperator_key_file = \"{okey}\"\n\n\
+                 [audit]\ngrace = \"{grace}s\"\n\n\
+                 [p2p]\nlisten = \"{swarm}\"\nbootstrap = [{swarm_peers}]\n",
                 data = abs(&vdir.join("data"))?.display(),
                 genesis = abs(&genesis)?.display(),
                 api = apis[i],
                 listen = peers[i],
                 peers = others(&peers),
-                http = others(&apis.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>()),
                 ckey = abs(&vdir.join("consensus.key"))?.display(),
                 okey = abs(&vdir.join("operator.key"))?.display(),
                 grace = args.grace_s,
+                swarm = swarm[i],
+                swarm_peers = others(&swarm),
             );
+            let config = format!("{config}{}", l1.oracle_section(i, &vdirs[i], &apis));
             let config_path = vdir.join("node.toml");
             std::fs::write(&config_path, config)?;
             let log = std::fs::File::create(vdir.join("node.log"))?;
@@ -421,6 +438,10 @@ mod network {
             println!("  v{i}: API and metrics http://{api}  (groundtruth tx query status --node http://{api})");
         }
         println!("  broker mqtt://{} (embedded in v0)", args.broker_listen);
+        println!(
+            "  L1: anvil {} with GroundtruthOracle at {} (groundtruth verify --epoch N --api http://{} --l1 {} --contract {})",
+            l1.url, l1.contract, apis[0], l1.url, l1.contract
+        );
         println!(
             "  keys: {k}/provider-0.key (a provider), {k}/operator-0.key (validator v0's operator)",
             k = keys_dir.display()
@@ -485,6 +506,7 @@ mod network {
             Ok::<_, anyhow::Error>(())
         })?;
         drop(children);
+        drop(l1);
         Ok(ExitCode::SUCCESS)
     }
 
@@ -511,6 +533,11 @@ mod network {
             let Ok(v) = c.get_json(&format!("/v1/epochs/{e}")) else {
                 break;
             };
+            // Reported once anchored on L1 (in order: the next ones wait for it).
+            let l1 = &v["l1"];
+            if l1.is_null() {
+                break;
+            }
             newest = Some(e);
             let cm = &v["commitment"];
             let devices = v["verified"].as_array().map_or(0, Vec::len);
@@ -528,13 +555,16 @@ mod network {
                 })
                 .collect();
             let digest = cm["digest"].as_str().unwrap_or("");
+            let tx = l1["tx"].as_str().unwrap_or("");
             lines.push(format!(
-                "epoch {e} committed: {devices} devices audited, proofs {}/{} verified, {} readings verified, {flagged} attestations flagged, slashes: {}, commitment {}…",
+                "epoch {e} committed: {devices} devices audited, proofs {}/{} verified, {} readings verified, {flagged} attestations flagged, slashes: {}, commitment {}…, L1 block {} tx {}",
                 cm["audited_batches"],
                 cm["batches"],
                 cm["verified_readings"],
                 if slashes.is_empty() { "none".to_string() } else { slashes.join(", ") },
                 digest.get(..16).unwrap_or(digest),
+                l1["block"],
+                tx,
             ));
         }
         (lines, newest)

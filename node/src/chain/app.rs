@@ -266,6 +266,7 @@ mod tests {
             recent: Mutex::new(Default::default()),
             proofs: store.proofs_tree().expect("proofs tree"),
             ingest: std::sync::OnceLock::new(),
+            oracle: std::sync::OnceLock::new(),
         });
         let (halt, halt_rx) = tokio::sync::watch::channel(None);
         let (slashes, _) = mpsc::channel(1);

@@ -30,6 +30,7 @@ mod epochs_api;
 mod gossip;
 mod persist;
 pub mod read_model;
+pub mod swarm;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -75,6 +76,9 @@ pub enum ChainError {
     /// (or its host name does not resolve).
     #[error("consensus address {0:?}: expected host:port or /ip4|ip6|dns4|dns6/HOST/tcp/PORT with a resolvable host")]
     Addr(String),
+    /// The validators' swarm could not start.
+    #[error("p2p: {0}")]
+    Swarm(String),
     /// The state store could not be opened or read.
     #[error("ledger state at {path}: {message}")]
     Store {
@@ -137,6 +141,8 @@ pub(crate) struct Shared {
     pub proofs: sled::Tree,
     /// The ingest store, once the node opened it (for the frames behind a batch).
     pub ingest: std::sync::OnceLock<crate::ingest::store::Store>,
+    /// The oracle service's signatures and L1 anchors, once it started.
+    pub oracle: std::sync::OnceLock<Arc<crate::oracle::OracleShared>>,
 }
 
 /// Key of an audit proof in [`Shared::proofs`].
@@ -242,6 +248,8 @@ pub(crate) struct Core {
     pub shared: Arc<Shared>,
     pub handle: Handle,
     forwarder: gossip::Forwarder,
+    /// Transactions to gossip on the validators' swarm, once it runs.
+    gossip: std::sync::OnceLock<mpsc::Sender<Bytes>>,
 }
 
 impl Core {
@@ -266,6 +274,12 @@ impl Core {
             detail: e.to_string(),
         })?;
         if new && forward {
+            if let Some(g) = self.gossip.get() {
+                if g.try_send(raw.clone()).is_err() {
+                    tracing::debug!(target: "node::p2p", "gossip queue full; transaction not gossiped");
+                }
+            }
+            // Also to any configured `http_peers` (none by default; the swarm is the path).
             self.forwarder.push(raw);
         }
         Ok((hash, new))
@@ -280,6 +294,8 @@ pub struct Chain {
     /// Bodies the operator key signs and submits (evidence, audit loop).
     ops: mpsc::Sender<TxBody>,
     operator: Option<Address>,
+    /// The consensus key's seed: the validator's identity on its own swarm too.
+    consensus_secret: [u8; 32],
 }
 
 impl std::fmt::Debug for Chain {
@@ -382,6 +398,7 @@ impl Chain {
             registry,
             proofs,
             ingest: std::sync::OnceLock::new(),
+            oracle: std::sync::OnceLock::new(),
         });
 
         let (slash_tx, slash_rx) = mpsc::channel::<TxBody>(256);
@@ -426,6 +443,7 @@ impl Chain {
             shared,
             handle,
             forwarder,
+            gossip: std::sync::OnceLock::new(),
         });
         let operator = match &c.operator_key_file {
             Some(p) => Some(load_key(p)?),
@@ -443,6 +461,7 @@ impl Chain {
             halt: halt_rx,
             ops: slash_tx,
             operator: operator_address,
+            consensus_secret: signing_key,
         })
     }
 
@@ -495,6 +514,69 @@ impl Chain {
         ));
         tracing::info!(target: "node::audit", operator = %me, "audit loop started");
         true
+    }
+
+    /// Starts the validators' swarm ([`swarm`]) when `[p2p] enabled`: transaction gossip
+    /// (instead of HTTP forwarding), readings replication into `ingest`, readings fetch from
+    /// `store`. Returns the sender ingest hands accepted broker frames to, for replication.
+    pub async fn start_swarm(
+        &self,
+        section: &swarm::P2pSection,
+        store: crate::ingest::store::Store,
+        ingest: mpsc::Sender<crate::ingest::Inbound>,
+    ) -> Result<Option<mpsc::Sender<Bytes>>> {
+        if !section.enabled {
+            return Ok(None);
+        }
+        let (replicate_tx, replicate_rx) = mpsc::channel(16 * 1024);
+        swarm::start(
+            section,
+            self.consensus_secret,
+            self.core.clone(),
+            store,
+            ingest,
+            replicate_rx,
+        )
+        .await
+        .map_err(ChainError::Swarm)?;
+        Ok(Some(replicate_tx))
+    }
+
+    /// Starts the oracle service ([`crate::oracle`]) when `[oracle] enabled`: it signs each
+    /// committed epoch with the L1 key, serves the signatures, posts in its turn and follows
+    /// the anchors on L1. Returns whether it started.
+    pub fn start_oracle(
+        &self,
+        config: &crate::oracle::OracleSection,
+    ) -> std::result::Result<bool, crate::oracle::OracleError> {
+        if !config.enabled {
+            return Ok(false);
+        }
+        let path = config
+            .l1_key_file
+            .as_ref()
+            .ok_or_else(|| crate::oracle::OracleError::Config("l1_key_file is required".into()))?;
+        let key = crate::oracle::load_l1_key(path)?;
+        // Fail now on a bad endpoint or a missing contract, not in the background.
+        crate::oracle::client(config, key.clone())?;
+        let shared = Arc::new(crate::oracle::OracleShared::default());
+        let _ = self.core.shared.oracle.set(shared.clone());
+        let service = crate::oracle::Service {
+            ledger: self.core.clone(),
+            operator: self.operator,
+            ops: Some(self.ops.clone()),
+            config: config.clone(),
+            key,
+            shared,
+        };
+        let l1 = service.key.address();
+        tokio::spawn(async move {
+            if let Err(e) = service.run().await {
+                tracing::error!(target: "node::oracle", error = %e, "oracle service stopped");
+            }
+        });
+        tracing::info!(target: "node::oracle", %l1, "oracle service started");
+        Ok(true)
     }
 
     /// Marks verified production in `production` as each epoch commits: every device the

@@ -75,7 +75,15 @@ pub struct IngestContext {
     /// slashing transaction (`crate::chain`); `None` without consensus. Full: dropped (the
     /// evidence stays in the store).
     pub evidence: Option<tokio::sync::mpsc::Sender<(Vec<u8>, Vec<u8>)>>,
+    /// Where frames accepted from this node's broker go to be replicated to the other
+    /// validators (`crate::chain::swarm`); frames that came from peers are not sent back.
+    /// Full: dropped (peers fill the gap later).
+    pub replicate: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
 }
+
+/// Generation given to readings that arrived from a peer validator rather than from an MQTT
+/// connection: never acknowledged (nothing to acknowledge), never replicated again.
+pub const REPLICATED_GENERATION: u64 = u64::MAX;
 
 /// The running ingest threads.
 #[derive(Debug)]
@@ -466,7 +474,18 @@ fn committer_loop(
                             counter.inc();
                         }
                         ctx.metrics.stored_accepted.inc();
+                        if c.inbound.generation != REPLICATED_GENERATION {
+                            if let Some(r) = &ctx.replicate {
+                                // Best effort: a full queue drops; peers fill from this store.
+                                let _ = r.try_send(c.inbound.publish.payload.clone());
+                            }
+                        }
                     }
+                }
+                // A peer's copy of a reading this node already holds is expected, not a
+                // rejection (every validator replicates what its broker delivered).
+                Some(Rejection::Duplicate) if c.inbound.generation == REPLICATED_GENERATION => {
+                    ctx.metrics.replicated_duplicates.inc();
                 }
                 Some(reason) => {
                     ctx.metrics.reject(reason);
