@@ -287,6 +287,33 @@ pub fn attested_batch(
     batch_of(state, &window, *auditor, readings).map(Some)
 }
 
+/// Readings of `epoch`'s window this validator holds now beyond those it attested (they
+/// arrived after it settled the epoch: late). `None` if it did not attest the epoch.
+pub fn late_readings(
+    state: &State,
+    store: &Store,
+    epoch: Epoch,
+) -> Result<Option<u64>, AuditError> {
+    let Some(seal) = state.epoch_seal(epoch) else {
+        return Ok(None);
+    };
+    let mut recorded: Option<u64> = None;
+    for (auditor, _) in &seal.committee {
+        if let Some(keys) = store.batch_keys(epoch, &auditor.0)? {
+            let n = u64::try_from(keys.len()).unwrap_or(u64::MAX);
+            recorded = Some(recorded.unwrap_or(0).saturating_add(n));
+        }
+    }
+    let Some(recorded) = recorded else {
+        return Ok(None);
+    };
+    let now: u64 = epoch_batches(state, store, epoch)?
+        .iter()
+        .map(|b| b.commitment.readings)
+        .sum();
+    Ok(Some(now.saturating_sub(recorded)))
+}
+
 /// Records the readings of every batch this validator attests.
 fn record_batches(store: &Store, epoch: Epoch, batches: &[Batch]) -> Result<(), AuditError> {
     for b in batches {

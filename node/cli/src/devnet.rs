@@ -557,10 +557,11 @@ mod network {
             let digest = cm["digest"].as_str().unwrap_or("");
             let tx = l1["tx"].as_str().unwrap_or("");
             lines.push(format!(
-                "epoch {e} committed: {devices} devices audited, proofs {}/{} verified, {} readings verified, {flagged} attestations flagged, slashes: {}, commitment {}…, L1 block {} tx {}",
+                "epoch {e} committed: {devices} devices audited, proofs {}/{} verified, {} readings verified, {flagged} attestations flagged, {} late readings (v0), slashes: {}, commitment {}…, L1 block {} tx {}",
                 cm["audited_batches"],
                 cm["batches"],
                 cm["verified_readings"],
+                v["late_readings"].as_u64().map_or_else(|| "?".to_string(), |n| n.to_string()),
                 if slashes.is_empty() { "none".to_string() } else { slashes.join(", ") },
                 digest.get(..16).unwrap_or(digest),
                 l1["block"],

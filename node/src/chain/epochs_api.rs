@@ -188,6 +188,9 @@ pub struct EpochView {
     pub commitment: Option<CommitmentView>,
     /// Slashes recorded in this epoch.
     pub slashes: Vec<EpochSlashView>,
+    /// This node's view: readings of the window it received after it attested the epoch
+    /// (late: kept in its store, not in the epoch's batches); `None` if it did not attest.
+    pub late_readings: Option<u64>,
     /// Where the epoch is anchored on L1 (`null` until it is, or without the oracle service).
     pub l1: Option<crate::oracle::L1AnchorView>,
 }
@@ -306,6 +309,7 @@ pub fn epoch_view(st: &State, epoch: Epoch) -> EpochView {
         verified,
         commitment,
         slashes,
+        late_readings: None,
         l1: None,
     }
 }
@@ -378,6 +382,20 @@ async fn one(AxumState(core): AxumState<Arc<Core>>, Path(n): Path<String>) -> Re
     };
     let mut view = view;
     view.l1 = core.shared.oracle.get().and_then(|o| o.anchor(epoch));
+    if view.sealed {
+        if let Some(store) = core.shared.ingest.get().cloned() {
+            let c = core.clone();
+            view.late_readings = tokio::task::spawn_blocking(move || {
+                let l = c.shared.read();
+                crate::audit::late_readings(&l.state, &store, epoch)
+                    .ok()
+                    .flatten()
+            })
+            .await
+            .ok()
+            .flatten();
+        }
+    }
     Json(view).into_response()
 }
 
