@@ -75,6 +75,10 @@ fn aligned_now(step: u64) -> u64 {
     now - now % step.max(1)
 }
 
+/// How far ahead of its launch the multi-validator devnet starts epoch 0 (anvil, the contract and
+/// four validators start meanwhile).
+const STARTUP_SLACK_S: u64 = 20;
+
 /// Runs the devnet until Ctrl-C (or `--intervals`).
 pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     if args.validators > 1 {
@@ -304,8 +308,10 @@ mod network {
             // Whole intervals per epoch, so no reading straddles two epochs.
             args.epoch_s.div_ceil(interval) * interval
         };
-        // Epoch 0 starts where the fleet's first interval does.
-        let start = super::aligned_now(interval);
+        // Epoch 0 starts where the fleet's first interval does, a little ahead so that anvil
+        // and the validators are up before it; each interval is published when it ends.
+        let start =
+            super::aligned_now(interval) + super::STARTUP_SLACK_S.div_ceil(interval) * interval;
         let mut fleet = Fleet::new(super::fleet_config(&args, start)?);
         let ledger_genesis = std::fs::read_to_string(&args.genesis).map_err(|e| {
             anyhow::anyhow!(
@@ -468,6 +474,16 @@ mod network {
             let step_time = Duration::from_secs_f64(
                 f64::from(args.reading_interval_s.max(1)) / args.speedup.max(0.001),
             );
+            // Real time: interval k ([start + k·I, start + (k+1)·I)) is published when it ends.
+            if args.speedup == 1.0 {
+                let first_end = start + interval;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                let wait = (first_end as f64 - now).max(0.0);
+                println!("  first readings at the end of the first interval, in {wait:.0}s");
+                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            }
             let mut step = 0u64;
             let mut reported: Option<u64> = None;
             let mut last_print = Instant::now() - Duration::from_secs(10);
