@@ -83,6 +83,19 @@ pub fn free_addr() -> SocketAddr {
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
+/// `n` distinct loopback addresses with ports that were free a moment ago. The listeners are
+/// held until all `n` are taken: ports taken one at a time and released at once can come back
+/// twice (two validators were once handed the same port for a broker and a p2p listener).
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .filter_map(|_| TcpListener::bind("127.0.0.1:0").ok())
+        .collect();
+    listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect()
+}
+
 /// Waits until `addr` accepts TCP connections.
 pub fn wait_listening(addr: SocketAddr, timeout: Duration) -> Result<()> {
     let until = Instant::now() + timeout;

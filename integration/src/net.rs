@@ -26,7 +26,7 @@ use crate::api::{Api, Metrics};
 use crate::fleet::{FleetSpec, Manifest};
 use crate::genesis::Genesis;
 use crate::proc::Proc;
-use crate::{free_addr, groundtruth, groundtruth_bin, wait_listening, write_key_file};
+use crate::{free_addr, free_addrs, groundtruth, groundtruth_bin, wait_listening, write_key_file};
 
 /// How long a process may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -214,9 +214,12 @@ impl TestNetBuilder {
         };
 
         let n = self.validators;
-        let apis: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
-        let p2p: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
-        let embedded: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
+        // All ports at once, so that no two are the same.
+        let ports = free_addrs(3 * n);
+        ensure!(ports.len() == 3 * n, "could not find {} free ports", 3 * n);
+        let apis: Vec<SocketAddr> = ports[..n].to_vec();
+        let p2p: Vec<SocketAddr> = ports[n..2 * n].to_vec();
+        let embedded: Vec<SocketAddr> = ports[2 * n..].to_vec();
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
             let vdir = root.join(format!("v{i}"));

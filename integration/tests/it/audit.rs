@@ -372,7 +372,8 @@ fn a_failing_proof_slashes_its_submitter_on_every_validator() -> Result<()> {
         .and_then(|b| b["auditor"].as_str())
         .context("an audited batch")?
         .to_string();
-    let api = run.net.node(1).api();
+    // From the validator whose view showed the audit.
+    let api = run.net.node(0).api();
     let mut proof = api.get_bytes(&format!("/v1/epochs/0/proofs/{honest}"))?;
     // A valid-looking envelope that is not a proof of anything: bytes flipped in its middle.
     let mid = proof.len() / 2;
