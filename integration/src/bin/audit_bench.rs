@@ -179,8 +179,12 @@ fn main() -> Result<()> {
             "--metrics-listen",
             &api0,
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::from(std::fs::File::create(
+            dir.path().join("devnet.out"),
+        )?))
+        .stderr(Stdio::from(std::fs::File::create(
+            dir.path().join("devnet.err"),
+        )?))
         .spawn()
         .context("starting groundtruth devnet")?;
     let started = now_s();
@@ -201,8 +205,13 @@ fn main() -> Result<()> {
                 dir.path().display()
             );
         }
-        if let Ok(Some(_)) = devnet.try_wait() {
-            bail!("the devnet exited early");
+        if let Ok(Some(status)) = devnet.try_wait() {
+            let err = std::fs::read_to_string(dir.path().join("devnet.err")).unwrap_or_default();
+            let tail: Vec<&str> = err.lines().rev().take(15).collect();
+            bail!(
+                "the devnet exited early ({status}):\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
         bar.tick();

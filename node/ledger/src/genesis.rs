@@ -135,7 +135,9 @@ impl Default for Params {
             epoch_duration_s: 0,
             genesis_time_s: 0,
             audit_deadline_epochs: 2,
-            max_audit_proof_bytes: 256 * 1024,
+            // A batch proof carries its public device table (~100 bytes a device): 10,000
+            // meters over 4 auditors make ~270 KB envelopes.
+            max_audit_proof_bytes: 768 * 1024,
         }
     }
 }

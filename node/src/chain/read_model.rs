@@ -105,9 +105,9 @@ impl std::fmt::Debug for NodeReadModel {
 /// The API limits the node serves with: the ledger's transaction size, defaults otherwise.
 pub fn api_config() -> ApiConfig {
     ApiConfig {
-        // An audit proof transaction (default `max_audit_proof_bytes` 256 KiB) with room to
+        // An audit proof transaction (default `max_audit_proof_bytes` 768 KiB) with room to
         // spare; the ledger's own bound (`MAX_TX_LEN`) is larger than a public endpoint needs.
-        max_tx_bytes: MAX_TX_LEN.min(512 * 1024),
+        max_tx_bytes: MAX_TX_LEN.min(1024 * 1024),
         ..ApiConfig::default()
     }
 }

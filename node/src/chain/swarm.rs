@@ -55,7 +55,9 @@ impl Default for P2pSection {
             // the others in `bootstrap`.
             listen: "/ip4/0.0.0.0/tcp/0".into(),
             bootstrap: Vec::new(),
-            max_message_bytes: 512 * 1024,
+            // An audit proof transaction (up to the default `max_audit_proof_bytes`, 768 KiB)
+            // must fit.
+            max_message_bytes: 1024 * 1024,
         }
     }
 }
