@@ -27,6 +27,10 @@ use super::Core;
 /// Committed epochs `/v1/epochs` lists (the most recent).
 const LISTED_COMMITTED: usize = 64;
 
+/// Store scans (a batch's frames, late readings) running at once; more are refused with 503
+/// (frames) or answered without the late count, so no client can keep the store busy.
+static STORE_SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// `GET /v1/epochs`.
 #[derive(Debug, Serialize)]
 pub struct EpochsView {
@@ -383,7 +387,8 @@ async fn one(AxumState(core): AxumState<Arc<Core>>, Path(n): Path<String>) -> Re
     let mut view = view;
     view.l1 = core.shared.oracle.get().and_then(|o| o.anchor(epoch));
     if view.sealed {
-        if let Some(store) = core.shared.ingest.get().cloned() {
+        let permit = STORE_SCANS.try_acquire();
+        if let (Some(store), Ok(_permit)) = (core.shared.ingest.get().cloned(), permit) {
             let c = core.clone();
             view.late_readings = tokio::task::spawn_blocking(move || {
                 let l = c.shared.read();
@@ -472,6 +477,15 @@ async fn frames(
     };
     let Some(store) = core.shared.ingest.get().cloned() else {
         return not_found("not_served", "this node keeps no readings".into());
+    };
+    let Ok(_permit) = STORE_SCANS.try_acquire() else {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many batch reads at once; retry shortly",
+        )
+        .retry_after(1)
+        .into_response();
     };
     let core2 = core.clone();
     let built = tokio::task::spawn_blocking(move || {
