@@ -61,6 +61,22 @@ fn key(device: &DeviceId, seq: u64) -> [u8; 40] {
     k
 }
 
+/// One entry of the `readings` tree as a [`StoredReading`].
+fn stored_reading(k: &[u8], v: &[u8]) -> Result<StoredReading> {
+    let (device, seq) = parse_key(k).ok_or_else(|| StoreError::Corrupt(hex::encode(k)))?;
+    let status = match v.first() {
+        Some(0) => Status::Accepted,
+        Some(1) => Status::Rejected,
+        _ => return Err(StoreError::Corrupt(format!("{device}/{seq}"))),
+    };
+    Ok(StoredReading {
+        device,
+        seq,
+        status,
+        frame: v.get(1..).unwrap_or_default().to_vec(),
+    })
+}
+
 fn batch_key(epoch: u64, auditor: &[u8; 32]) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..8].copy_from_slice(&epoch.to_be_bytes());
@@ -145,19 +161,7 @@ impl Store {
     pub fn readings(&self) -> impl Iterator<Item = Result<StoredReading>> + '_ {
         self.readings.iter().map(|item| {
             let (k, v) = item?;
-            let (device, seq) =
-                parse_key(&k).ok_or_else(|| StoreError::Corrupt(hex::encode(&k)))?;
-            let status = match v.first() {
-                Some(0) => Status::Accepted,
-                Some(1) => Status::Rejected,
-                _ => return Err(StoreError::Corrupt(format!("{device}/{seq}"))),
-            };
-            Ok(StoredReading {
-                device,
-                seq,
-                status,
-                frame: v[1..].to_vec(),
-            })
+            stored_reading(&k, &v)
         })
     }
 
@@ -202,19 +206,7 @@ impl Store {
     ) -> impl Iterator<Item = Result<StoredReading>> + '_ {
         self.readings.scan_prefix(device.0).rev().map(|item| {
             let (k, v) = item?;
-            let (device, seq) =
-                parse_key(&k).ok_or_else(|| StoreError::Corrupt(hex::encode(&k)))?;
-            let status = match v.first() {
-                Some(0) => Status::Accepted,
-                Some(1) => Status::Rejected,
-                _ => return Err(StoreError::Corrupt(format!("{device}/{seq}"))),
-            };
-            Ok(StoredReading {
-                device,
-                seq,
-                status,
-                frame: v.get(1..).unwrap_or_default().to_vec(),
-            })
+            stored_reading(&k, &v)
         })
     }
 
