@@ -498,14 +498,11 @@ async fn frames(
     })
     .await;
     match built {
-        Ok(Some(Ok(frames))) => {
-            let mut body = Vec::with_capacity(frames.iter().map(|f| f.len() + 4).sum());
-            for f in frames {
-                body.extend_from_slice(&u32::try_from(f.len()).unwrap_or(0).to_be_bytes());
-                body.extend_from_slice(&f);
-            }
-            ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
-        }
+        Ok(Some(Ok(frames))) => (
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            groundtruth_api::encode_batch(&frames),
+        )
+            .into_response(),
         Ok(None) => not_found(
             "unknown_batch",
             format!("no agreed batch {auditor} in epoch {epoch}"),
