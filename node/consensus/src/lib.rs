@@ -38,6 +38,7 @@ pub use app::{
     precommit_sign_bytes, Admission, Application, CommitCertificate, CommitError, CommitSignature,
     DecidedBlock, Evidence, EvidenceKind, Refusal, SignedBytes, ValidatorInfo,
 };
+pub use codec::GtCodec;
 pub use config::{ConsensusConfig, Timeouts};
 pub use error::{CodecError, Error, Result};
 pub use node::{run, Handle, Status};
