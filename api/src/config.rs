@@ -40,6 +40,15 @@ pub struct ApiConfig {
     pub rate_limit_clients: usize,
     /// Most `GET /v1/events` streams open at once; more get `503`. Default 64.
     pub max_event_streams: usize,
+    /// Largest proof envelope `POST /v1/proofs/verify` takes, bytes. Default 768 KiB (the
+    /// ledger's default `max_audit_proof_bytes`; the node sets the ledger's value).
+    pub max_proof_bytes: usize,
+    /// Largest proof bundle (envelope and signed frames) `POST /v1/proofs/verify` takes,
+    /// bytes. Default 16 MiB.
+    pub max_verify_body: usize,
+    /// Proof verifications run at once (each on the blocking pool); more get `503`.
+    /// Default 2; 0 is taken as 1.
+    pub max_concurrent_verifies: usize,
 }
 
 /// Default for [`ApiConfig::max_tx_bytes`].
@@ -65,6 +74,9 @@ impl Default for ApiConfig {
             rate_limit_burst: 100,
             rate_limit_clients: 10_000,
             max_event_streams: 64,
+            max_proof_bytes: 768 * 1024,
+            max_verify_body: 16 << 20,
+            max_concurrent_verifies: 2,
         }
     }
 }

@@ -17,6 +17,10 @@
 //! | `GET /v1/production/regions/{region}` | [`ProductionSeriesView`] of a region |
 //! | `GET /v1/devices` | [`DevicesPageView`]: devices with production, cursor-paginated |
 //! | `GET /v1/events` | Server-Sent Events of newly accepted production |
+//! | `GET /v1/certificates`, `GET /v1/certificates/{id}` | hourly granular certificates ([`market`]) |
+//! | `GET /v1/validators`, `/v1/slashes`, `/v1/providers` | network state ([`market`]) |
+//! | `POST /v1/proofs/verify` | a proof's [`market::VerdictView`] |
+//! | `GET /`, `GET /explorer` | the explorer page ([`explorer`]) |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document ([`openapi`]) |
 //! | `GET /docs` | an offline page rendering it |
 //!
@@ -34,6 +38,8 @@
 pub mod batch;
 pub mod client;
 mod config;
+pub mod explorer;
+pub mod market;
 mod model;
 pub mod openapi;
 pub mod problem;

@@ -2,6 +2,10 @@
 
 use bytes::Bytes;
 
+use crate::market::{
+    CertificateView, CertificatesPage, CertificatesRequest, NetworkValidatorsView, ProvidersPage,
+    SlashesPage, VerdictView, VerifyError,
+};
 use crate::views::{
     AccountView, BlockView, BucketStatusView, DeviceProductionSummaryView, DeviceView,
     EvidenceRefView, HealthView, Hex32, ProductionEventView, StatusView, Submitted, TxOutcomeView,
@@ -192,4 +196,51 @@ pub trait ReadModel: Send + Sync + 'static {
     fn production_events(&self) -> Option<tokio::sync::broadcast::Receiver<ProductionEventView>> {
         None
     }
+
+    /// `GET /v1/certificates`. Default: `404 not_served`.
+    fn certificates(&self, request: &CertificatesRequest) -> Result<CertificatesPage, ReadError> {
+        let _ = request;
+        Err(NO_PRODUCTION)
+    }
+
+    /// `GET /v1/certificates/{id}`: `None` if this node issued no such certificate. Default:
+    /// `404 not_served`.
+    fn certificate(&self, id: &Hex32) -> Result<Option<CertificateView>, ReadError> {
+        let _ = id;
+        Err(NO_PRODUCTION)
+    }
+
+    /// `GET /v1/validators`. Default: `404 not_served`.
+    fn network_validators(&self) -> Result<NetworkValidatorsView, ReadError> {
+        Err(NO_LEDGER)
+    }
+
+    /// `GET /v1/slashes`: newest first, ids below `before`, at most `limit`. Default:
+    /// `404 not_served`.
+    fn slashes(&self, before: Option<u64>, limit: usize) -> Result<SlashesPage, ReadError> {
+        let _ = (before, limit);
+        Err(NO_LEDGER)
+    }
+
+    /// `GET /v1/providers`: by address after `after`, at most `limit`. Default:
+    /// `404 not_served`.
+    fn providers(&self, after: Option<&Hex32>, limit: usize) -> Result<ProvidersPage, ReadError> {
+        let _ = (after, limit);
+        Err(NO_LEDGER)
+    }
+
+    /// `POST /v1/proofs/verify`: verifies `proof` (at most
+    /// [`crate::ApiConfig::max_proof_bytes`]) and, when given, the signed `frames` behind it.
+    /// Runs on the blocking pool under a small semaphore. Default: `404 not_served`.
+    fn verify_proof(
+        &self,
+        proof: Bytes,
+        frames: Option<Vec<Bytes>>,
+    ) -> Result<VerdictView, VerifyError> {
+        let _ = (proof, frames);
+        Err(VerifyError::Read(ReadError::NotServed("proof verifier")))
+    }
 }
+
+/// What a read model without a ledger answers.
+const NO_LEDGER: ReadError = ReadError::NotServed("ledger");

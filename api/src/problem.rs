@@ -75,6 +75,12 @@ pub mod reason {
     pub const BAD_REGION: &str = "bad_region";
     /// The client exceeded its request rate (`Retry-After` says when to retry).
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// `GET /v1/certificates/{id}`: no such certificate.
+    pub const UNKNOWN_CERTIFICATE: &str = "unknown_certificate";
+    /// `POST /v1/proofs/verify`: a media type other than the envelope's or a bundle's.
+    pub const BAD_CONTENT_TYPE: &str = "bad_content_type";
+    /// `POST /v1/proofs/verify`: the envelope or a frame cannot be decoded.
+    pub const BAD_PROOF: &str = "bad_proof";
     /// Too many event streams are open.
     pub const TOO_MANY_STREAMS: &str = "too_many_streams";
 }

@@ -30,6 +30,8 @@ pub(crate) struct Inner {
     writes: Arc<Semaphore>,
     /// Open `GET /v1/events` streams.
     pub(crate) streams: Arc<Semaphore>,
+    /// Proof verifications in progress.
+    pub(crate) verifies: Arc<Semaphore>,
     pub(crate) counters: Arc<ApiCounters>,
 }
 
@@ -61,6 +63,7 @@ pub fn router_with(
 ) -> Router {
     let writes = Arc::new(Semaphore::new(config.max_concurrent_writes.max(1)));
     let streams = Arc::new(Semaphore::new(config.max_event_streams.max(1)));
+    let verifies = Arc::new(Semaphore::new(config.max_concurrent_verifies.max(1)));
     let limiter = Arc::new(RateLimiter::new(&config, counters.clone()));
     let cors = cors_layer(&config.cors_origins);
     let state = Arc::new(Inner {
@@ -68,6 +71,7 @@ pub fn router_with(
         config,
         writes,
         streams,
+        verifies,
         counters,
     });
     let public = Router::new()
@@ -81,6 +85,14 @@ pub fn router_with(
         )
         .route("/v1/devices", get(crate::v1::devices))
         .route("/v1/events", get(crate::sse::events))
+        .route("/v1/certificates", get(crate::market::certificates))
+        .route("/v1/certificates/{id}", get(crate::market::certificate))
+        .route("/v1/validators", get(crate::market::validators))
+        .route("/v1/slashes", get(crate::market::slashes))
+        .route("/v1/providers", get(crate::market::providers))
+        .route("/v1/proofs/verify", post(crate::market::verify))
+        .route("/", get(crate::explorer::page))
+        .route("/explorer", get(crate::explorer::page))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/docs", get(crate::openapi::docs))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -275,6 +287,37 @@ async fn admit(state: &Inner, req: Request, what: &str, limit: usize) -> Result<
         origin,
         _permit: permit,
     })
+}
+
+/// Reads a body of at most `limit` bytes (refused on `Content-Length` first) within the body
+/// timeout; the caller holds whatever permit bounds it.
+pub(crate) async fn read_body(
+    state: &Inner,
+    req: Request,
+    what: &str,
+    limit: usize,
+) -> Result<Bytes, Problem> {
+    let (parts, body) = req.into_parts();
+    let declared = declared_len(&parts.headers)?;
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(what, limit));
+    }
+    let capacity = declared
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0)
+        .min(limit);
+    tokio::time::timeout(
+        state.config.body_timeout,
+        read_capped(body, what, limit, capacity),
+    )
+    .await
+    .map_err(|_| {
+        Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            reason::BODY_TIMEOUT,
+            "the body did not arrive in time",
+        )
+    })?
 }
 
 /// Reads a body, stopping with `413` as soon as it passes `limit` bytes.

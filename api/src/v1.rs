@@ -42,7 +42,7 @@ fn bad(status: StatusCode, code: &str, parameter: &str, detail: impl Into<String
     Problem::new(status, code, detail).with("parameter", serde_json::Value::from(parameter))
 }
 
-fn bad_request(code: &str, parameter: &str, detail: impl Into<String>) -> Problem {
+pub(crate) fn bad_request(code: &str, parameter: &str, detail: impl Into<String>) -> Problem {
     bad(StatusCode::BAD_REQUEST, code, parameter, detail)
 }
 
@@ -75,7 +75,10 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// The query's parameters, each allowed once and only those named in `allowed`.
-fn query_params<'a>(uri: &Uri, allowed: &[&'a str]) -> Result<Vec<(&'a str, String)>, Problem> {
+pub(crate) fn query_params<'a>(
+    uri: &Uri,
+    allowed: &[&'a str],
+) -> Result<Vec<(&'a str, String)>, Problem> {
     let q = uri.query().unwrap_or("");
     if q.len() > MAX_QUERY_LEN {
         return Err(Problem::new(
@@ -117,14 +120,18 @@ fn query_params<'a>(uri: &Uri, allowed: &[&'a str]) -> Result<Vec<(&'a str, Stri
     Ok(out)
 }
 
-fn param<'p>(params: &'p [(&str, String)], name: &str) -> Option<&'p str> {
+pub(crate) fn param<'p>(params: &'p [(&str, String)], name: &str) -> Option<&'p str> {
     params
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, v)| v.as_str())
 }
 
-fn parse_limit(params: &[(&str, String)], default: usize, max: usize) -> Result<usize, Problem> {
+pub(crate) fn parse_limit(
+    params: &[(&str, String)],
+    default: usize,
+    max: usize,
+) -> Result<usize, Problem> {
     match param(params, "limit") {
         None => Ok(default),
         Some(s) => s

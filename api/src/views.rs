@@ -437,6 +437,9 @@ pub struct EvidenceRefView {
     pub proof: Option<Hex32>,
     /// L1 transaction hash of the anchor (`anchored`).
     pub l1_tx: Option<Hex32>,
+    /// L1 block holding that transaction (`anchored`).
+    #[serde(default)]
+    pub l1_block: Option<u64>,
 }
 
 /// One interval of a production series.

@@ -196,6 +196,7 @@ pub async fn run(
         .map_err(|e| NodeError::Io("production catch-up", e))?;
     if let Some(chain) = &chain {
         chain.follow_verified(production.clone());
+        crate::chain::read_model::follow_anchored(chain, production.clone());
     }
     let api = crate::chain::read_model::api_router_with_production(
         &config,

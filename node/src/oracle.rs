@@ -192,6 +192,8 @@ pub struct L1AnchorView {
 pub struct OracleShared {
     signatures: Mutex<BTreeMap<u64, L1SignatureView>>,
     anchors: Mutex<BTreeMap<u64, Anchor>>,
+    /// The oldest epoch whose anchor a reader (the production read model) still needs.
+    wanted_from: Mutex<Option<u64>>,
 }
 
 impl OracleShared {
@@ -215,6 +217,19 @@ impl OracleShared {
                 tx: a.tx,
                 commitment_hash: a.commitment_hash,
             })
+    }
+
+    /// Asks the service to read anchors back from `epoch` on (a few per poll), for a reader
+    /// catching up after a restart; by default only the most recent epochs are read.
+    pub fn want_anchors_from(&self, epoch: u64) {
+        *self.wanted_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(epoch);
+    }
+
+    fn take_wanted(&self) -> Option<u64> {
+        self.wanted_from
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     fn put_signature(&self, view: L1SignatureView) {
@@ -559,7 +574,11 @@ impl<L: LedgerSource> Service<L> {
     /// Re-reads the most recent anchors (a reorg may drop them) and fills older ones.
     async fn refresh_anchors(&self, oracle: &Oracle, next: u64, filled_from: &mut Option<u64>) {
         let recent = next.saturating_sub(RECHECKED_ANCHORS);
-        let first = filled_from.unwrap_or_else(|| recent.saturating_sub(KEPT_SIGNATURES as u64));
+        let mut first =
+            filled_from.unwrap_or_else(|| recent.saturating_sub(KEPT_SIGNATURES as u64));
+        if let Some(w) = self.shared.take_wanted() {
+            first = first.min(w);
+        }
         let older_end = recent.min(first.saturating_add(ANCHOR_FILL_PER_POLL));
         for e in (first..older_end).chain(recent..next) {
             match oracle.anchor_of(e).await {

@@ -2,6 +2,7 @@
 //! the typed client against a real listener.
 
 mod client;
+mod market;
 mod model;
 mod production;
 mod router;

@@ -253,6 +253,19 @@ pub fn production_regions(config: &NodeConfig, chain: Option<&Chain>) -> RegionR
     Arc::new(move |d: &groundtruth_device_sdk::DeviceId| regions.get(&d.0).cloned())
 }
 
+/// Raises each epoch the oracle service sees anchored on L1 to `anchored` in `production`
+/// and issues the certificates it closes ([`crate::production::anchored`]). Returns whether
+/// it started (it needs the oracle service: start it first).
+pub fn follow_anchored(chain: &Chain, production: Production) -> bool {
+    match chain.core.shared.oracle.get() {
+        Some(o) => {
+            crate::production::anchored::spawn(chain.core.clone(), o.clone(), production);
+            true
+        }
+        None => false,
+    }
+}
+
 fn production_failed(e: ProductionError) -> ReadError {
     tracing::error!(target: "node::production", error = %e, "production read failed");
     ReadError::Unavailable("the production read model could not be read".into())
@@ -340,6 +353,93 @@ impl ReadModel for NodeReadModel {
         &self,
     ) -> Option<tokio::sync::broadcast::Receiver<groundtruth_api::ProductionEventView>> {
         self.production.as_ref().map(Production::subscribe)
+    }
+
+    fn certificates(
+        &self,
+        request: &groundtruth_api::market::CertificatesRequest,
+    ) -> Result<groundtruth_api::market::CertificatesPage, ReadError> {
+        let q = crate::production::CertificateQuery {
+            device: request
+                .device
+                .map(|d| groundtruth_device_sdk::DeviceId(d.0)),
+            from: request.from,
+            to: request.to,
+            after: request.after.map(|(h, d)| (h, d.0)),
+            limit: request.limit,
+        };
+        let (certs, next) = self
+            .production()?
+            .certificates(&q)
+            .map_err(production_failed)?;
+        let guard = self.chain.as_ref().map(|(c, _)| c.shared.read());
+        let st = guard.as_ref().map(|l| &l.state);
+        Ok(groundtruth_api::market::CertificatesPage {
+            certificates: certs
+                .iter()
+                .map(|c| crate::production::market::certificate_view(c, st))
+                .collect(),
+            next: next.map(|(h, d)| (h, Hex32(d))),
+        })
+    }
+
+    fn certificate(
+        &self,
+        id: &Hex32,
+    ) -> Result<Option<groundtruth_api::market::CertificateView>, ReadError> {
+        let c = self
+            .production()?
+            .certificate(&id.0)
+            .map_err(production_failed)?;
+        let guard = self.chain.as_ref().map(|(c, _)| c.shared.read());
+        let st = guard.as_ref().map(|l| &l.state);
+        Ok(c.map(|c| crate::production::market::certificate_view(&c, st)))
+    }
+
+    fn network_validators(
+        &self,
+    ) -> Result<groundtruth_api::market::NetworkValidatorsView, ReadError> {
+        let l = self.core()?.shared.read();
+        Ok(crate::production::market::network_validators(&l.state))
+    }
+
+    fn slashes(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<groundtruth_api::market::SlashesPage, ReadError> {
+        let l = self.core()?.shared.read();
+        Ok(crate::production::market::slashes(&l.state, before, limit))
+    }
+
+    fn providers(
+        &self,
+        after: Option<&Hex32>,
+        limit: usize,
+    ) -> Result<groundtruth_api::market::ProvidersPage, ReadError> {
+        let l = self.core()?.shared.read();
+        Ok(crate::production::market::providers(&l.state, after, limit))
+    }
+
+    fn verify_proof(
+        &self,
+        proof: Bytes,
+        frames: Option<Vec<Bytes>>,
+    ) -> Result<groundtruth_api::market::VerdictView, groundtruth_api::market::VerifyError> {
+        // The ledger's own cap when it runs; the API's default otherwise.
+        let cap = self
+            .chain
+            .as_ref()
+            .map(|(c, _)| c.shared.read().state.params().max_audit_proof_bytes as usize)
+            .unwrap_or(api_config().max_proof_bytes);
+        let checked = crate::production::market::check_proof(&proof, frames.as_deref(), cap)?;
+        let mut verdict = checked.verdict;
+        if let (Some((core, _)), Some(epoch)) = (&self.chain, checked.epoch) {
+            let l = core.shared.read();
+            verdict.ledger =
+                crate::production::market::ledger_match(&l.state, epoch, &verdict.proof_digest);
+        }
+        Ok(verdict)
     }
 
     fn status(&self) -> Result<StatusView, ReadError> {

@@ -43,8 +43,15 @@ use sled::Transactional;
 
 use crate::ingest::store::{Status as StoredStatus, Store, StoreError};
 
+pub mod anchored;
+pub mod certificates;
+pub mod market;
 #[cfg(test)]
 mod tests;
+
+pub use certificates::{
+    AnchorOutcome, AnchoredEpoch, Certificate, CertificateQuery, EpochClock, L1Anchor, HOUR_S,
+};
 
 /// Length of one bucket, seconds.
 pub const BUCKET_S: u64 = 300;
@@ -121,6 +128,8 @@ pub struct Evidence {
     pub proof: Option<[u8; 32]>,
     /// L1 transaction hash of the anchor (anchored).
     pub l1_tx: Option<[u8; 32]>,
+    /// L1 block holding that transaction (anchored).
+    pub l1_block: Option<u64>,
 }
 
 /// What the audit loop learnt about an epoch window: the status to raise buckets to.
@@ -146,6 +155,8 @@ pub enum StatusUpgrade {
         proof: [u8; 32],
         /// The L1 transaction hash.
         l1_tx: [u8; 32],
+        /// The L1 block holding it.
+        l1_block: u64,
     },
 }
 
@@ -164,20 +175,24 @@ impl StatusUpgrade {
                 epoch,
                 proof: None,
                 l1_tx: None,
+                l1_block: None,
             },
             Self::Verified { epoch, proof } => Evidence {
                 epoch,
                 proof: Some(proof),
                 l1_tx: None,
+                l1_block: None,
             },
             Self::Anchored {
                 epoch,
                 proof,
                 l1_tx,
+                l1_block,
             } => Evidence {
                 epoch,
                 proof: Some(proof),
                 l1_tx: Some(l1_tx),
+                l1_block: Some(l1_block),
             },
         }
     }
@@ -198,7 +213,10 @@ pub struct Bucket {
     pub evidence: Option<Evidence>,
 }
 
-const BUCKET_LEN: usize = 8 + 8 + 8 + 1 + 1 + 8 + 32 + 32;
+/// A bucket as first stored (no L1 block); still read.
+const BUCKET_LEN_V1: usize = 8 + 8 + 8 + 1 + 1 + 8 + 32 + 32;
+/// A bucket with the anchor's L1 block.
+const BUCKET_LEN: usize = BUCKET_LEN_V1 + 8;
 
 impl Bucket {
     fn encode(&self) -> [u8; BUCKET_LEN] {
@@ -208,17 +226,20 @@ impl Bucket {
         out[16..24].copy_from_slice(&self.readings.to_be_bytes());
         out[24] = self.status as u8;
         if let Some(e) = self.evidence {
-            out[25] =
-                1 | if e.proof.is_some() { 2 } else { 0 } | if e.l1_tx.is_some() { 4 } else { 0 };
+            out[25] = 1
+                | if e.proof.is_some() { 2 } else { 0 }
+                | if e.l1_tx.is_some() { 4 } else { 0 }
+                | if e.l1_block.is_some() { 8 } else { 0 };
             out[26..34].copy_from_slice(&e.epoch.to_be_bytes());
             out[34..66].copy_from_slice(&e.proof.unwrap_or_default());
             out[66..98].copy_from_slice(&e.l1_tx.unwrap_or_default());
+            out[98..106].copy_from_slice(&e.l1_block.unwrap_or_default().to_be_bytes());
         }
         out
     }
 
     fn decode(v: &[u8]) -> Option<Self> {
-        if v.len() != BUCKET_LEN {
+        if v.len() != BUCKET_LEN && v.len() != BUCKET_LEN_V1 {
             return None;
         }
         let flags = *v.get(25)?;
@@ -227,6 +248,7 @@ impl Bucket {
                 epoch: u64_at(v, 26)?,
                 proof: (flags & 2 == 2).then(|| arr32_at(v, 34)).flatten(),
                 l1_tx: (flags & 4 == 4).then(|| arr32_at(v, 66)).flatten(),
+                l1_block: (flags & 8 == 8).then(|| u64_at(v, 98)).flatten(),
             })
         } else {
             None
@@ -469,6 +491,8 @@ pub struct Production {
     buckets: sled::Tree,
     regions: sled::Tree,
     devices: sled::Tree,
+    /// Certificates and the L1 anchors behind them ([`certificates`]).
+    certs: certificates::Trees,
     resolver: RegionResolver,
     events: tokio::sync::broadcast::Sender<ProductionEventView>,
     counters: Arc<ProductionCounters>,
@@ -513,6 +537,7 @@ impl Production {
             buckets: db.open_tree("production_buckets")?,
             regions: db.open_tree("production_regions")?,
             devices: db.open_tree("production_devices")?,
+            certs: certificates::Trees::open(&db)?,
             db,
             resolver,
             events,
@@ -1018,5 +1043,6 @@ pub fn evidence_view(e: &Evidence) -> EvidenceRefView {
         epoch: e.epoch,
         proof: e.proof.map(Hex32),
         l1_tx: e.l1_tx.map(Hex32),
+        l1_block: e.l1_block,
     }
 }

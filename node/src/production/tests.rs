@@ -290,7 +290,8 @@ fn upgrades_raise_status_with_evidence_and_late_readings_fall_back() -> TestResu
         vec![Evidence {
             epoch: 7,
             proof: Some([9; 32]),
-            l1_tx: None
+            l1_tx: None,
+            l1_block: None,
         }]
     );
     // The 15-minute interval is as weak as its weakest bucket, with both evidences.
@@ -377,5 +378,173 @@ fn events_for_new_readings_only_and_devices_page() -> TestResult {
     assert_eq!(ids, sorted);
     ids.dedup();
     assert_eq!(ids.len(), 6);
+    Ok(())
+}
+
+fn anchored(epoch: u64, clock: EpochClock, audited: &[DeviceId], tx: u8) -> AnchoredEpoch {
+    AnchoredEpoch {
+        epoch,
+        clock,
+        audited: audited.iter().map(|d| (*d, [epoch as u8; 32])).collect(),
+        anchor: L1Anchor {
+            tx: [tx; 32],
+            block: 100 + epoch,
+            commitment_hash: [7; 32],
+        },
+    }
+}
+
+/// An hour spanning two 30-minute epochs is issued once, when the second is anchored, with
+/// the exact energy of both halves and both epochs' evidence; replaying either anchor (or both)
+/// issues nothing more and changes nothing.
+#[test]
+fn certificates_are_issued_once_per_device_hour_with_exact_energy() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = open(dir.path())?;
+    let (k1, k2) = (key(1), key(2));
+    let (d1, d2) = (k1.device_id(), k2.device_id());
+    // Device 1: 12 readings over the hour [DAY, DAY+3600), 10 + i Wh. Device 2: one reading
+    // in the first half only.
+    let readings: Vec<Reading> = (0..12u64)
+        .map(|i| energy(&k1, i, DAY + i * 300, 10 + i))
+        .chain([energy(&k2, 0, DAY + 600, 500)])
+        .collect();
+    p.record(&readings)?;
+    let clock = EpochClock {
+        genesis_s: DAY,
+        duration_s: 1800,
+    };
+    let e0 = anchored(0, clock, &[d1, d2], 0xa0);
+    let e1 = anchored(1, clock, &[d1], 0xa1);
+
+    let o = p.anchor_epoch(&e0, 1)?;
+    assert_eq!(o.buckets, 6 + 1, "the first half's buckets of both devices");
+    assert!(o.issued.is_empty(), "the hour is not closed yet");
+    assert!(p.anchor_epoch(&e0, 2)?.issued.is_empty(), "replay: nothing");
+    // The first half is anchored with its L1 transaction and block.
+    let half = p.device_series(&d1, DAY, DAY + 1800, 1800, 10)?;
+    assert_eq!(half.points[0].status, Status::Anchored);
+    assert_eq!(
+        half.points[0].evidence,
+        vec![Evidence {
+            epoch: 0,
+            proof: Some([0; 32]),
+            l1_tx: Some([0xa0; 32]),
+            l1_block: Some(100),
+        }]
+    );
+
+    let o = p.anchor_epoch(&e1, 3)?;
+    assert_eq!(o.buckets, 6);
+    let mut issued = o.issued.clone();
+    issued.sort();
+    let mut expected = vec![Certificate::id_of(&d1, DAY), Certificate::id_of(&d2, DAY)];
+    expected.sort();
+    assert_eq!(issued, expected);
+    // Replays of both epochs, in any order: nothing new.
+    assert!(p.anchor_epoch(&e1, 4)?.issued.is_empty());
+    assert!(p.anchor_epoch(&e0, 5)?.issued.is_empty());
+    assert_eq!(p.certificate_count(), 2);
+
+    let c1 = p
+        .certificate(&Certificate::id_of(&d1, DAY))?
+        .ok_or("certificate of device 1")?;
+    assert_eq!(
+        c1.wh,
+        (10..22).sum::<u64>(),
+        "exactly the hour's 12 readings"
+    );
+    assert_eq!(c1.readings, 12);
+    assert_eq!(c1.unanchored_wh, 0);
+    assert_eq!((c1.start, c1.end), (DAY, DAY + 3600));
+    assert_eq!(c1.issued_at, 3, "issued by the first anchor that closed it");
+    assert_eq!(c1.region, "DE-BY");
+    let epochs: Vec<(u64, Option<[u8; 32]>)> =
+        c1.evidence.iter().map(|e| (e.epoch, e.l1_tx)).collect();
+    assert_eq!(epochs, vec![(0, Some([0xa0; 32])), (1, Some([0xa1; 32]))]);
+    let c2 = p
+        .certificate(&Certificate::id_of(&d2, DAY))?
+        .ok_or("certificate of device 2")?;
+    assert_eq!((c2.wh, c2.readings), (500, 1));
+
+    // A late reading in a certified hour: the bucket falls back to reported, the certificate
+    // stays as issued and nothing is issued again.
+    p.record(&[energy(&k1, 12, DAY + 3300, 1000)])?;
+    assert!(p.anchor_epoch(&e1, 6)?.issued.is_empty());
+    assert_eq!(
+        p.certificate(&Certificate::id_of(&d1, DAY))?,
+        Some(c1.clone())
+    );
+
+    // Listing: by time (both), by device, paged with the cursor.
+    let all = CertificateQuery {
+        device: None,
+        from: DAY,
+        to: DAY + 86_400,
+        after: None,
+        limit: 1,
+    };
+    let (page, next) = p.certificates(&all)?;
+    assert_eq!(page.len(), 1);
+    let next = next.ok_or("a second page")?;
+    let (page2, end) = p.certificates(&CertificateQuery {
+        after: Some(next),
+        ..all
+    })?;
+    assert_eq!(page2.len(), 1);
+    assert_eq!(end, None);
+    assert_ne!(page[0].id, page2[0].id);
+    let (mine, _) = p.certificates(&CertificateQuery {
+        device: Some(d1),
+        limit: 10,
+        ..all
+    })?;
+    assert_eq!(mine, vec![c1]);
+    let (none, _) = p.certificates(&CertificateQuery {
+        from: DAY + 3600,
+        limit: 10,
+        ..all
+    })?;
+    assert!(none.is_empty());
+    Ok(())
+}
+
+/// Energy of a bucket that is not anchored is not certified (and reported beside it); an
+/// hour is issued only once all the epochs meeting it are anchored, whatever the order.
+#[test]
+fn only_anchored_buckets_are_certified_and_anchors_may_arrive_out_of_order() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = open(dir.path())?;
+    let k = key(3);
+    let d = k.device_id();
+    let clock = EpochClock {
+        genesis_s: DAY,
+        duration_s: 1200,
+    };
+    let readings: Vec<Reading> = (0..12u64)
+        .map(|i| energy(&k, i, DAY + i * 300, 100))
+        .collect();
+    p.record(&readings)?;
+    // Epochs 2, then 0 (the device is not audited in epoch 1), then 1.
+    assert!(p
+        .anchor_epoch(&anchored(2, clock, &[d], 2), 1)?
+        .issued
+        .is_empty());
+    assert!(p
+        .anchor_epoch(&anchored(0, clock, &[d], 0), 1)?
+        .issued
+        .is_empty());
+    let o = p.anchor_epoch(&anchored(1, clock, &[], 1), 9)?;
+    assert_eq!(o.issued, vec![Certificate::id_of(&d, DAY)]);
+    let c = p
+        .certificate(&Certificate::id_of(&d, DAY))?
+        .ok_or("certificate")?;
+    assert_eq!(c.wh, 800, "epochs 0 and 2: 8 buckets of 100 Wh");
+    assert_eq!(c.unanchored_wh, 400, "epoch 1's 4 buckets were not audited");
+    assert_eq!(
+        c.evidence.iter().map(|e| e.epoch).collect::<Vec<_>>(),
+        vec![0, 2]
+    );
+    assert_eq!(p.l1_anchor(1)?.map(|a| a.block), Some(101));
     Ok(())
 }
