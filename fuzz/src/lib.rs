@@ -43,7 +43,9 @@ pub fn target(name: &str) -> Option<Target> {
 
 /// The corpus folder of a target: `fuzz/corpus/<name>/`.
 pub fn corpus_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(name)
 }
 
 // ---- reading frames -------------------------------------------------------------------------
@@ -70,14 +72,21 @@ pub fn reading_frame(data: &[u8]) -> bool {
     let Ok(signed) = SignedReading::decode_frame(data) else {
         return false;
     };
-    assert!(data.len() <= MAX_FRAME_LEN, "accepted frame over MAX_FRAME_LEN");
+    assert!(
+        data.len() <= MAX_FRAME_LEN,
+        "accepted frame over MAX_FRAME_LEN"
+    );
     assert_eq!(signed.frame_len(), data.len(), "frame_len disagrees");
     assert_eq!(signed.to_frame(), data, "frame is not canonical");
     let reading = data
         .get(..data.len() - SIGNATURE_LEN)
         .map(Reading::decode)
         .and_then(Result::ok);
-    assert_eq!(reading, Some(signed.reading), "reading part decodes differently");
+    assert_eq!(
+        reading,
+        Some(signed.reading),
+        "reading part decodes differently"
+    );
     let _ = signed.verify();
     true
 }
@@ -110,7 +119,11 @@ pub fn ledger_tx(data: &[u8]) -> bool {
         );
     }
     assert_eq!(tx.encode(), data, "tx is not canonical");
-    assert_eq!(tx.hash(), *blake3::hash(data).as_bytes(), "tx hash is not the hash of its bytes");
+    assert_eq!(
+        tx.hash(),
+        *blake3::hash(data).as_bytes(),
+        "tx hash is not the hash of its bytes"
+    );
     let _ = tx.verify("groundtruth-fuzz");
     true
 }
@@ -207,9 +220,19 @@ pub fn proof_envelope(data: &[u8]) -> bool {
     let Ok(env) = ProofEnvelope::from_bytes(data) else {
         return false;
     };
-    assert!(data.len() <= MAX_ENVELOPE_BYTES, "envelope over MAX_ENVELOPE_BYTES");
-    assert!(env.proof.len() <= MAX_PROOF_BYTES, "proof over MAX_PROOF_BYTES");
-    assert_eq!(env.to_bytes().ok().as_deref(), Some(data), "envelope is not canonical");
+    assert!(
+        data.len() <= MAX_ENVELOPE_BYTES,
+        "envelope over MAX_ENVELOPE_BYTES"
+    );
+    assert!(
+        env.proof.len() <= MAX_PROOF_BYTES,
+        "proof over MAX_PROOF_BYTES"
+    );
+    assert_eq!(
+        env.to_bytes().ok().as_deref(),
+        Some(data),
+        "envelope is not canonical"
+    );
     assert_eq!(
         env.digest().ok(),
         Some(*blake3::hash(data).as_bytes()),
@@ -223,7 +246,10 @@ pub fn proof_envelope(data: &[u8]) -> bool {
     let any = verify(&env);
     no_caught_panic(&any);
     if let Ok(s) = any {
-        assert_eq!(s, env.statement, "verified statement differs from the envelope's");
+        assert_eq!(
+            s, env.statement,
+            "verified statement differs from the envelope's"
+        );
     }
     true
 }
@@ -236,11 +262,17 @@ fn queue_scratch() -> Option<&'static Path> {
     DIR.get_or_init(|| {
         let shm = Path::new("/dev/shm");
         if shm.is_dir() {
-            if let Ok(d) = tempfile::Builder::new().prefix("gt-fuzz-queue").tempdir_in(shm) {
+            if let Ok(d) = tempfile::Builder::new()
+                .prefix("gt-fuzz-queue")
+                .tempdir_in(shm)
+            {
                 return Some(d);
             }
         }
-        tempfile::Builder::new().prefix("gt-fuzz-queue").tempdir().ok()
+        tempfile::Builder::new()
+            .prefix("gt-fuzz-queue")
+            .tempdir()
+            .ok()
     })
     .as_ref()
     .map(tempfile::TempDir::path)
@@ -394,7 +426,10 @@ pub fn p2p_message(data: &[u8]) -> bool {
             };
             if req.is_within(4096) {
                 assert!(!req.is_empty(), "a reversed range passed is_within");
-                assert!(matches!(req.len(), Some(n) if n <= 4096), "is_within disagrees with len");
+                assert!(
+                    matches!(req.len(), Some(n) if n <= 4096),
+                    "is_within disagrees with len"
+                );
             }
             let mut out = Cursor::new(Vec::new());
             let wrote = ready(codec.write_request(&protocol, &mut out, req));
@@ -439,21 +474,22 @@ pub fn api_body(data: &[u8]) -> bool {
     use groundtruth_api::time::{format_rfc3339, parse_rfc3339};
     use groundtruth_api::{decode_batch, encode_batch, ApiConfig};
 
-    if let Ok(t) = std::str::from_utf8(data).map(parse_rfc3339) {
-        if let Ok(secs) = t {
-            assert_eq!(
-                parse_rfc3339(&format_rfc3339(secs)).ok(),
-                Some(secs),
-                "a parsed time does not format back"
-            );
-        }
+    if let Ok(Ok(secs)) = std::str::from_utf8(data).map(parse_rfc3339) {
+        assert_eq!(
+            parse_rfc3339(&format_rfc3339(secs)).ok(),
+            Some(secs),
+            "a parsed time does not format back"
+        );
     }
     let cfg = ApiConfig::default();
     let body = Bytes::copy_from_slice(data);
     let Ok(entries) = decode_batch(&body, cfg.max_batch_entries, cfg.max_tx_bytes) else {
         return false;
     };
-    assert!(entries.len() <= cfg.max_batch_entries, "too many entries accepted");
+    assert!(
+        entries.len() <= cfg.max_batch_entries,
+        "too many entries accepted"
+    );
     assert!(
         entries.iter().all(|e| e.len() <= cfg.max_tx_bytes),
         "an entry over max_tx_bytes accepted"
