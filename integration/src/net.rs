@@ -215,11 +215,13 @@ impl TestNetBuilder {
 
         let n = self.validators;
         // All ports at once, so that no two are the same.
-        let ports = free_addrs(3 * n);
-        ensure!(ports.len() == 3 * n, "could not find {} free ports", 3 * n);
+        let ports = free_addrs(4 * n);
+        ensure!(ports.len() == 4 * n, "could not find {} free ports", 4 * n);
         let apis: Vec<SocketAddr> = ports[..n].to_vec();
         let p2p: Vec<SocketAddr> = ports[n..2 * n].to_vec();
-        let embedded: Vec<SocketAddr> = ports[2 * n..].to_vec();
+        let embedded: Vec<SocketAddr> = ports[2 * n..3 * n].to_vec();
+        // The validators' own swarm (transaction gossip, readings replication and fetch).
+        let swarm: Vec<SocketAddr> = ports[3 * n..].to_vec();
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
             let vdir = root.join(format!("v{i}"));
@@ -271,6 +273,8 @@ impl TestNetBuilder {
                 c.operator_key_file = Some(okey);
                 c.block_time = self.block_time;
                 c.mempool_max_txs = self.mempool_max_txs;
+                cfg.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", swarm[i].port());
+                cfg.p2p.bootstrap = others(&swarm, &|a| format!("/ip4/127.0.0.1/tcp/{}", a.port()));
             }
             for f in &self.configure {
                 f(i, &mut cfg);

@@ -10,7 +10,9 @@
 //! * a proof that fails verification slashes its submitter (`invalid_proof`) on every validator,
 //!   and the batch is proven again by reassignment;
 //! * an attestation of a different readings root is flagged and does not fix the root;
-//! * a validator killed during the epoch does not stop the epoch from committing.
+//! * a validator killed during the epoch does not stop the epoch from committing;
+//! * a validator whose broker delivers nothing, and which was down while the readings were
+//!   gossiped, fills them from peers by request and attests the agreed root.
 //!
 //! The tests run one at a time (a lock): each runs four validators and a fleet on the wall
 //! clock, and the epoch closes at a fixed time whether or not the machine kept up.
@@ -64,6 +66,16 @@ impl Run {
     /// Four validators; `audit_off` runs without its audit loop; the fleet: `gpu` GPU agents
     /// and 4 solar meters with `faults`.
     fn start(seed: u64, faults: &str, audit_off: Option<usize>) -> Result<Self> {
+        Self::start_with(seed, faults, audit_off, |_, _| {})
+    }
+
+    /// [`Run::start`] with a further change to each validator's configuration.
+    fn start_with(
+        seed: u64,
+        faults: &str,
+        audit_off: Option<usize>,
+        extra: impl Fn(usize, &mut groundtruth_node::config::NodeConfig) + 'static,
+    ) -> Result<Self> {
         let genesis_time = (unix_now() + LEAD_S).div_ceil(INTERVAL_S) * INTERVAL_S;
         let spec = FleetSpec {
             seed,
@@ -91,6 +103,7 @@ impl Run {
                 cfg.audit.poll = Duration::from_millis(300);
                 cfg.audit.resend_after = Duration::from_secs(10);
             })
+            .configure(extra)
             .build()?;
         let start = genesis_time.to_string();
         let interval = INTERVAL_S.to_string();
@@ -611,6 +624,60 @@ fn a_validator_killed_during_the_epoch_does_not_stop_it_committing() -> Result<(
         back[0]["commitment"]["digest"] == digest,
         "the restarted validator has another commitment: {}",
         back[0]["commitment"]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_validator_whose_broker_delivers_nothing_fills_from_peers_and_attests_the_agreed_root(
+) -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Validator 3 reads only its own embedded broker, where no device publishes. Validator 2
+    // runs no audit loop, so the epoch can neither close nor fix a readings root without
+    // validator 3's vote and attestation (3 of 4 equal stakes are needed).
+    const DEAF: usize = 3;
+    const IDLE: usize = 2;
+    let mut run = Run::start_with(46, "none", Some(IDLE), |i, cfg| {
+        if i == DEAF {
+            cfg.mqtt.embedded = true;
+            cfg.mqtt.url = format!("mqtt://{}", cfg.mqtt.listen);
+        }
+    })?;
+    // Down while the fleet publishes, so it misses the replication gossip as well.
+    run.net.node_mut(DEAF).kill9();
+    let m = run.manifest()?;
+    ensure!(!m.accepted.is_empty(), "the fleet produced nothing");
+    run.net.node_mut(DEAF).restart()?;
+    let voters = [0, 1, DEAF];
+    let views = run
+        .net
+        .wait_epoch_committed(&voters, 0, Duration::from_secs(100))
+        .with_context(|| run.logs(15))?;
+    for (i, v) in voters.iter().zip(&views) {
+        check_totals(*i, v, &m)?;
+        ensure!(
+            arr(&v["flagged"]).is_empty(),
+            "validator {i}: an attestation was flagged: {}",
+            v["flagged"]
+        );
+    }
+    let root = &views[0]["readings"]["root"];
+    let deaf = op(DEAF);
+    let its = arr(&views[0]["attestations"])
+        .iter()
+        .find(|a| a["validator"] == deaf.as_str())
+        .with_context(|| format!("no attestation by validator {DEAF}: {}", views[0]))?;
+    ensure!(
+        &its["readings_root"] == root,
+        "validator {DEAF} attested {} but the fixed root is {root}",
+        its["readings_root"]
+    );
+    let metrics = run.net.node(DEAF).api().metrics()?;
+    let filled = metrics.get("groundtruth_audit_filled_readings_total") as usize;
+    ensure!(
+        filled >= m.accepted.len(),
+        "validator {DEAF} filled {filled} readings from peers, the fleet had {} accepted",
+        m.accepted.len()
     );
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! a device the ledger does not know is rejected; registered through `groundtruth tx
 //! register-device`, its readings are accepted once the block is applied; two different signed
 //! readings for one (device, seq) are caught at ingest and become a `SubmitEvidence` that
-//! slashes the owner's provider stake on every validator.
+//! slashes the owner's provider stake on every validator. The same holds when the two readings
+//! reach two different validators' brokers: readings replication brings each validator the
+//! other's copy, and the equivocation is caught and slashed once.
 
 use anyhow::{ensure, Context, Result};
 use groundtruth_device_sdk::{topics, DeviceKey};
@@ -165,5 +167,70 @@ fn ingest_checks_the_ledger_registry_and_device_equivocation_slashes_the_owner()
     let h = ingest.height();
     net.wait_height(&ALL, h, Duration::from_secs(10))?;
     net.agreed_root(&ALL, h)?;
+    Ok(())
+}
+
+#[test]
+fn an_equivocation_split_over_two_validators_brokers_is_caught_and_slashed_once() -> Result<()> {
+    // Every validator embeds its own broker and reads only from it; readings reach the others
+    // through the validators' swarm.
+    let key = DeviceKey::from_seed(&[78; 32]);
+    let net = TestNet::builder()
+        .validators(4)
+        .consensus(true)
+        .genesis(
+            Genesis::devnet()?
+                .epoch_length(100)
+                .energy_device(&key, CAPACITY),
+        )
+        .build()?;
+    net.wait_height(&ALL, 1, Duration::from_secs(30))?;
+    let topic = topics::readings_topic(&key.device_id());
+    // Two different, validly signed readings for seq 0: one to validator 0's broker, the other
+    // to validator 1's. Neither broker alone ever sees a conflict.
+    let a = energy_frame(&key, 0, 120, 120);
+    let b = energy_frame(&key, 0, 200, 200);
+    let (v0, v1) = (net.node(0), net.node(1));
+    publish_all(v0.broker(), &topic, std::slice::from_ref(&a))?;
+    publish_all(v1.broker(), &topic, std::slice::from_ref(&b))?;
+    // Whichever copy a validator accepted first, the other reaches it through replication (or
+    // its own broker) and is the conflict; the evidence goes to the ledger.
+    // One slash of the owner on every validator, however many validators found it.
+    let views = net.wait_all(&ALL, "/state/validators", Duration::from_secs(40), |v| {
+        v["slashes"].as_array().is_some_and(|s| {
+            s.iter().any(|r| {
+                r["reason"] == "device_equivocation" && r["offender"]["provider"] == PROVIDER
+            })
+        })
+    })?;
+    let slashed = PROVIDER_STAKE * EQUIVOCATION_BP / 10_000;
+    for (i, v) in views.iter().enumerate() {
+        let n = v["slashes"]
+            .as_array()
+            .context("slashes")?
+            .iter()
+            .filter(|r| r["reason"] == "device_equivocation")
+            .count();
+        ensure!(
+            n == 1,
+            "validator {i}: {n} device-equivocation slashes, want exactly 1"
+        );
+        let (_, acc) = net
+            .node(i)
+            .api()
+            .get_json(&format!("/state/account/{PROVIDER}"))?;
+        ensure!(
+            acc["provider"]["stake"].as_u64() == Some(PROVIDER_STAKE - slashed),
+            "validator {i}: provider stake not slashed once by {EQUIVOCATION_BP} bp: {acc}"
+        );
+    }
+    let caught: u64 = [v0, v1]
+        .iter()
+        .map(|n| count(&n.outcomes(), "equivocation"))
+        .sum();
+    ensure!(
+        caught >= 1,
+        "neither receiving validator recorded the equivocation at ingest"
+    );
     Ok(())
 }

@@ -709,7 +709,9 @@ impl<A: Application> State<A> {
         };
         self.store.put_block(height, &hash, &encoded)?;
         self.store.put_parts(height, &hash, &asm.parts)?;
-        self.store.put_undecided(&value, false)?;
+        // Durable before the engine hears of it: its WAL remembers the proposal, and a node
+        // killed now must still hold the block when it replays a decision for it.
+        self.store.put_undecided(&value, true)?;
         debug!(target: "consensus::app", height, round = %init.round, block = %hash, ?validity, "received proposal");
         Ok(Some(value))
     }
@@ -811,7 +813,7 @@ impl<A: Application> State<A> {
             validity: Validity::Valid,
         };
         self.store.put_block(height.0, &hash, &value_bytes)?;
-        self.store.put_undecided(&value, false)?;
+        self.store.put_undecided(&value, true)?;
         info!(target: "consensus::sync", %height, block = %hash, "synced block");
         Ok(SyncedValueOutcome::Verdict(value))
     }

@@ -134,8 +134,10 @@ impl Store {
         }
     }
 
-    /// Records an undecided proposed value. Own proposals are flushed to disk so that a
-    /// restart re-proposes the same block.
+    /// Records an undecided proposed value. `durable` flushes it (and the block and parts
+    /// stored before it) to disk: own proposals, so that a restart re-proposes the same block,
+    /// and received or synced ones, so that a decision the engine replays from its WAL after
+    /// a crash finds its block.
     pub fn put_undecided(&self, value: &ProposedValue<GtContext>, durable: bool) -> Result<()> {
         let enc = GtCodec.encode(value)?;
         self.undecided.insert(

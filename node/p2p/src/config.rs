@@ -44,6 +44,11 @@ pub struct P2pConfig {
     pub max_readings_range: u64,
     /// Most bytes of frames in one readings response (the server stops before exceeding it).
     pub max_response_bytes: usize,
+    /// Longest time window of one inventory request.
+    #[serde(with = "humantime_serde")]
+    pub max_inventory_window: Duration,
+    /// Most devices in one inventory page (the asker pages on).
+    pub max_inventory_entries: usize,
     /// Readings requests served at once; more are refused as busy.
     pub max_concurrent_serves: usize,
     /// Deadline of one readings request.
@@ -82,6 +87,9 @@ impl Default for P2pConfig {
             message_burst: 1000,
             max_readings_range: 4096,
             max_response_bytes: 4 * 1024 * 1024,
+            max_inventory_window: Duration::from_secs(86_400),
+            // 56 bytes an entry: ~460 KB a page, under the response limit.
+            max_inventory_entries: 8192,
             max_concurrent_serves: 16,
             request_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(1),
@@ -112,6 +120,12 @@ impl P2pConfig {
         }
         if self.max_response_bytes == 0 || self.max_response_bytes > 64 * 1024 * 1024 {
             return bad("max_response_bytes must be in 1..=64 MiB");
+        }
+        if self.max_inventory_entries == 0 || self.max_inventory_entries > 65_536 {
+            return bad("max_inventory_entries must be in 1..=65536");
+        }
+        if self.max_inventory_window.is_zero() {
+            return bad("max_inventory_window must be positive");
         }
         if self.max_concurrent_serves == 0 {
             return bad("max_concurrent_serves must be positive");

@@ -3,7 +3,7 @@
 //! Malachite's swarm carries only consensus channels, so everything else validators exchange
 //! travels here, on a second swarm with its own port: mempool transactions, replicated readings
 //! frames and epoch attestations over gossipsub, and fetching a device's readings from a peer
-//! over request-response (`/groundtruth/readings/1`). See `README.md` for the protocol ids and
+//! or the inventory of a time window over request-response (`/groundtruth/readings/2`). See `README.md` for the protocol ids and
 //! limits.
 //!
 //! * **Identity.** The libp2p key is the validator's ed25519 consensus key
@@ -40,7 +40,9 @@ pub use error::{P2pError, Result};
 pub use identity::{keypair_from_secret, peer_id_of};
 pub use libp2p::{Multiaddr, PeerId};
 pub use topic::Topic;
-pub use wire::{ReadingsRequest, Refusal, READINGS_PROTOCOL};
+pub use wire::{
+    Inventory, InventoryEntry, InventoryRequest, ReadingsRequest, Refusal, READINGS_PROTOCOL,
+};
 
 /// The identify protocol version of this network. A peer announcing another one (for
 /// instance Malachite's swarm, which has the same [`PeerId`], dialled on the wrong port) is
@@ -50,7 +52,7 @@ pub const PROTOCOL_VERSION: &str = "/groundtruth/p2p/1.0.0";
 /// The Kademlia protocol id of this network (distinct from any other swarm's DHT).
 pub const KAD_PROTOCOL: &str = "/groundtruth/kad/1.0.0";
 
-/// Where the serving side of `/groundtruth/readings/1` gets frames. The node implements it over
+/// Where the serving side of `/groundtruth/readings/2` gets frames and inventories. The node implements it over
 /// its readings store. It is called on a blocking thread, at most
 /// [`P2pConfig::max_concurrent_serves`] at a time.
 pub trait ReadingsSource: Send + Sync + 'static {
@@ -58,6 +60,19 @@ pub trait ReadingsSource: Send + Sync + 'static {
     /// stopping before the frame that would bring the total past `max` bytes. Missing sequence
     /// numbers are simply absent.
     fn frames(&self, device: &[u8; 32], from: u64, to: u64, max: usize) -> Vec<Vec<u8>>;
+
+    /// What it holds of readings whose interval lies in `[start_s, end_s)`: one entry per
+    /// device with any, in ascending device order, devices after `after` only, at most
+    /// `max_entries` (with `more` set when it stopped early). Holds nothing by default.
+    fn inventory(
+        &self,
+        _start_s: u64,
+        _end_s: u64,
+        _after: Option<[u8; 32]>,
+        _max_entries: usize,
+    ) -> Inventory {
+        Inventory::default()
+    }
 }
 
 /// A [`ReadingsSource`] that holds nothing (every request gets an empty answer).
@@ -224,6 +239,18 @@ impl P2pHandle {
         // The request-response timeout fires first; this outer one only guards a stalled task.
         let deadline = self.request_timeout.saturating_add(Duration::from_secs(2));
         let fut = self.ask(|reply| service::Command::Fetch { peer, req, reply });
+        match tokio::time::timeout(deadline, fut).await {
+            Ok(r) => r?,
+            Err(_) => Err(P2pError::Timeout(deadline)),
+        }
+    }
+
+    /// Asks `peer` which readings it holds for the window `[start_s, end_s)` (one page, see
+    /// [`InventoryRequest`]). The answer is checked: devices strictly ascending after `after`,
+    /// every entry self-consistent, at most the configured page size.
+    pub async fn inventory(&self, peer: PeerId, req: InventoryRequest) -> Result<Inventory> {
+        let deadline = self.request_timeout.saturating_add(Duration::from_secs(2));
+        let fut = self.ask(|reply| service::Command::Inventory { peer, req, reply });
         match tokio::time::timeout(deadline, fut).await {
             Ok(r) => r?,
             Err(_) => Err(P2pError::Timeout(deadline)),

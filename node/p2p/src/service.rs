@@ -25,7 +25,10 @@ use crate::config::P2pConfig;
 use crate::error::{P2pError, Result};
 use crate::identity::keypair_from_secret;
 use crate::topic::Topic;
-use crate::wire::{Frame, ReadingsRequest, ReadingsResponse, Refusal, READINGS_PROTOCOL};
+use crate::wire::{
+    Frame, Inventory, InventoryRequest, ReadingsRequest, ReadingsResponse, Refusal, Request,
+    READINGS_PROTOCOL,
+};
 use crate::{
     Inbound, P2pHandle, ReadingsSource, Validation, Verdict, KAD_PROTOCOL, PROTOCOL_VERSION,
 };
@@ -64,6 +67,11 @@ pub(crate) enum Command {
         req: ReadingsRequest,
         reply: oneshot::Sender<Result<Vec<Vec<u8>>>>,
     },
+    Inventory {
+        peer: PeerId,
+        req: InventoryRequest,
+        reply: oneshot::Sender<Result<Inventory>>,
+    },
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     TopicPeers {
         topic: Topic,
@@ -95,7 +103,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     gossipsub: gossipsub::Behaviour<IdentityTransform, WhitelistSubscriptionFilter>,
-    readings: request_response::cbor::Behaviour<ReadingsRequest, ReadingsResponse>,
+    readings: request_response::cbor::Behaviour<Request, ReadingsResponse>,
 }
 
 fn transport_err(e: impl std::fmt::Display) -> P2pError {
@@ -329,6 +337,32 @@ struct Bucket {
 }
 
 type FetchReply = oneshot::Sender<Result<Vec<Vec<u8>>>>;
+type InventoryReply = oneshot::Sender<Result<Inventory>>;
+
+/// An outbound request awaiting its answer.
+enum Pending {
+    Frames(PeerId, ReadingsRequest, FetchReply),
+    Inventory(PeerId, InventoryRequest, InventoryReply),
+}
+
+impl Pending {
+    fn peer(&self) -> PeerId {
+        match self {
+            Pending::Frames(peer, ..) | Pending::Inventory(peer, ..) => *peer,
+        }
+    }
+
+    fn fail(self, e: P2pError) {
+        match self {
+            Pending::Frames(_, _, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Pending::Inventory(_, _, reply) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
 
 struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -346,7 +380,7 @@ struct EventLoop {
     served: mpsc::Receiver<(ResponseChannel<ReadingsResponse>, Option<ReadingsResponse>)>,
     serving: usize,
     source: Arc<dyn ReadingsSource>,
-    pending: HashMap<OutboundRequestId, (PeerId, ReadingsRequest, FetchReply)>,
+    pending: HashMap<OutboundRequestId, Pending>,
     buckets: HashMap<PeerId, Bucket>,
     /// Peers cut off for misbehaviour, until when.
     cooldown: HashMap<PeerId, Instant>,
@@ -381,11 +415,12 @@ impl EventLoop {
                 _ = tick.tick() => self.on_tick(),
             }
         };
-        for (_, (peer, _, reply)) in self.pending.drain() {
-            let _ = reply.send(Err(P2pError::Request {
+        for (_, p) in self.pending.drain() {
+            let peer = p.peer();
+            p.fail(P2pError::Request {
                 peer,
                 reason: "p2p task shut down".to_string(),
-            }));
+            });
         }
         info!(target: TARGET, "p2p task stopped");
         drop(self.swarm);
@@ -454,9 +489,27 @@ impl EventLoop {
                     let _ = reply.send(Err(P2pError::NotAllowed(peer)));
                     return;
                 }
-                let id = self.swarm.behaviour_mut().readings.send_request(&peer, req);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .readings
+                    .send_request(&peer, Request::Frames(req));
                 debug!(target: TARGET, %peer, from = req.from_seq, to = req.to_seq, "readings request sent");
-                self.pending.insert(id, (peer, req, reply));
+                self.pending.insert(id, Pending::Frames(peer, req, reply));
+            }
+            Command::Inventory { peer, req, reply } => {
+                if !self.admits(&peer) {
+                    let _ = reply.send(Err(P2pError::NotAllowed(peer)));
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .readings
+                    .send_request(&peer, Request::Inventory(req));
+                debug!(target: TARGET, %peer, start = req.start_s, end = req.end_s, "inventory request sent");
+                self.pending
+                    .insert(id, Pending::Inventory(peer, req, reply));
             }
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
@@ -685,10 +738,11 @@ impl EventLoop {
     fn on_readings_request(
         &mut self,
         peer: PeerId,
-        req: ReadingsRequest,
+        req: Request,
         channel: ResponseChannel<ReadingsResponse>,
     ) {
         let max_range = self.config.max_readings_range;
+        let max_window_s = self.config.max_inventory_window.as_secs();
         let refuse = |this: &mut Self, channel, refusal| {
             let _ = this
                 .swarm
@@ -700,10 +754,24 @@ impl EventLoop {
             // Only reachable in the instant between an allow-list change and the close.
             return;
         }
-        if !req.is_within(max_range) {
-            debug!(target: TARGET, %peer, from = req.from_seq, to = req.to_seq, "readings range refused");
-            refuse(self, channel, Refusal::RangeTooLarge { max: max_range });
-            return;
+        match &req {
+            Request::Frames(r) if !r.is_within(max_range) => {
+                debug!(target: TARGET, %peer, from = r.from_seq, to = r.to_seq, "readings range refused");
+                refuse(self, channel, Refusal::RangeTooLarge { max: max_range });
+                return;
+            }
+            Request::Inventory(r) if !r.is_within(max_window_s) => {
+                debug!(target: TARGET, %peer, start = r.start_s, end = r.end_s, "inventory window refused");
+                refuse(
+                    self,
+                    channel,
+                    Refusal::WindowTooLong {
+                        max_s: max_window_s,
+                    },
+                );
+                return;
+            }
+            _ => {}
         }
         if self.serving >= self.config.max_concurrent_serves {
             refuse(self, channel, Refusal::Busy);
@@ -713,10 +781,21 @@ impl EventLoop {
         let source = Arc::clone(&self.source);
         let served = self.served_tx.clone();
         let max_bytes = self.config.max_response_bytes;
+        let max_entries = self.config.max_inventory_entries;
         tokio::spawn(async move {
-            let work = tokio::task::spawn_blocking(move || {
-                let frames = source.frames(&req.device, req.from_seq, req.to_seq, max_bytes);
-                ReadingsResponse::Frames(clip(frames, max_range, max_bytes))
+            let work = tokio::task::spawn_blocking(move || match req {
+                Request::Frames(r) => {
+                    let frames = source.frames(&r.device, r.from_seq, r.to_seq, max_bytes);
+                    ReadingsResponse::Frames(clip(frames, max_range, max_bytes))
+                }
+                Request::Inventory(r) => {
+                    let mut inv = source.inventory(r.start_s, r.end_s, r.after, max_entries);
+                    if inv.entries.len() > max_entries {
+                        inv.entries.truncate(max_entries);
+                        inv.more = true;
+                    }
+                    ReadingsResponse::Inventory(inv)
+                }
             });
             let response = work.await.ok();
             let _ = served.send((channel, response)).await;
@@ -724,16 +803,36 @@ impl EventLoop {
     }
 
     fn on_readings_response(&mut self, id: OutboundRequestId, response: ReadingsResponse) {
-        let Some((peer, req, reply)) = self.pending.remove(&id) else {
+        let Some(pending) = self.pending.remove(&id) else {
             return;
         };
-        let result = match response {
-            ReadingsResponse::Refused(refusal) => Err(P2pError::Refused(refusal)),
-            ReadingsResponse::Frames(frames) => {
-                check_response(peer, &req, frames, self.config.max_response_bytes)
+        match (pending, response) {
+            (p, ReadingsResponse::Refused(refusal)) => p.fail(P2pError::Refused(refusal)),
+            (Pending::Frames(peer, req, reply), ReadingsResponse::Frames(frames)) => {
+                let _ = reply.send(check_response(
+                    peer,
+                    &req,
+                    frames,
+                    self.config.max_response_bytes,
+                ));
             }
-        };
-        let _ = reply.send(result);
+            (Pending::Inventory(peer, req, reply), ReadingsResponse::Inventory(inv)) => {
+                let _ = reply.send(check_inventory(
+                    peer,
+                    &req,
+                    inv,
+                    self.config.max_inventory_entries,
+                ));
+            }
+            (p, _) => {
+                let peer = p.peer();
+                debug!(target: TARGET, %peer, "readings answer of the wrong kind");
+                p.fail(P2pError::BadResponse {
+                    peer,
+                    reason: "answer of the wrong kind".into(),
+                });
+            }
+        }
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -765,11 +864,11 @@ impl EventLoop {
                     error,
                     ..
                 } => {
-                    if let Some((_, _, reply)) = self.pending.remove(&request_id) {
-                        let _ = reply.send(Err(P2pError::Request {
+                    if let Some(p) = self.pending.remove(&request_id) {
+                        p.fail(P2pError::Request {
                             peer,
                             reason: error.to_string(),
-                        }));
+                        });
                     }
                 }
                 request_response::Event::InboundFailure { peer, error, .. } => {
@@ -876,6 +975,34 @@ fn check_response(
         };
     }
     Ok(frames.into_iter().map(|f| f.0).collect())
+}
+
+/// Checks an inventory page against the request and our limits: devices strictly ascending
+/// and after `after`, every entry self-consistent, at most `max_entries`.
+fn check_inventory(
+    peer: PeerId,
+    req: &InventoryRequest,
+    inv: Inventory,
+    max_entries: usize,
+) -> Result<Inventory> {
+    let bad = |reason: String| Err(P2pError::BadResponse { peer, reason });
+    if inv.entries.len() > max_entries {
+        return bad(format!("{} inventory entries", inv.entries.len()));
+    }
+    let mut prev = req.after;
+    for e in &inv.entries {
+        if prev.is_some_and(|p| e.device <= p) {
+            return bad("inventory devices not strictly ascending".into());
+        }
+        if !e.is_consistent() {
+            return bad(format!(
+                "inventory entry of {} readings in {}..={}",
+                e.count, e.first_seq, e.last_seq
+            ));
+        }
+        prev = Some(e.device);
+    }
+    Ok(inv)
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! The readings request-response protocol, `/groundtruth/readings/1` (CBOR bodies).
+//! The readings request-response protocol, `/groundtruth/readings/2` (CBOR bodies): a
+//! device's frames by sequence range, and the inventory of what a peer holds for a time window
+//! (how a validator that missed readings finds what to fetch).
 
 use std::fmt;
 
@@ -6,7 +8,7 @@ use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The protocol id of the readings request-response protocol.
-pub const READINGS_PROTOCOL: &str = "/groundtruth/readings/1";
+pub const READINGS_PROTOCOL: &str = "/groundtruth/readings/2";
 
 /// Ask a peer for a device's signed frames with sequence numbers `from_seq..=to_seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +41,66 @@ impl ReadingsRequest {
     }
 }
 
+/// A request of the readings protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// A device's frames by sequence range.
+    Frames(ReadingsRequest),
+    /// What the peer holds for a time window, device by device.
+    Inventory(InventoryRequest),
+}
+
+/// Ask a peer which readings it holds whose interval lies in `[start_s, end_s)`: one
+/// [`InventoryEntry`] per device, in device order, starting after `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryRequest {
+    /// Window start, Unix seconds.
+    pub start_s: u64,
+    /// Window end (exclusive), Unix seconds.
+    pub end_s: u64,
+    /// Resume after this device (the last one of the previous page).
+    pub after: Option<[u8; 32]>,
+}
+
+impl InventoryRequest {
+    /// Whether the window is non-empty and at most `max_s` long.
+    pub fn is_within(&self, max_s: u64) -> bool {
+        self.end_s > self.start_s && self.end_s - self.start_s <= max_s
+    }
+}
+
+/// What a peer holds of one device in a window: enough to tell whether the asker misses
+/// something (a different count or bounds) and which range to fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEntry {
+    /// The device's ed25519 public key.
+    pub device: [u8; 32],
+    /// Accepted readings held in the window.
+    pub count: u32,
+    /// Lowest sequence number among them.
+    pub first_seq: u64,
+    /// Highest sequence number among them.
+    pub last_seq: u64,
+}
+
+impl InventoryEntry {
+    /// Whether the entry is self-consistent (`count` readings fit in `first..=last`).
+    pub fn is_consistent(&self) -> bool {
+        self.count > 0
+            && self.first_seq <= self.last_seq
+            && u64::from(self.count) <= (self.last_seq - self.first_seq).saturating_add(1)
+    }
+}
+
+/// One page of a peer's inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Devices in ascending order, each after the request's `after`.
+    pub entries: Vec<InventoryEntry>,
+    /// More devices follow: ask again after the last entry.
+    pub more: bool,
+}
+
 /// Why a peer refused a readings request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Refusal {
@@ -49,6 +111,11 @@ pub enum Refusal {
     },
     /// The server is already serving as many requests as it allows.
     Busy,
+    /// The inventory window is empty or longer than the server's limit.
+    WindowTooLong {
+        /// The server's limit, seconds.
+        max_s: u64,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -58,16 +125,21 @@ impl fmt::Display for Refusal {
                 write!(f, "range reversed or longer than {max} sequence numbers")
             }
             Refusal::Busy => f.write_str("server busy"),
+            Refusal::WindowTooLong { max_s } => {
+                write!(f, "inventory window empty or longer than {max_s} s")
+            }
         }
     }
 }
 
-/// The answer to a [`ReadingsRequest`].
+/// The answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadingsResponse {
     /// The frames the server holds in the range, in sequence order, possibly cut short by the
     /// response byte limit (ask again from the next sequence number).
     Frames(Vec<Frame>),
+    /// One page of the server's inventory for the window.
+    Inventory(Inventory),
     /// The request was refused.
     Refused(Refusal),
 }
@@ -129,5 +201,30 @@ mod tests {
         assert!(!r(6, 5).is_within(4096));
         assert_eq!(r(0, u64::MAX).len(), None);
         assert!(!r(0, u64::MAX).is_within(u64::MAX));
+    }
+
+    #[test]
+    fn inventory_windows_and_entries_are_checked() {
+        let w = |start_s, end_s| InventoryRequest {
+            start_s,
+            end_s,
+            after: None,
+        };
+        assert!(w(0, 60).is_within(60));
+        assert!(!w(0, 61).is_within(60));
+        assert!(!w(60, 60).is_within(60));
+        assert!(!w(61, 60).is_within(60));
+        let e = |count, first_seq, last_seq| InventoryEntry {
+            device: [0; 32],
+            count,
+            first_seq,
+            last_seq,
+        };
+        assert!(e(3, 10, 12).is_consistent());
+        assert!(e(2, 10, 12).is_consistent());
+        assert!(!e(4, 10, 12).is_consistent());
+        assert!(!e(0, 10, 12).is_consistent());
+        assert!(!e(1, 12, 10).is_consistent());
+        assert!(e(1, u64::MAX, u64::MAX).is_consistent());
     }
 }

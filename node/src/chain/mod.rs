@@ -250,6 +250,8 @@ pub(crate) struct Core {
     forwarder: gossip::Forwarder,
     /// Transactions to gossip on the validators' swarm, once it runs.
     gossip: std::sync::OnceLock<mpsc::Sender<Bytes>>,
+    /// Fetching readings from peers (set once the swarm runs).
+    pub(crate) peer_fill: std::sync::OnceLock<crate::audit::fill::PeerFill>,
 }
 
 impl Core {
@@ -444,6 +446,7 @@ impl Chain {
             handle,
             forwarder,
             gossip: std::sync::OnceLock::new(),
+            peer_fill: std::sync::OnceLock::new(),
         });
         let operator = match &c.operator_key_file {
             Some(p) => Some(load_key(p)?),
@@ -667,6 +670,10 @@ async fn device_evidence(
 impl crate::audit::LedgerView for Core {
     fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         f(&self.shared.read().state)
+    }
+
+    fn peer_fill(&self) -> Option<crate::audit::fill::PeerFill> {
+        self.peer_fill.get().cloned()
     }
 }
 

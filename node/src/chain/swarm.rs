@@ -3,9 +3,10 @@
 //! ```text
 //! ledger validator set ──(every 2 s)──► allowed peer ids (consensus key ⇒ PeerId)
 //! POST /tx accepted ──► publish groundtruth/tx/1 ──► peers: Core::submit (gossipsub relays)
-//! reading accepted from this node's broker ──► batches ──► groundtruth/readings/1
+//! reading accepted from this node's broker ──► batches ──► gossip groundtruth/readings/1
 //!       ──► peers: signature checked, then into their ingest pipeline like an MQTT message
-//! /groundtruth/readings/1 requests ◄──► this node's store (frames by device and seq range)
+//! /groundtruth/readings/2 requests ◄──► this node's store (frames by device and seq range,
+//!       a window's inventory per device); the audit loop fills from peers with the same protocol
 //! ```
 //!
 //! Verdicts: a transaction that does not decode or whose signature fails, and a readings message
@@ -83,8 +84,9 @@ impl P2pSection {
     }
 }
 
-/// The node's store as the swarm's readings source.
-struct StoreSource(Store);
+/// The node's store as the swarm's readings source (the ledger says which devices an
+/// inventory covers).
+struct StoreSource(Store, Arc<Core>);
 
 impl groundtruth_p2p::ReadingsSource for StoreSource {
     fn frames(&self, device: &[u8; 32], from: u64, to: u64, max: usize) -> Vec<Vec<u8>> {
@@ -103,6 +105,21 @@ impl groundtruth_p2p::ReadingsSource for StoreSource {
             out.push(frame.to_vec());
         }
         out
+    }
+
+    fn inventory(
+        &self,
+        start_s: u64,
+        end_s: u64,
+        after: Option<[u8; 32]>,
+        max_entries: usize,
+    ) -> groundtruth_p2p::Inventory {
+        let devices = crate::audit::fill::metered_devices(&self.1.shared.read().state);
+        crate::audit::fill::inventory_page(&self.0, &devices, start_s, end_s, after, max_entries)
+            .unwrap_or_else(|e| {
+                tracing::warn!(target: "node::p2p", error = %e, "inventory from the store failed");
+                groundtruth_p2p::Inventory::default()
+            })
     }
 }
 
@@ -130,7 +147,7 @@ pub(crate) async fn start(
         config,
         consensus_secret,
         allowed_rx,
-        Arc::new(StoreSource(store)),
+        Arc::new(StoreSource(store, core.clone())),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -173,6 +190,12 @@ pub(crate) async fn start(
 
     // Outbound readings, batched.
     tokio::spawn(replicate(handle.clone(), replicate_rx));
+
+    // Filling from peers, for the audit loop.
+    let _ = core.peer_fill.set(crate::audit::fill::PeerFill {
+        p2p: handle.clone(),
+        ingest: ingest.clone(),
+    });
 
     // Inbound gossip.
     tokio::spawn(inbound_loop(core, ingest, inbound));

@@ -1,9 +1,12 @@
-//! `/groundtruth/readings/1`: fetching a device's frames from a peer.
+//! `/groundtruth/readings/2`: fetching a device's frames, and a window's inventory, from a peer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use groundtruth_p2p::{P2pConfig, P2pError, ReadingsRequest, ReadingsSource, Refusal};
+use groundtruth_p2p::{
+    Inventory, InventoryEntry, InventoryRequest, P2pConfig, P2pError, ReadingsRequest,
+    ReadingsSource, Refusal,
+};
 
 use crate::support::*;
 
@@ -27,6 +30,145 @@ impl ReadingsSource for Store {
         }
         out
     }
+
+    /// Here a reading's interval start is its sequence number (seconds).
+    fn inventory(
+        &self,
+        start_s: u64,
+        end_s: u64,
+        after: Option<[u8; 32]>,
+        max_entries: usize,
+    ) -> Inventory {
+        let mut by_device: BTreeMap<[u8; 32], InventoryEntry> = BTreeMap::new();
+        for (device, seq) in self.0.keys() {
+            if *seq < start_s || *seq >= end_s || after.is_some_and(|a| *device <= a) {
+                continue;
+            }
+            let e = by_device.entry(*device).or_insert(InventoryEntry {
+                device: *device,
+                count: 0,
+                first_seq: *seq,
+                last_seq: *seq,
+            });
+            e.count += 1;
+            e.first_seq = e.first_seq.min(*seq);
+            e.last_seq = e.last_seq.max(*seq);
+        }
+        let more = by_device.len() > max_entries;
+        Inventory {
+            entries: by_device.into_values().take(max_entries).collect(),
+            more,
+        }
+    }
+}
+
+/// A source that answers inventories with devices out of order (a broken or lying peer).
+struct Unordered;
+
+impl ReadingsSource for Unordered {
+    fn frames(&self, _: &[u8; 32], _: u64, _: u64, _: usize) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+
+    fn inventory(&self, _: u64, _: u64, _: Option<[u8; 32]>, _: usize) -> Inventory {
+        let e = |d: u8| InventoryEntry {
+            device: [d; 32],
+            count: 1,
+            first_seq: 0,
+            last_seq: 0,
+        };
+        Inventory {
+            entries: vec![e(2), e(1)],
+            more: false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_pages_through_devices_and_bad_answers_are_errors() {
+    let (a, b, c) = (identity(51), identity(52), identity(53));
+    let mut store = BTreeMap::new();
+    for device in 1u8..=5 {
+        // Device d holds seconds 0..10 except d itself.
+        for seq in (0..10u64).filter(|s| *s != u64::from(device)) {
+            store.insert(([device; 32], seq), frame(device, seq));
+        }
+    }
+    let server = Node::start_with(
+        a,
+        &[a, b, c],
+        P2pConfig {
+            max_inventory_entries: 2,
+            max_inventory_window: std::time::Duration::from_secs(100),
+            ..config(vec![])
+        },
+        Arc::new(Store(store)),
+    )
+    .await;
+    let liar = Node::start_with(c, &[a, b, c], config(vec![]), Arc::new(Unordered)).await;
+    let client = Node::start(b, &[a, b, c], config(vec![server.addr(), liar.addr()])).await;
+    eventually("connected", || async {
+        let peers = client.connected().await;
+        (peers.contains(&a.peer) && peers.contains(&c.peer)).then_some(())
+    })
+    .await;
+    // Window [2, 6): device d misses d when 2 <= d < 6.
+    let mut after = None;
+    let mut got = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = client
+            .handle
+            .inventory(
+                a.peer,
+                InventoryRequest {
+                    start_s: 2,
+                    end_s: 6,
+                    after,
+                },
+            )
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.entries.len() <= 2);
+        after = page.entries.last().map(|e| e.device);
+        got.extend(page.entries);
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    let want: Vec<(u8, u32, u64, u64)> = vec![
+        (1, 4, 2, 5),
+        (2, 3, 3, 5),
+        (3, 3, 2, 5),
+        (4, 3, 2, 5),
+        (5, 3, 2, 4),
+    ];
+    let got: Vec<(u8, u32, u64, u64)> = got
+        .iter()
+        .map(|e| (e.device[0], e.count, e.first_seq, e.last_seq))
+        .collect();
+    assert_eq!(got, want);
+    // A window past the server's limit is refused; an empty one too.
+    let w = |start_s, end_s| InventoryRequest {
+        start_s,
+        end_s,
+        after: None,
+    };
+    assert_eq!(
+        client.handle.inventory(a.peer, w(0, 101)).await,
+        Err(P2pError::Refused(Refusal::WindowTooLong { max_s: 100 }))
+    );
+    assert_eq!(
+        client.handle.inventory(a.peer, w(5, 5)).await,
+        Err(P2pError::Refused(Refusal::WindowTooLong { max_s: 100 }))
+    );
+    // Devices out of order are a bad answer, not data.
+    assert!(matches!(
+        client.handle.inventory(c.peer, w(0, 10)).await,
+        Err(P2pError::BadResponse { .. })
+    ));
 }
 
 fn frame(device: u8, seq: u64) -> Vec<u8> {

@@ -14,10 +14,13 @@
 //! The batches are a pure function of the ledger state (seal, devices) and the store, so every
 //! validator holding the same readings builds the same roots ([`epoch_batches`]).
 //!
-//! Not yet here: filling missing readings from peers before attesting (a validator whose store
-//! differs is flagged by the ledger and cannot prove its batch until it has the readings).
+//! Before attesting, and again when its store's batch differs from the agreed one, the loop
+//! fills missing readings from peers ([`fill`]): a validator whose broker delivered nothing
+//! still attests the agreed root.
 
-use std::collections::{BTreeMap, HashMap};
+pub mod fill;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use groundtruth_device_sdk::{ReadingBody, SignedReading};
@@ -347,6 +350,8 @@ pub struct AuditMetrics {
     /// Batches this validator could not build or prove (store differs from the agreed root, a
     /// proving error).
     pub failures: Counter,
+    /// Readings fetched from peers (and handed to ingest) before settling an epoch.
+    pub filled: Counter,
 }
 
 impl AuditMetrics {
@@ -368,6 +373,11 @@ impl AuditMetrics {
             "Audit batches this validator could not build or prove",
             m.failures.clone(),
         );
+        registry.register(
+            "groundtruth_audit_filled_readings",
+            "Readings fetched from peers before settling an epoch",
+            m.filled.clone(),
+        );
         m
     }
 
@@ -382,6 +392,44 @@ impl AuditMetrics {
 pub trait LedgerView: Send + Sync + 'static {
     /// Runs `f` on the committed state.
     fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R;
+
+    /// Fetching readings from peers, once the validators' swarm runs.
+    fn peer_fill(&self) -> Option<fill::PeerFill> {
+        None
+    }
+}
+
+/// Fills `epoch`'s window from peers when the swarm runs; logs and counts what it fetched.
+async fn fill_epoch<L: LedgerView>(
+    ledger: &L,
+    store: &Store,
+    epoch: Epoch,
+    metrics: &AuditMetrics,
+) {
+    let Some(peers) = ledger.peer_fill() else {
+        return;
+    };
+    let (known, window) = ledger.with_state(|st| {
+        (
+            fill::metered_devices(st)
+                .into_iter()
+                .collect::<BTreeSet<_>>(),
+            proof_epoch(st, epoch),
+        )
+    });
+    let Some(window) = window else {
+        return;
+    };
+    let started = Instant::now();
+    let r = peers
+        .fill(store, &known, window.start_s, window.end_s)
+        .await;
+    metrics.filled.inc_by(r.frames);
+    if r.frames > 0 || r.missing_after_wait > 0 {
+        tracing::info!(target: "node::audit", epoch, peers = r.peers, devices = r.devices, frames = r.frames, missing = r.missing_after_wait, ms = started.elapsed().as_millis() as u64, "filled readings from peers");
+    } else {
+        tracing::debug!(target: "node::audit", epoch, peers = r.peers, "nothing to fill from peers");
+    }
 }
 
 fn now_s() -> u64 {
@@ -452,6 +500,7 @@ pub async fn run<L: LedgerView>(
                         continue;
                     }
                     sent.insert(k, Instant::now());
+                    fill_epoch(ledger.as_ref(), &store, epoch, &metrics).await;
                     let built = ledger.with_state(|st| epoch_batches(st, &store, epoch));
                     match built {
                         Ok(batches) => {
@@ -499,14 +548,26 @@ pub async fn run<L: LedgerView>(
                             continue;
                         }
                     };
-                    let (Some(mine), Some(agreed), Some(window)) = (mine, agreed, window) else {
+                    let (Some(agreed), Some(window)) = (agreed, window) else {
                         continue;
                     };
-                    if mine.commitment != agreed {
-                        metrics.failures.inc();
-                        tracing::warn!(target: "node::audit", epoch, batch = %batch, "this store's batch differs from the agreed one; not proving it");
-                        continue;
-                    }
+                    let mine = match mine {
+                        Some(m) if m.commitment == agreed => m,
+                        _ => {
+                            // What this validator attested (or holds) is not the agreed batch:
+                            // fill from peers and rebuild from the store.
+                            fill_epoch(ledger.as_ref(), &store, epoch, &metrics).await;
+                            let rebuilt = ledger.with_state(|st| epoch_batches(st, &store, epoch));
+                            match rebuilt.map(|bs| bs.into_iter().find(|b| b.auditor == batch)) {
+                                Ok(Some(m)) if m.commitment == agreed => m,
+                                _ => {
+                                    metrics.failures.inc();
+                                    tracing::warn!(target: "node::audit", epoch, batch = %batch, "this store's batch differs from the agreed one, even after filling from peers; not proving it");
+                                    continue;
+                                }
+                            }
+                        }
+                    };
                     proving = Some(tokio::task::spawn_blocking(move || {
                         let started = Instant::now();
                         match groundtruth_proofs::prove_metered(
