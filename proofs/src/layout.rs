@@ -15,7 +15,8 @@
 //! num_unique_queries u8 | commitments (u16 + bytes)
 //! trace queries × segments, constraint queries: values (vint + bytes), paths (vint + bytes,
 //!               a batch Merkle proof: depth u8 | vectors vint | vectors × (vint + digests))
-//! ood frame:    trace states (u16 + bytes) | quotient states (u16 + bytes)
+//! ood frame:    trace states (u16 + bytes) | quotient states (u16 + bytes), each starting
+//!               with the frame size, 2
 //! fri proof:    layers u8 | layers × (values u32 + bytes | paths u32 + bytes, a batch Merkle
 //!               proof) | remainder (u16 + bytes) | partitions u8
 //! pow nonce u64
@@ -109,10 +110,16 @@ fn walk(r: &mut Reader<'_>, level: SecurityLevel, shape: &Shape) -> Result<()> {
         merkle_proof(r.take(paths, "query paths")?, lde_log, queries)?;
     }
 
-    // Out-of-domain frame.
+    // Out-of-domain frame. Each part starts with its frame size, which winterfell 0.13 asserts
+    // (panics) is 2 (current and next row) instead of returning an error.
     for what in ["ood trace states", "ood quotient states"] {
         let n = usize::from(r.u16(what)?);
-        r.take(n, what)?;
+        let states = r.take(n, what)?;
+        if states.first() != Some(&2) {
+            return Err(ProofError::ProofDecode(format!(
+                "{what}: frame size is not 2"
+            )));
+        }
     }
 
     // FRI.
