@@ -3,6 +3,7 @@
 mod acceptance;
 mod audit;
 mod crash;
+mod faults;
 mod ingest;
 mod ledger;
 mod ledger_ingest;
