@@ -97,12 +97,12 @@ pub fn reading_frame(data: &[u8]) -> bool {
 /// (`SignedTx::decode`), and the same bytes as a ledger block (`Block::decode`).
 ///
 /// Checks: an accepted transaction is at most `MAX_TX_LEN` bytes, and at most
-/// `MAX_PLAIN_TX_LEN` unless it carries an audit proof; it re-encodes to exactly the input; its
-/// hash is the hash of the input; signature verification returns without panicking. An
+/// `MAX_PLAIN_TX_LEN` unless it carries an audit or storage proof; it re-encodes to exactly the
+/// input; its hash is the hash of the input; signature verification returns without panicking. An
 /// accepted block re-encodes to exactly the input. True when either decoded.
 pub fn ledger_tx(data: &[u8]) -> bool {
     use groundtruth_ledger::tx::{MAX_PLAIN_TX_LEN, MAX_TX_LEN};
-    use groundtruth_ledger::{Block, SignedTx, TxBody};
+    use groundtruth_ledger::{Block, SignedTx};
 
     let block = Block::decode(data).ok();
     if let Some(block) = &block {
@@ -112,7 +112,7 @@ pub fn ledger_tx(data: &[u8]) -> bool {
         return block.is_some();
     };
     assert!(data.len() <= MAX_TX_LEN, "accepted tx over MAX_TX_LEN");
-    if !matches!(tx.tx.body, TxBody::SubmitAuditProof { .. }) {
+    if !tx.tx.body.carries_proof() {
         assert!(
             data.len() <= MAX_PLAIN_TX_LEN,
             "accepted plain tx over MAX_PLAIN_TX_LEN"

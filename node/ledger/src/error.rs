@@ -215,6 +215,35 @@ pub enum TxError {
     /// Another validator already registered this L1 address.
     #[error("L1 address already registered by another validator")]
     L1KeyInUse,
+    /// Storage commitments and proofs are for storage devices only.
+    #[error("not a storage device")]
+    NotStorageDevice,
+    /// The device already committed its data (a commitment is fixed for the device's life).
+    #[error("storage already committed for this device")]
+    StorageCommitted,
+    /// The commitment's parameters are out of range (explained).
+    #[error("invalid storage commitment: {0}")]
+    InvalidStorageCommitment(&'static str),
+    /// The device has no storage commitment.
+    #[error("device has no storage commitment")]
+    NoStorageCommitment,
+    /// A storage proof is accepted only for an ended epoch, until `storage_deadline_epochs`
+    /// after it.
+    #[error("storage proof for epoch {got} outside the accepted window (current epoch {current})")]
+    StorageEpoch {
+        /// Current epoch.
+        current: Epoch,
+        /// Epoch named in the proof.
+        got: Epoch,
+    },
+    /// The epoch's challenge does not apply to the device (before its commitment, after its
+    /// retirement or its slash).
+    #[error("device not challenged for this epoch")]
+    NotChallenged,
+    /// The storage proof's statement is not the ledger's challenge (explained: seed, root,
+    /// depth, chunk count, k, kind); it was not verified, so it is no fault.
+    #[error("storage proof does not answer the ledger's challenge: {0}")]
+    StorageMismatch(&'static str),
 }
 
 impl TxError {
@@ -269,6 +298,13 @@ impl TxError {
             Self::DuplicateAttestation => "duplicate_attestation",
             Self::BadL1Possession => "bad_l1_possession",
             Self::L1KeyInUse => "l1_key_in_use",
+            Self::NotStorageDevice => "not_storage_device",
+            Self::StorageCommitted => "storage_committed",
+            Self::InvalidStorageCommitment(_) => "invalid_storage_commitment",
+            Self::NoStorageCommitment => "no_storage_commitment",
+            Self::StorageEpoch { .. } => "storage_epoch",
+            Self::NotChallenged => "not_challenged",
+            Self::StorageMismatch(_) => "storage_mismatch",
         }
     }
 }
@@ -339,6 +375,10 @@ pub enum InvariantError {
     /// The unbonding id counter is behind the entries.
     #[error("unbonding id counter behind entries")]
     UnbondingCounter,
+    /// A storage commitment or audit names a device key the ledger never registered, or is
+    /// kept under another key than its own.
+    #[error("storage record broken for {0}")]
+    StorageIndex(DeviceId),
 }
 
 /// Why a state snapshot or a persisted state cannot be loaded.

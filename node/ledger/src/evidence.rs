@@ -300,6 +300,17 @@ pub enum SlashEvidence {
         /// What the verifier said (at most [`MAX_REASON_LEN`] bytes).
         reason: String,
     },
+    /// A storage device reached `storage_faults_to_slash` faults (missed deadlines, failing
+    /// proofs): each names the challenged epoch, so anyone can recompute the challenge from
+    /// that epoch's seal and check the ledger's records (see [`crate::storage`]).
+    StorageFaults {
+        /// The commitment's key ([`crate::storage::StorageCommitment::device`]).
+        device: groundtruth_device_sdk::DeviceId,
+        /// The committed root the challenges were for.
+        root: [u8; 32],
+        /// The faults, oldest first.
+        faults: Vec<crate::storage::StorageFault>,
+    },
 }
 
 impl SlashEvidence {
@@ -319,6 +330,16 @@ impl SlashEvidence {
                 batch.encode(w);
                 w.raw(proof_digest).str(reason);
             }
+            Self::StorageFaults {
+                device,
+                root,
+                faults,
+            } => {
+                w.u8(4);
+                crate::types::encode_device(device, w);
+                w.raw(root);
+                crate::storage::encode_faults(faults, w);
+            }
         }
     }
 
@@ -330,6 +351,11 @@ impl SlashEvidence {
                 batch: Address::decode(r)?,
                 proof_digest: r.array()?,
                 reason: r.string()?,
+            }),
+            4 => Ok(Self::StorageFaults {
+                device: crate::types::decode_device(r)?,
+                root: r.array()?,
+                faults: crate::storage::decode_faults(r)?,
             }),
             _ => Err(TxError::Malformed("unknown slash evidence")),
         }

@@ -108,6 +108,30 @@ pub struct Params {
     /// Largest audit proof envelope a `SubmitAuditProof` may carry, bytes (bounds both the
     /// block space and the verification cost one transaction can demand).
     pub max_audit_proof_bytes: u32,
+    /// Chunks challenged per storage device and epoch (`k`, 1..=4096; see
+    /// [`crate::storage`]). A proof covers `k` rounded up to a power of two samples. A
+    /// provider that lost a fraction `f` of its chunks passes one epoch with probability
+    /// `(1 − f)^k`.
+    pub storage_challenge_k: u32,
+    /// Epochs a storage provider has to prove an epoch's challenge: the proof for epoch `e`
+    /// is accepted during epochs `e + 1 ..= e + storage_deadline_epochs`; without a valid one by
+    /// the end of epoch `e + storage_deadline_epochs`, the ledger records a missed-deadline
+    /// fault. Positive, at most `unbonding_epochs` (stake cannot leave before its last
+    /// challenge is due).
+    pub storage_deadline_epochs: u64,
+    /// Faults (missed deadlines and failing proofs, counted over the commitment's life) after
+    /// which a storage device is suspended (out of the registry; still challenged).
+    pub storage_faults_to_suspend: u32,
+    /// Faults after which the device's owner is slashed `slash_storage_fault_bp`, with the
+    /// faults as the evidence; the commitment is then closed (no more challenges). At least
+    /// `storage_faults_to_suspend`, at most 64.
+    pub storage_faults_to_slash: u32,
+    /// Share of a provider's stake burned when one of its storage devices reaches
+    /// `storage_faults_to_slash` faults, basis points.
+    pub slash_storage_fault_bp: u16,
+    /// Largest retrievability proof envelope a `SubmitStorageProof` may carry, bytes (k = 100
+    /// at depth 30 makes ≈ 62 KB).
+    pub max_storage_proof_bytes: u32,
 }
 
 impl Default for Params {
@@ -138,6 +162,14 @@ impl Default for Params {
             // A batch proof carries its public device table (~100 bytes a device): 10,000
             // meters over 4 auditors make ~270 KB envelopes.
             max_audit_proof_bytes: 768 * 1024,
+            // k = 100: a provider that deleted 5 % of its chunks survives an epoch with
+            // probability 0.95^100 ≈ 0.6 %.
+            storage_challenge_k: 100,
+            storage_deadline_epochs: 1,
+            storage_faults_to_suspend: 2,
+            storage_faults_to_slash: 3,
+            slash_storage_fault_bp: 500,
+            max_storage_proof_bytes: 256 * 1024,
         }
     }
 }
@@ -201,6 +233,26 @@ impl Params {
         if self.max_audit_proof_bytes > 4 * 1024 * 1024 {
             return bad("max_audit_proof_bytes above 4 MiB");
         }
+        if self.storage_challenge_k == 0
+            || self.storage_challenge_k > groundtruth_proofs::por::MAX_K
+        {
+            return bad("storage_challenge_k must be in 1..=4096");
+        }
+        if self.storage_deadline_epochs == 0 || self.storage_deadline_epochs > self.unbonding_epochs
+        {
+            return bad("storage_deadline_epochs must be in 1..=unbonding_epochs");
+        }
+        if self.storage_faults_to_suspend == 0
+            || self.storage_faults_to_slash < self.storage_faults_to_suspend
+            || self.storage_faults_to_slash > crate::storage::MAX_STORAGE_FAULTS
+        {
+            return bad(
+                "storage faults: 1 <= storage_faults_to_suspend <= storage_faults_to_slash <= 64",
+            );
+        }
+        if self.max_storage_proof_bytes > 4 * 1024 * 1024 {
+            return bad("max_storage_proof_bytes above 4 MiB");
+        }
         if self.unbonding_epochs < self.evidence_max_age_epochs {
             return bad(
                 "unbonding_epochs must be at least evidence_max_age_epochs (stake must not leave before its faults can be proven)",
@@ -218,6 +270,7 @@ impl Params {
             ),
             ("slash_failed_gpu_bp", self.slash_failed_gpu_bp),
             ("slash_invalid_proof_bp", self.slash_invalid_proof_bp),
+            ("slash_storage_fault_bp", self.slash_storage_fault_bp),
             ("auditor_share_bp", self.auditor_share_bp),
         ] {
             if bp > BP_ONE {
@@ -250,7 +303,13 @@ impl Params {
             .u64(self.epoch_duration_s)
             .u64(self.genesis_time_s)
             .u64(self.audit_deadline_epochs)
-            .u32(self.max_audit_proof_bytes);
+            .u32(self.max_audit_proof_bytes)
+            .u32(self.storage_challenge_k)
+            .u64(self.storage_deadline_epochs)
+            .u32(self.storage_faults_to_suspend)
+            .u32(self.storage_faults_to_slash)
+            .u16(self.slash_storage_fault_bp)
+            .u32(self.max_storage_proof_bytes);
     }
 
     pub(crate) fn decode(
@@ -280,6 +339,12 @@ impl Params {
             genesis_time_s: r.u64()?,
             audit_deadline_epochs: r.u64()?,
             max_audit_proof_bytes: r.u32()?,
+            storage_challenge_k: r.u32()?,
+            storage_deadline_epochs: r.u64()?,
+            storage_faults_to_suspend: r.u32()?,
+            storage_faults_to_slash: r.u32()?,
+            slash_storage_fault_bp: r.u16()?,
+            max_storage_proof_bytes: r.u32()?,
         })
     }
 }

@@ -11,7 +11,11 @@
 //! against the agreed batch; a failing proof slashes its submitter); per-epoch commitments
 //! ([`State::epoch_commitment`], what L1 anchors); rewards for verified work minted per
 //! epoch; slashing with a reason code and the evidence stored beside it (device equivocation,
-//! validator double-sign, a failing audit proof). Signed transactions with nonces ([`tx`]),
+//! validator double-sign, a failing audit proof, a storage device's faults). Storage devices
+//! commit the Merkle root of their data (`CommitStorage`); every epoch the ledger derives
+//! each one's retrievability challenge from the seal ([`storage`]), verifies the provider's
+//! proof itself (`SubmitStorageProof`) and records missed deadlines as faults, suspending
+//! then slashing. Signed transactions with nonces ([`tx`]),
 //! validators' Ethereum keys registered with a proof of possession ([`l1key`]);
 //! blocks ([`apply_block`]), the validator set for the BFT engine ([`State::validator_set`])
 //! and a state root ([`State::state_root`]).
@@ -39,6 +43,7 @@ mod genesis;
 pub mod l1key;
 pub mod sampling;
 mod state;
+pub mod storage;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod tx;
@@ -67,6 +72,9 @@ pub use genesis::{
 pub use groundtruth_device_sdk::{DeviceId, SignedReading};
 pub use l1key::{l1_key_digest, verify_l1_possession, L1Address};
 pub use state::{State, STATE_ROOT_CONTEXT};
+pub use storage::{
+    StorageAudit, StorageCommitment, StorageFault, StorageFaultKind, StorageOutcome,
+};
 pub use tx::{possession_sign_bytes, Block, SignedTx, Tx, TxBody};
 pub use types::{
     Account, Address, Amount, AuditKind, AuditRecord, AuditResult, AuditSubject, ConsensusKey,

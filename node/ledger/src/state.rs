@@ -9,6 +9,7 @@ use crate::codec::{Reader, Writer};
 use crate::commitment::{Commitment, Tracked, WriteSet};
 use crate::error::{InvariantError, LedgerError, Result, SnapshotError, TxError};
 use crate::genesis::{Genesis, Params};
+use crate::storage::{StorageAudit, StorageCommitment};
 use crate::types::{
     check_region, Account, Address, Amount, AuditKind, AuditRecord, AuditSubject, ConsensusKey,
     Device, DeviceStatus, Epoch, Height, Offender, Provider, SlashRecord, Supply, UnbondingEntry,
@@ -60,6 +61,10 @@ pub struct State {
     pub(crate) fixed_readings: Tracked<Epoch, EpochReadings>,
     /// Attestations that differ from the fixed root, by (epoch, validator) (kept for good).
     pub(crate) flagged: Tracked<(Epoch, Address), ReadingsAttestation>,
+    /// Storage commitments, by the key that committed (see [`crate::storage`]).
+    pub(crate) storage: Tracked<DeviceId, StorageCommitment>,
+    /// Storage challenge outcomes, by (challenged epoch, commitment key).
+    pub(crate) storage_audits: Tracked<(Epoch, DeviceId), StorageAudit>,
     /// The authenticated map over all of the above (derived; see [`crate::commitment`]).
     pub(crate) commitment: Commitment,
 }
@@ -92,6 +97,8 @@ impl State {
             attestations: Tracked::default(),
             fixed_readings: Tracked::default(),
             flagged: Tracked::default(),
+            storage: Tracked::default(),
+            storage_audits: Tracked::default(),
             commitment: Commitment::default(),
         }
     }
@@ -466,6 +473,59 @@ impl State {
             .collect()
     }
 
+    /// The storage commitment of a device, by any of its keys (the record is kept under the
+    /// key that committed, see [`crate::storage`]).
+    pub fn storage_commitment(&self, device: &DeviceId) -> Option<&StorageCommitment> {
+        let d = self.device_by_any_key(device)?;
+        self.storage_key_of(d).and_then(|k| self.storage.get(&k))
+    }
+
+    /// Every storage commitment, by the key that committed.
+    pub fn storage_commitments(&self) -> impl Iterator<Item = &StorageCommitment> {
+        self.storage.values()
+    }
+
+    /// The key under which `device`'s storage commitment is kept (its current or a previous
+    /// key), if it has one.
+    pub(crate) fn storage_key_of(&self, device: &crate::types::Device) -> Option<DeviceId> {
+        core::iter::once(&device.id)
+            .chain(device.previous_keys.iter())
+            .find(|k| self.storage.contains_key(k))
+            .copied()
+    }
+
+    /// The storage challenge of `device` (any of its keys) for an ended `epoch`: the committed
+    /// root, depth and chunk count, the seed [`crate::storage::storage_seed`] derives from the
+    /// epoch's beacon, and `storage_challenge_k`; its chunk indices are
+    /// `Challenge::indices()`. `None` before the epoch is sealed, or when the epoch is not
+    /// challenged for the device.
+    pub fn storage_challenge(
+        &self,
+        epoch: Epoch,
+        device: &DeviceId,
+    ) -> Option<groundtruth_proofs::Challenge> {
+        let seal = self.seals.get(&epoch)?;
+        let c = self.storage_commitment(device)?;
+        c.challenged(epoch)
+            .then(|| c.challenge(&seal.beacon, epoch, self.params.storage_challenge_k))
+    }
+
+    /// The outcome of `device`'s (any of its keys) storage challenge for `epoch`, once
+    /// recorded.
+    pub fn storage_audit(&self, epoch: Epoch, device: &DeviceId) -> Option<&StorageAudit> {
+        let d = self.device_by_any_key(device)?;
+        let k = self.storage_key_of(d)?;
+        self.storage_audits.get(&(epoch, k))
+    }
+
+    /// Storage challenge outcomes of `epoch`, by commitment key.
+    pub fn storage_audits_for_epoch(&self, epoch: Epoch) -> Vec<&StorageAudit> {
+        self.storage_audits
+            .range((epoch, DeviceId([0; 32]))..=(epoch, DeviceId([0xff; 32])))
+            .map(|(_, a)| a)
+            .collect()
+    }
+
     /// Pending unbonding entries, by id.
     pub fn unbonding_entries(&self) -> impl Iterator<Item = (&u64, &UnbondingEntry)> {
         self.unbonding.iter()
@@ -538,6 +598,16 @@ impl State {
             .is_some_and(|m| m >= self.next_unbonding_id)
         {
             return Err(InvariantError::UnbondingCounter);
+        }
+        for (k, c) in &self.storage {
+            if &c.device != k || !self.device_keys.contains_key(k) {
+                return Err(InvariantError::StorageIndex(*k));
+            }
+        }
+        for ((e, k), a) in &self.storage_audits {
+            if a.epoch != *e || a.device != *k || !self.storage.contains_key(k) {
+                return Err(InvariantError::StorageIndex(*k));
+            }
         }
         Ok(())
     }
@@ -617,6 +687,8 @@ impl State {
         self.attestations.clear_dirty();
         self.fixed_readings.clear_dirty();
         self.flagged.clear_dirty();
+        self.storage.clear_dirty();
+        self.storage_audits.clear_dirty();
     }
 
     /// Builds the tree from scratch over every entry.
@@ -639,7 +711,8 @@ impl State {
     /// canonical encodings. Tags: 0 header (chain id, params, height, epoch, supply, next
     /// unbonding id), 1 accounts, 2 validators, 3 validator set, 4 providers, 5 devices,
     /// 6 unbonding entries, 7 audits, 8 slashes, 9 rewards, 10 delegations, 11 epoch seals,
-    /// 12 readings attestations, 13 fixed readings roots, 14 flagged attestations. What the state root
+    /// 12 readings attestations, 13 fixed readings roots, 14 flagged attestations, 15 storage
+    /// commitments, 16 storage audits. What the state root
     /// commits to, and what the node persists ([`State::from_entries`] reads it back).
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = vec![(entry_key::header(), self.header_bytes())];
@@ -699,6 +772,12 @@ impl State {
         }
         for ((e, v), a) in self.flagged.iter() {
             out.push((entry_key::flagged(*e, v), enc(|w| a.encode(w))));
+        }
+        for (d, c) in self.storage.iter() {
+            out.push((entry_key::storage(d), enc(|w| c.encode(w))));
+        }
+        for ((e, d), a) in self.storage_audits.iter() {
+            out.push((entry_key::storage_audit(*e, d), enc(|w| a.encode(w))));
         }
         out
     }
@@ -820,6 +899,14 @@ impl State {
         for k in self.flagged.dirty() {
             let v = self.flagged.get(k).map(|x| enc(|w| x.encode(w)));
             put(entry_key::flagged(k.0, &k.1), v);
+        }
+        for d in self.storage.dirty() {
+            let v = self.storage.get(d).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::storage(d), v);
+        }
+        for k in self.storage_audits.dirty() {
+            let v = self.storage_audits.get(k).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::storage_audit(k.0, &k.1), v);
         }
         out
     }
@@ -944,6 +1031,23 @@ impl State {
                         return Err(mismatch);
                     }
                     st.fixed_readings.insert(e, f);
+                }
+                15 => {
+                    let d = crate::types::decode_device(&mut kr)?;
+                    let c = StorageCommitment::decode(&mut r)?;
+                    if c.device != d {
+                        return Err(mismatch);
+                    }
+                    st.storage.insert(d, c);
+                }
+                16 => {
+                    let e = kr.u64()?;
+                    let d = crate::types::decode_device(&mut kr)?;
+                    let a = StorageAudit::decode(&mut r)?;
+                    if a.epoch != e || a.device != d {
+                        return Err(mismatch);
+                    }
+                    st.storage_audits.insert((e, d), a);
                 }
                 _ => return Err(SnapshotError::Entry("unknown table")),
             }
@@ -1143,6 +1247,20 @@ impl State {
             self.flagged.values(),
             |w, a| a.encode(w),
         );
+        table(
+            sink,
+            15,
+            self.storage.len(),
+            self.storage.values(),
+            |w, c| c.encode(w),
+        );
+        table(
+            sink,
+            16,
+            self.storage_audits.len(),
+            self.storage_audits.values(),
+            |w, a| a.encode(w),
+        );
     }
 
     fn read_canonical(r: &mut Reader<'_>) -> core::result::Result<Self, TxError> {
@@ -1286,6 +1404,20 @@ impl State {
             st.flagged.insert((a.epoch, a.validator), a);
             Ok(())
         })?;
+        let mut last = None;
+        table(r, 15, |r| {
+            let c = StorageCommitment::decode(r)?;
+            ascending(&mut last, c.device)?;
+            st.storage.insert(c.device, c);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 16, |r| {
+            let a = StorageAudit::decode(r)?;
+            ascending(&mut last, (a.epoch, a.device))?;
+            st.storage_audits.insert((a.epoch, a.device), a);
+            Ok(())
+        })?;
         Ok(st)
     }
 }
@@ -1374,6 +1506,15 @@ mod entry_key {
         key(14, |w| {
             w.u64(e);
             v.encode(w);
+        })
+    }
+    pub fn storage(d: &DeviceId) -> Vec<u8> {
+        key(15, |w| encode_device(d, w))
+    }
+    pub fn storage_audit(e: Epoch, d: &DeviceId) -> Vec<u8> {
+        key(16, |w| {
+            w.u64(e);
+            encode_device(d, w);
         })
     }
 }

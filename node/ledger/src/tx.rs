@@ -26,11 +26,12 @@ use crate::types::{
 pub const TX_DOMAIN: &[u8] = b"groundtruth/v1/tx\0";
 /// Domain tag of a device key's proof of possession.
 pub const POSSESSION_DOMAIN: &[u8] = b"groundtruth/v1/device-possession\0";
-/// Largest encoded transaction accepted (bytes): an audit proof transaction. Every other
-/// type must fit [`MAX_PLAIN_TX_LEN`]; a proof is also bounded by the genesis
-/// `max_audit_proof_bytes`.
+/// Largest encoded transaction accepted (bytes): an audit or storage proof transaction
+/// ([`TxBody::carries_proof`]). Every other type must fit [`MAX_PLAIN_TX_LEN`]; a proof is
+/// also bounded by the genesis `max_audit_proof_bytes` / `max_storage_proof_bytes`.
 pub const MAX_TX_LEN: usize = 4 * 1024 * 1024 + 1024;
-/// Largest encoded transaction of any type but `SubmitAuditProof` (bytes).
+/// Largest encoded transaction of any type but `SubmitAuditProof` and `SubmitStorageProof`
+/// (bytes).
 pub const MAX_PLAIN_TX_LEN: usize = 16 * 1024;
 
 /// What a transaction does. The encoding tag of each variant is given in brackets.
@@ -170,6 +171,33 @@ pub enum TxBody {
         /// `r ‖ s ‖ v` secp256k1 signature over [`crate::l1key::l1_key_digest`].
         signature: [u8; 65],
     },
+    /// \[19\] Commits a storage device's data (signer: the device's owner; once per device,
+    /// while it is active): the Merkle root of its 1 KiB chunks as
+    /// `groundtruth_proofs::por::commit_path` builds it. Every epoch from the current one on
+    /// is challenged (see [`crate::storage`]).
+    CommitStorage {
+        /// The storage device (its current key).
+        device: DeviceId,
+        /// Merkle root (canonical bytes of a Rescue digest).
+        root: [u8; 32],
+        /// Tree depth, 1..=44.
+        depth: u8,
+        /// Number of chunks, 1..=2^depth.
+        num_chunks: u64,
+    },
+    /// \[20\] Answers a storage device's challenge for an ended epoch (signer: the device's
+    /// owner; during epochs `epoch + 1 ..= epoch + storage_deadline_epochs`). The ledger checks
+    /// the statement against the commitment and the challenge it derives, then verifies the
+    /// retrievability STARK: a pass is recorded; a proof that fails verification is a fault.
+    SubmitStorageProof {
+        /// The challenged epoch.
+        epoch: Epoch,
+        /// The storage device (any of its keys).
+        device: DeviceId,
+        /// The proof envelope (`groundtruth-proofs` encoding), at most
+        /// `max_storage_proof_bytes`.
+        proof: Vec<u8>,
+    },
 }
 
 /// The bytes a device key signs to prove that `owner` may register it:
@@ -281,6 +309,25 @@ impl TxBody {
             Self::SetL1Key { address, signature } => {
                 w.u8(18).raw(&address.0).raw(signature);
             }
+            Self::CommitStorage {
+                device,
+                root,
+                depth,
+                num_chunks,
+            } => {
+                w.u8(19);
+                encode_device(device, w);
+                w.raw(root).u8(*depth).u64(*num_chunks);
+            }
+            Self::SubmitStorageProof {
+                epoch,
+                device,
+                proof,
+            } => {
+                w.u8(20).u64(*epoch);
+                encode_device(device, w);
+                w.bytes(proof);
+            }
         }
     }
 
@@ -351,6 +398,17 @@ impl TxBody {
                 address: crate::l1key::L1Address(r.array()?),
                 signature: r.array()?,
             },
+            19 => Self::CommitStorage {
+                device: decode_device(r)?,
+                root: r.array()?,
+                depth: r.u8()?,
+                num_chunks: r.u64()?,
+            },
+            20 => Self::SubmitStorageProof {
+                epoch: r.u64()?,
+                device: decode_device(r)?,
+                proof: r.bytes()?.to_vec(),
+            },
             _ => return Err(TxError::Malformed("unknown transaction type")),
         })
     }
@@ -376,7 +434,18 @@ impl TxBody {
             Self::Undelegate { .. } => "undelegate",
             Self::AttestReadings { .. } => "attest_readings",
             Self::SetL1Key { .. } => "set_l1_key",
+            Self::CommitStorage { .. } => "commit_storage",
+            Self::SubmitStorageProof { .. } => "submit_storage_proof",
         }
+    }
+
+    /// Whether this body carries a proof envelope (`SubmitAuditProof`, `SubmitStorageProof`):
+    /// only those may exceed [`MAX_PLAIN_TX_LEN`].
+    pub fn carries_proof(&self) -> bool {
+        matches!(
+            self,
+            Self::SubmitAuditProof { .. } | Self::SubmitStorageProof { .. }
+        )
     }
 }
 
@@ -454,7 +523,8 @@ impl SignedTx {
     }
 
     /// Decodes canonical bytes (strict: no trailing bytes; at most [`MAX_TX_LEN`] for an audit
-    /// proof and [`MAX_PLAIN_TX_LEN`] for anything else). Does not check the signature.
+    /// or storage proof and [`MAX_PLAIN_TX_LEN`] for anything else). Does not check the
+    /// signature.
     pub fn decode(bytes: &[u8]) -> Result<Self, TxError> {
         if bytes.len() > MAX_TX_LEN {
             return Err(TxError::Malformed("transaction too large"));
@@ -463,7 +533,7 @@ impl SignedTx {
         let tx = Tx::decode_from(&mut r)?;
         let signature = r.array()?;
         r.finish()?;
-        if bytes.len() > MAX_PLAIN_TX_LEN && !matches!(tx.body, TxBody::SubmitAuditProof { .. }) {
+        if bytes.len() > MAX_PLAIN_TX_LEN && !tx.body.carries_proof() {
             return Err(TxError::Malformed("transaction too large"));
         }
         Ok(Self { tx, signature })

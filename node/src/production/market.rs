@@ -150,6 +150,11 @@ fn evidence_view(e: &SlashEvidence) -> SlashEvidenceView {
             v.proof_digest = Some(Hex32(*proof_digest));
             v.verifier_said = Some(reason.clone());
         }
+        SlashEvidence::StorageFaults { faults, .. } => {
+            v.kind = "storage_faults".into();
+            // The latest challenged epoch; each fault's epoch is on the ledger.
+            v.epoch = faults.iter().map(|f| f.epoch).max();
+        }
     }
     v
 }

@@ -256,7 +256,7 @@ fn device_totals(
     Ok(out)
 }
 
-fn truncate_at_char(s: &mut String, max: usize) {
+pub(super) fn truncate_at_char(s: &mut String, max: usize) {
     if s.len() <= max {
         return;
     }

@@ -97,11 +97,17 @@ pub(super) fn check(
             }))
         }
         TxBody::RetireDevice { device } => {
-            owned_active_device(st, &signer, device)?;
-            let device = *device;
+            let d = owned_active_device(st, &signer, device)?;
+            // A storage commitment stops being challenged from this epoch on; earlier epochs'
+            // challenges stay due.
+            let storage = st.storage_key_of(d);
+            let (device, epoch) = (*device, st.epoch);
             Ok(Box::new(move |st, ev| {
                 if let Some(d) = st.devices.get_mut(&device) {
                     d.status = DeviceStatus::Retired;
+                }
+                if let Some(c) = storage.and_then(|k| st.storage.get_mut(&k)) {
+                    c.closed_from.get_or_insert(epoch);
                 }
                 ev.push(Event::DeviceRetired { device });
             }))

@@ -33,6 +33,10 @@ pub fn end_epoch(state: &mut State) -> Vec<Event> {
     });
     state.seals.insert(epoch, seal);
 
+    // 0b. Storage challenges whose deadline ends with this epoch: a missing outcome is a fault
+    // (before unbonding releases, so the stake at fault is still there).
+    super::storage::missed_deadlines(state, &mut events);
+
     // 1. Rewards for audits recorded during this epoch: they audit an epoch at most
     // `2·audit_deadline_epochs + 1` back (the reassignment window), or this one.
     let mut auditors: BTreeMap<Address, u128> = BTreeMap::new();

@@ -13,6 +13,7 @@ mod epochs;
 mod evidence;
 mod providers;
 mod staking;
+mod storage;
 
 use std::collections::BTreeMap;
 
@@ -260,6 +261,40 @@ pub enum Event {
         epoch: Epoch,
         /// The validator's operator.
         validator: Address,
+    },
+    /// A storage device committed its data; challenged from the current epoch on.
+    StorageCommitted {
+        /// The device (the commitment's key).
+        device: DeviceId,
+        /// Its owner.
+        owner: Address,
+        /// Merkle root.
+        root: [u8; 32],
+        /// Chunks committed.
+        num_chunks: u64,
+    },
+    /// A storage proof for the ledger's challenge verified: the epoch passed.
+    StorageProofVerified {
+        /// The challenged epoch.
+        epoch: Epoch,
+        /// The commitment's key.
+        device: DeviceId,
+        /// The owner that proved.
+        owner: Address,
+    },
+    /// A storage device's challenge failed: a proof that does not verify, or none by the
+    /// deadline.
+    StorageFault {
+        /// The challenged epoch.
+        epoch: Epoch,
+        /// The commitment's key.
+        device: DeviceId,
+        /// Its owner.
+        owner: Address,
+        /// Missed deadline or failing proof.
+        kind: crate::storage::StorageFaultKind,
+        /// Faults of the commitment so far.
+        faults: u32,
     },
 }
 
@@ -529,6 +564,9 @@ fn check_body(
         TxBody::CloseEpoch { epoch } => close_vote(stage.state, signer, *epoch),
         TxBody::SubmitEvidence(evidence) => evidence::check_evidence(stage, signer, evidence, ctx),
         TxBody::AttestReadings { .. } => attestations::check(stage, signer, body, ctx),
+        TxBody::CommitStorage { .. } | TxBody::SubmitStorageProof { .. } => {
+            storage::check(stage, signer, body, ctx)
+        }
     }
 }
 

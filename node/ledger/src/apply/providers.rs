@@ -69,10 +69,16 @@ pub(super) fn check(
                     bonded: pr.stake,
                     requested: *amount,
                 })?;
+            // A storage commitment still challenged (its device may be suspended) keeps the
+            // stake bonded too: it may yet be slashed for it.
             let has_active = st
                 .devices
                 .values()
-                .any(|d| d.owner == Some(signer) && d.status == DeviceStatus::Active);
+                .any(|d| d.owner == Some(signer) && d.status == DeviceStatus::Active)
+                || st
+                    .storage
+                    .values()
+                    .any(|c| c.owner == signer && !c.slashed && c.closed_from.is_none());
             if left < p.min_provider_stake && has_active {
                 return Err(TxError::ProviderHasDevices);
             }

@@ -251,6 +251,17 @@ fn every_transaction_type_round_trips_through_the_codec() {
             address: crate::l1key::L1Address([3; 20]),
             signature: [4; 65],
         },
+        TxBody::CommitStorage {
+            device: device_id(&dev),
+            root: [8; 32],
+            depth: 30,
+            num_chunks: 1 << 29,
+        },
+        TxBody::SubmitStorageProof {
+            epoch: 5,
+            device: device_id(&dev),
+            proof: vec![9; 20_000],
+        },
     ];
     let mut txs = Vec::new();
     for body in bodies {
@@ -1037,3 +1048,4 @@ fn the_same_reading_with_another_signature_is_a_duplicate_not_equivocation() {
 mod attestations;
 mod audits;
 mod l1keys;
+mod storage;
