@@ -55,6 +55,8 @@ pub struct NodeConfig {
     pub p2p: crate::chain::swarm::P2pSection,
     /// Anchoring committed epochs on L1 (with consensus, an operator key and an L1 key).
     pub oracle: crate::oracle::OracleSection,
+    /// How long raw readings are kept (with consensus and timed epochs).
+    pub retention: crate::retention::RetentionSection,
 }
 
 /// Storage and identity.
@@ -313,6 +315,9 @@ impl NodeConfig {
                 "node.name",
                 "must be non-empty, without ':', '/', '#', '+' or spaces (it is part of MQTT ids)",
             );
+        }
+        if let Err((key, message)) = self.retention.validate() {
+            return bad(key, &message);
         }
         if self.ingest.verify_batch == 0 {
             return bad("ingest.verify_batch", "must be at least 1");

@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod node;
 pub mod oracle;
 pub mod production;
+pub mod retention;

@@ -181,6 +181,8 @@ pub async fn run(
         _ => None,
     };
 
+    let retention_metrics = (chain.is_some() && config.retention.enabled)
+        .then(|| crate::retention::RetentionMetrics::register(&mut telemetry.registry));
     let ingest_metrics = telemetry.ingest.clone();
     let prometheus = Arc::new(telemetry.registry);
     let listener_addr = config.metrics.listen;
@@ -191,12 +193,25 @@ pub async fn run(
         crate::chain::read_model::production_regions(&config, chain.as_ref()),
     )
     .map_err(|e| NodeError::Production(e.to_string()))?;
-    production
+    let caught_up = production
         .spawn_catch_up(store.clone())
         .map_err(|e| NodeError::Io("production catch-up", e))?;
     if let Some(chain) = &chain {
         chain.follow_verified(production.clone());
         crate::chain::read_model::follow_anchored(chain, production.clone());
+        match retention_metrics {
+            Some(metrics) => crate::chain::read_model::start_retention(
+                chain,
+                store.clone(),
+                Some(production.clone()),
+                &config.retention,
+                metrics,
+                Some(caught_up),
+            ),
+            None => {
+                tracing::info!(target: "node::retention", "retention off: raw readings are kept")
+            }
+        }
     }
     let api = crate::chain::read_model::api_router_with_production(
         &config,

@@ -478,6 +478,16 @@ async fn frames(
     let Some(store) = core.shared.ingest.get().cloned() else {
         return not_found("not_served", "this node keeps no readings".into());
     };
+    if let Ok(Some(through)) = store.pruned_through_epoch() {
+        if epoch <= through {
+            return Problem::new(
+                StatusCode::GONE,
+                "pruned",
+                format!("the raw readings of epoch {epoch} were pruned (retention keeps epochs after {through}); its commitment and proofs are kept"),
+            )
+            .into_response();
+        }
+    }
     let Ok(_permit) = STORE_SCANS.try_acquire() else {
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

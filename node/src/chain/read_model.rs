@@ -266,6 +266,26 @@ pub fn follow_anchored(chain: &Chain, production: Production) -> bool {
     }
 }
 
+/// Starts retention of raw readings against the committed ledger ([`crate::retention`]), once
+/// `after` (the read model's catch-up) is done.
+pub fn start_retention(
+    chain: &Chain,
+    store: crate::ingest::store::Store,
+    production: Option<Production>,
+    section: &crate::retention::RetentionSection,
+    metrics: crate::retention::RetentionMetrics,
+    after: Option<std::thread::JoinHandle<()>>,
+) {
+    crate::retention::spawn(
+        chain.core.clone(),
+        store,
+        production,
+        section.clone(),
+        metrics,
+        after,
+    );
+}
+
 fn production_failed(e: ProductionError) -> ReadError {
     tracing::error!(target: "node::production", error = %e, "production read failed");
     ReadError::Unavailable("the production read model could not be read".into())

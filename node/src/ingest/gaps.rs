@@ -75,6 +75,21 @@ impl GapTracker {
         }
     }
 
+    /// Records that every seq of `device` below `floor` is settled (retention pruned them:
+    /// see [`crate::ingest::store::Store::pruned_below`]).
+    pub fn settle_below(&mut self, device: DeviceId, floor: u64) {
+        let d = self.devices.entry(device).or_default();
+        if floor <= d.next {
+            return;
+        }
+        d.next = floor;
+        d.above = d.above.split_off(&floor);
+        while d.above.remove(&d.next) {
+            d.next += 1;
+        }
+        d.attempts = 0;
+    }
+
     /// Whether settling (device, seq) keeps the device's tracking within bounds: `seq` at most
     /// [`MAX_SEQ_AHEAD`] beyond the first missing seq, and at most [`MAX_SETTLED_ABOVE_GAP`]
     /// seqs held above a gap. Seqs already below the first gap always fit.
@@ -166,6 +181,21 @@ mod tests {
         g.settle(dev, 1);
         assert_eq!(g.open_gaps(), 0);
         assert!(g.can_track(&dev, 9000));
+    }
+
+    #[test]
+    fn settling_below_a_floor_closes_what_it_covers() {
+        let dev = DeviceId([6u8; 32]);
+        let mut g = GapTracker::default();
+        for s in [10, 11, 13] {
+            g.settle(dev, s);
+        }
+        assert_eq!(g.gap_of(&dev), Some(0));
+        g.settle_below(dev, 10);
+        assert!(g.is_settled(&dev, 0) && g.is_settled(&dev, 11));
+        assert_eq!(g.gap_of(&dev), Some(12));
+        g.settle_below(dev, 5); // never goes back
+        assert_eq!(g.gap_of(&dev), Some(12));
     }
 
     #[test]

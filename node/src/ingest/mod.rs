@@ -272,11 +272,16 @@ impl Committer<'_> {
             return Ok(Some(Rejection::UnknownDevice));
         };
         // The tracker knows every stored (device, seq), so a fresh reading costs no read.
-        let stored = if self.gaps.is_settled(&device, seq) {
+        let settled = self.gaps.is_settled(&device, seq);
+        let stored = if settled {
             self.ctx.store.get(&device, seq)?
         } else {
             None
         };
+        if settled && stored.is_none() {
+            // Settled but no longer stored: retention pruned it. A replay of an old reading.
+            return Ok(Some(Rejection::Duplicate));
+        }
         let previous = match seq.checked_sub(1) {
             Some(prev_seq) if stored.is_none() => self.previous_body(&device, prev_seq)?,
             _ => None,
@@ -405,6 +410,11 @@ fn committer_loop(
         if r.status == Status::Accepted {
             stored_accepted += 1;
         }
+    }
+    // Seqs retention pruned stay settled: a replay of one is a duplicate, not a new reading.
+    for floor in ctx.store.pruned_floors() {
+        let (device, below) = floor?;
+        committer.gaps.settle_below(device, below);
     }
     ctx.metrics.stored_accepted.set(stored_accepted);
     let mut last_gap_check = Instant::now();

@@ -5,6 +5,11 @@
 //! has no hole and the lie is on record). Tree `evidence`: key `device ‖ seq ‖ first 8 bytes of
 //! the second signature`, value `len(first) (2, BE) ‖ first frame ‖ second frame`.
 //!
+//! Tree `retention` (see [`crate::retention`]): key `device (32)` → the seq below which that
+//! device's readings were pruned (8, BE; every seq below it was stored, hence settled, before it
+//! was pruned), and key [`PRUNED_THROUGH_KEY`] → the last epoch whose readings a completed
+//! retention pass pruned. Evidence and the `attested` batch keys are never pruned.
+//!
 //! Nothing is acknowledged to the broker before [`Store::flush`] returns.
 
 use groundtruth_device_sdk::DeviceId;
@@ -52,6 +57,20 @@ pub struct Store {
     readings: sled::Tree,
     evidence: sled::Tree,
     attested: sled::Tree,
+    retention: sled::Tree,
+}
+
+/// Key of the last fully pruned epoch in the `retention` tree (not 32 bytes long, so it never
+/// collides with a device key).
+pub const PRUNED_THROUGH_KEY: &[u8] = b"pruned_through";
+
+/// What [`Store::prune_below`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Readings removed.
+    pub readings: u64,
+    /// Their key and value bytes.
+    pub bytes: u64,
 }
 
 fn key(device: &DeviceId, seq: u64) -> [u8; 40] {
@@ -100,11 +119,13 @@ impl Store {
         let readings = db.open_tree("readings")?;
         let evidence = db.open_tree("evidence")?;
         let attested = db.open_tree("attested")?;
+        let retention = db.open_tree("retention")?;
         Ok(Self {
             db,
             readings,
             evidence,
             attested,
+            retention,
         })
     }
 
@@ -198,6 +219,22 @@ impl Store {
             .map(Some)
     }
 
+    /// The readings recorded by [`Store::put_batch_keys`] for every epoch from `epoch` on, batch
+    /// after batch (read only: retention keeps what they name).
+    pub fn batch_keys_from(
+        &self,
+        epoch: u64,
+    ) -> impl Iterator<Item = Result<Vec<(DeviceId, u64)>>> + '_ {
+        self.attested
+            .range(batch_key(epoch, &[0u8; 32])..)
+            .map(|item| {
+                let (_, v) = item?;
+                v.chunks(40)
+                    .map(|k| parse_key(k).ok_or_else(|| StoreError::Corrupt("batch keys".into())))
+                    .collect()
+            })
+    }
+
     /// One device's stored readings, newest (highest seq) first: the audit loop reads an
     /// epoch window from the tail without scanning the device's older history.
     pub fn device_readings_rev(
@@ -216,6 +253,128 @@ impl Store {
             let k = k?;
             parse_key(&k).ok_or_else(|| StoreError::Corrupt(hex::encode(&k)))
         })
+    }
+
+    /// The seq below which `device`'s readings were pruned (0: none were).
+    pub fn pruned_below(&self, device: &DeviceId) -> Result<u64> {
+        let Some(v) = self.retention.get(device.0)? else {
+            return Ok(0);
+        };
+        let b: [u8; 8] = v
+            .as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("retention floor of {device}")))?;
+        Ok(u64::from_be_bytes(b))
+    }
+
+    /// Every device with pruned readings and the seq below which they were pruned: ingest
+    /// settles these seqs at start, so a replay of a pruned reading is still a duplicate.
+    pub fn pruned_floors(&self) -> impl Iterator<Item = Result<(DeviceId, u64)>> + '_ {
+        self.retention.iter().filter_map(|item| {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let device: [u8; 32] = k.as_ref().try_into().ok()?;
+            let floor: Option<[u8; 8]> = v.as_ref().try_into().ok();
+            Some(
+                floor
+                    .map(|f| (DeviceId(device), u64::from_be_bytes(f)))
+                    .ok_or_else(|| StoreError::Corrupt(hex::encode(&k))),
+            )
+        })
+    }
+
+    /// The last epoch a completed retention pass pruned through, if any.
+    pub fn pruned_through_epoch(&self) -> Result<Option<u64>> {
+        let Some(v) = self.retention.get(PRUNED_THROUGH_KEY)? else {
+            return Ok(None);
+        };
+        let b: [u8; 8] = v
+            .as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("retention epoch".into()))?;
+        Ok(Some(u64::from_be_bytes(b)))
+    }
+
+    /// Records (durably) that a retention pass pruned every device through `epoch`.
+    pub fn set_pruned_through_epoch(&self, epoch: u64) -> Result<()> {
+        self.retention
+            .insert(PRUNED_THROUGH_KEY, &epoch.to_be_bytes()[..])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The first device (in id order) with stored readings after `after` (from the start when
+    /// `None`): one seek per device, no scan.
+    pub fn next_device(&self, after: Option<&DeviceId>) -> Result<Option<DeviceId>> {
+        let from = match after {
+            None => [0u8; 40],
+            Some(d) => key(d, u64::MAX),
+        };
+        let found = match after {
+            None => self.readings.range(from..).next(),
+            Some(_) => self
+                .readings
+                .range((std::ops::Bound::Excluded(from), std::ops::Bound::Unbounded))
+                .next(),
+        };
+        match found {
+            None => Ok(None),
+            Some(item) => {
+                let (k, _) = item?;
+                let (device, _) =
+                    parse_key(&k).ok_or_else(|| StoreError::Corrupt(hex::encode(&k)))?;
+                Ok(Some(device))
+            }
+        }
+    }
+
+    /// One device's stored readings from `from_seq` on, in sequence order.
+    pub fn device_readings_from(
+        &self,
+        device: &DeviceId,
+        from_seq: u64,
+    ) -> impl Iterator<Item = Result<StoredReading>> + '_ {
+        self.readings
+            .range(key(device, from_seq)..=key(device, u64::MAX))
+            .map(|item| {
+                let (k, v) = item?;
+                stored_reading(&k, &v)
+            })
+    }
+
+    /// Prunes `device`'s readings below `below`: first raises its floor ([`Store::pruned_below`])
+    /// to `below` and makes that durable, then removes at most `max` of the readings below the
+    /// floor (oldest first) and flushes. Idempotent and safe to kill at any point: readings left
+    /// below a durable floor are removed by the next call. The floor never goes down. The caller
+    /// guarantees that every seq below `below` was stored (settled) and may be pruned.
+    pub fn prune_below(&self, device: &DeviceId, below: u64, max: usize) -> Result<Pruned> {
+        let floor = self.pruned_below(device)?;
+        if below > floor {
+            self.retention.insert(device.0, &below.to_be_bytes()[..])?;
+            self.db.flush()?;
+        }
+        let floor = floor.max(below);
+        let mut out = Pruned::default();
+        let mut batch = sled::Batch::default();
+        for item in self
+            .readings
+            .range(key(device, 0)..key(device, floor))
+            .take(max)
+        {
+            let (k, v) = item?;
+            out.readings += 1;
+            out.bytes = out
+                .bytes
+                .saturating_add(u64::try_from(k.len() + v.len()).unwrap_or(u64::MAX));
+            batch.remove(k);
+        }
+        if out.readings > 0 {
+            self.readings.apply_batch(batch)?;
+            self.db.flush()?;
+        }
+        Ok(out)
     }
 
     /// Every piece of equivocation evidence: (device, seq, first frame, second frame).

@@ -674,6 +674,28 @@ impl Production {
         Ok(added)
     }
 
+    /// Retention's hook, after `device`'s readings below `below` were pruned from the store
+    /// (their floor durable there, so ingest refuses them as replays and `catch_up` no longer
+    /// sees them): removes at most `max` of their `counted` markers, oldest first. The buckets
+    /// and totals they were counted into stay. Returns how many were removed; idempotent.
+    pub fn forget_counted_below(&self, device: &DeviceId, below: u64, max: usize) -> Result<u64> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0u64;
+        for k in self
+            .counted
+            .range(device_key(device, 0)..device_key(device, below))
+            .keys()
+            .take(max)
+        {
+            batch.remove(k?);
+            n += 1;
+        }
+        if n > 0 {
+            self.counted.apply_batch(batch)?;
+        }
+        Ok(n)
+    }
+
     /// **The audit loop's seam.** Raises every bucket of `device` whose start lies in
     /// `[window.0, window.1)` (Unix seconds: the epoch's reading window) to the upgrade's status
     /// with its evidence (epoch; proof digest; L1 transaction), and moves the device's readings
