@@ -8,7 +8,13 @@
 //! * hostile MQTT and HTTP input at rate against one validator while an honest device
 //!   publishes: the node stays up with bounded memory, every message that reached ingest is
 //!   counted under its exact reason, every honest reading is accepted, and every hostile
-//!   request gets a 4xx problem+json answer.
+//!   request gets a 4xx problem+json answer;
+//! * `kill -9` of the broker-embedding validator or of a random one at random (seeded) moments
+//!   while the ledger runs: the others keep finalizing, no accepted reading and no committed
+//!   block is lost, and in the end every validator holds exactly the device's readings and all
+//!   agree on the state root.
+//!
+//! Randomised scenarios print their seed; `GROUNDTRUTH_FAULT_SEED=<seed>` replays one.
 
 use anyhow::{bail, ensure, Context, Result};
 use groundtruth_device_sdk::{topics, DeviceKey};
@@ -397,15 +403,7 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
     const STORM: usize = 3000;
     const OVERSIZE: usize = 20;
     const JUNK_CONNECTIONS: usize = 50;
-    let seed: u64 = std::env::var("GROUNDTRUTH_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_secs())
-        });
-    eprintln!("hostile input seed {seed} (GROUNDTRUTH_FAULT_SEED={seed} replays it)");
+    let seed = fault_seed("hostile input");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
     let honest = DeviceKey::from_seed(&[91; 32]);
@@ -655,5 +653,165 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
         "{} of the honest device's {HONEST} readings stored",
         honest_stored.len()
     );
+    Ok(())
+}
+
+/// The seed of a randomised scenario: `GROUNDTRUTH_FAULT_SEED`, else the clock; printed.
+fn fault_seed(what: &str) -> u64 {
+    let seed = std::env::var("GROUNDTRUTH_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("{what}: seed {seed} (GROUNDTRUTH_FAULT_SEED={seed} replays it)");
+    seed
+}
+
+/// Accepted readings a node holds, from its metrics (0 when unreachable).
+fn stored_accepted(node: &Node) -> u64 {
+    node.metrics()
+        .map(|m| m.get("groundtruth_ingest_stored_accepted") as u64)
+        .unwrap_or(0)
+}
+
+/// `kill -9` of the broker-embedding validator or of a random one, at random moments (seeded),
+/// four times, while a device publishes to the embedded broker and the ledger runs. After each
+/// kill the other three keep finalizing; the restarted validator still holds every reading it
+/// had counted as accepted (read offline from its store before it restarts) and the block it
+/// had committed last, with the same state root. At the end, once the device has delivered
+/// its queue again (the embedded broker loses what it held when its validator dies: devices
+/// keep readings until validators have them, PROTOCOL.md "Resend"), every validator holds
+/// exactly the device's readings and all agree on the state root.
+#[test]
+fn validators_killed_at_random_keep_finalizing_and_lose_nothing() -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const TOTAL: u64 = 600;
+    const ROUNDS: usize = 4;
+    const BROKER: usize = 0;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(fault_seed("random kill -9"));
+    let key = DeviceKey::from_seed(&[95; 32]);
+    let mut net = TestNet::builder()
+        .validators(4)
+        .consensus(true)
+        .broker(Broker::EmbeddedIn(BROKER))
+        .genesis(
+            Genesis::devnet()?
+                .epoch_length(1000)
+                .energy_device(&key, CAPACITY),
+        )
+        .build()?;
+    net.wait_height(&ALL, 1, Duration::from_secs(30))?;
+    let topic = topics::readings_topic(&key.device_id());
+    let frames = energy_frames(&key, 0, TOTAL);
+    let broker = net.broker_addr();
+
+    // The device: chunks of 10, each retried until the broker acknowledges it.
+    let done = Arc::new(AtomicBool::new(false));
+    let device = std::thread::spawn({
+        let (frames, topic, done) = (frames.clone(), topic.clone(), done.clone());
+        move || {
+            for chunk in frames.chunks(10) {
+                while publish_all(broker, &topic, chunk).is_err() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            done.store(true, Ordering::Release);
+        }
+    });
+
+    for round in 0..ROUNDS {
+        std::thread::sleep(Duration::from_millis(rng.gen_range(300..1500)));
+        let victim = if rng.gen_bool(0.5) {
+            BROKER
+        } else {
+            rng.gen_range(0..4)
+        };
+        let others: Vec<usize> = ALL.into_iter().filter(|i| *i != victim).collect();
+        let promised = stored_accepted(net.node(victim));
+        let status = net.node(victim).status()?;
+        let h = status["height"].as_u64().context("height")?;
+        let root = status["state_root"]
+            .as_str()
+            .context("state_root")?
+            .to_string();
+        net.node_mut(victim).kill9();
+        eprintln!(
+            "round {round}: killed validator {victim} at height {h} holding {promised} readings"
+        );
+
+        // The other three hold 3/4 of the stake: they keep finalizing.
+        let top = others
+            .iter()
+            .map(|i| net.node(*i).height())
+            .max()
+            .unwrap_or(0);
+        net.wait_height(&others, top + 2, Duration::from_secs(30))?;
+
+        // Nothing it had counted as accepted is gone from its store.
+        let held = net.node_mut(victim).stop_and_list_accepted()?.len() as u64;
+        ensure!(
+            held >= promised,
+            "round {round}: validator {victim} had {promised} accepted readings and holds {held} after kill -9"
+        );
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..1000)));
+        // What it had committed is what the others committed at that height.
+        let agreed = net.agreed_root(&others, h)?;
+        ensure!(
+            agreed == root,
+            "round {round}: validator {victim} had committed root {root} at height {h}, the others {agreed}"
+        );
+        net.node_mut(victim).restart()?;
+        // It comes back at (at least) the height it had committed, on the same state.
+        let status = net.node(victim).status()?;
+        let back = status["height"].as_u64().unwrap_or(0);
+        ensure!(
+            back >= h,
+            "round {round}: validator {victim} had committed height {h}, is at {back} after kill -9"
+        );
+        if back == h {
+            ensure!(
+                status["state_root"].as_str() == Some(root.as_str()),
+                "round {round}: validator {victim}'s root at height {h} was {root}, is {} after kill -9",
+                status["state_root"]
+            );
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(60);
+    while !done.load(Ordering::Acquire) {
+        ensure!(
+            Instant::now() < until,
+            "the device could not deliver its readings"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    device
+        .join()
+        .map_err(|_| anyhow::anyhow!("device thread panicked"))?;
+    // The device delivers its queue again; every validator ends with exactly its readings.
+    publish_all(broker, &topic, &frames)?;
+    for i in ALL {
+        net.node(i).wait_stored(TOTAL, Duration::from_secs(60))?;
+    }
+    let h = ALL.iter().map(|i| net.node(*i).height()).max().unwrap_or(0);
+    net.wait_height(&ALL, h, Duration::from_secs(60))?;
+    net.agreed_root(&ALL, h)?;
+    for i in ALL {
+        let listed: BTreeSet<String> = net
+            .node_mut(i)
+            .stop_and_list_accepted()?
+            .into_iter()
+            .collect();
+        ensure!(
+            listed == expected_set(&key, TOTAL),
+            "validator {i} holds {} accepted readings, want exactly seqs 0..{TOTAL} of the device",
+            listed.len()
+        );
+    }
     Ok(())
 }
