@@ -224,7 +224,9 @@ fn ends_by(r: &StoredReading, end_s: u64) -> Option<SignedReading> {
     (reading_end_s(&signed.reading.body, signed.reading.timestamp_ms) <= end_s).then_some(signed)
 }
 
-/// One pass over every device of the store (blocking: run it on its own thread).
+/// One pass over every device of the store (blocking: run it on its own thread). Work is
+/// gathered across devices into batches of at most `limits.batch` readings, each committed
+/// with three flushes (read model, floors, removals) whatever the number of devices in it.
 pub fn prune_pass(
     store: &Store,
     production: Option<&Production>,
@@ -233,18 +235,34 @@ pub fn prune_pass(
     metrics: &RetentionMetrics,
 ) -> Result<PassOutcome, RetentionError> {
     let mut out = PassOutcome::default();
+    let mut pending = Pending::default();
     let mut next = store.next_device(None)?;
     while let Some(device) = next {
-        let before = out.readings;
         prune_device(
-            store, production, horizon, limits, metrics, &device, &mut out,
+            store,
+            production,
+            horizon,
+            limits,
+            metrics,
+            &device,
+            &mut pending,
+            &mut out,
         )?;
-        if out.readings > before {
-            out.devices += 1;
-        }
         next = store.next_device(Some(&device))?;
     }
+    commit(store, production, &mut pending, limits, metrics, &mut out)?;
     Ok(out)
+}
+
+/// Readings chosen for pruning, not yet pruned.
+#[derive(Default)]
+struct Pending {
+    /// New floor per device.
+    floors: Vec<(DeviceId, u64)>,
+    /// The accepted ones, for the read model.
+    accepted: Vec<Reading>,
+    /// How many readings (accepted or not).
+    readings: usize,
 }
 
 fn account(metrics: &RetentionMetrics, out: &mut PassOutcome, readings: u64, bytes: u64) {
@@ -275,6 +293,38 @@ fn forget(
     }
 }
 
+/// Prunes what `pending` holds: counted in the read model (flushed), floors raised (durable),
+/// readings removed (flushed), markers dropped; then pauses.
+fn commit(
+    store: &Store,
+    production: Option<&Production>,
+    pending: &mut Pending,
+    limits: Limits,
+    metrics: &RetentionMetrics,
+    out: &mut PassOutcome,
+) -> Result<(), RetentionError> {
+    if pending.floors.is_empty() {
+        return Ok(());
+    }
+    if let Some(p) = production {
+        let n = p.record(&pending.accepted)?;
+        metrics.counted_before_prune.inc_by(n as u64);
+        p.flush()?;
+    }
+    let pruned = store.prune_floors(&pending.floors)?;
+    account(metrics, out, pruned.readings, pruned.bytes);
+    for (device, below) in &pending.floors {
+        forget(production, device, *below, limits, metrics, out)?;
+    }
+    tracing::debug!(target: "node::retention", devices = pending.floors.len(), readings = pruned.readings, "pruned a batch");
+    *pending = Pending::default();
+    if !limits.pause.is_zero() {
+        std::thread::sleep(limits.pause);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn prune_device(
     store: &Store,
     production: Option<&Production>,
@@ -282,10 +332,11 @@ fn prune_device(
     limits: Limits,
     metrics: &RetentionMetrics,
     device: &DeviceId,
+    pending: &mut Pending,
     out: &mut PassOutcome,
 ) -> Result<(), RetentionError> {
     let mut floor = store.pruned_below(device)?;
-    // What a killed pass left below a durable floor.
+    // What a killed pass left below a durable floor (normally nothing: one seek each).
     loop {
         let p = store.prune_below(device, floor, limits.batch)?;
         account(metrics, out, p.readings, p.bytes);
@@ -295,9 +346,14 @@ fn prune_device(
     }
     forget(production, device, floor, limits, metrics, out)?;
     let limit = horizon.protected.get(device).copied().unwrap_or(u64::MAX);
+    let start = floor;
     loop {
+        if pending.readings >= limits.batch {
+            commit(store, production, pending, limits, metrics, out)?;
+        }
+        let room = limits.batch.saturating_sub(pending.readings);
         // (reading, accepted): only accepted readings count in the read model.
-        let mut chunk: Vec<(Reading, bool)> = Vec::with_capacity(limits.batch);
+        let mut chunk: Vec<(Reading, bool)> = Vec::with_capacity(room.min(1024));
         let mut expected = floor;
         let mut more = false;
         let mut stop = false;
@@ -313,7 +369,7 @@ fn prune_device(
                 stop = true;
                 break;
             };
-            if chunk.len() >= limits.batch {
+            if chunk.len() >= room {
                 more = true;
                 break;
             }
@@ -332,33 +388,17 @@ fn prune_device(
         let Some(below) = chunk.last().and_then(|(r, _)| r.seq.checked_add(1)) else {
             return Ok(());
         };
-        if let Some(p) = production {
-            let accepted: Vec<Reading> = chunk
-                .iter()
-                .filter(|(_, accepted)| *accepted)
-                .map(|(r, _)| *r)
-                .collect();
-            let n = p.record(&accepted)?;
-            metrics.counted_before_prune.inc_by(n as u64);
-            p.flush()?;
+        if floor == start {
+            out.devices = out.devices.saturating_add(1);
         }
-        let mut removed = 0u64;
-        loop {
-            let p = store.prune_below(device, below, limits.batch)?;
-            account(metrics, out, p.readings, p.bytes);
-            removed = removed.saturating_add(p.readings);
-            if p.readings < limits.batch as u64 {
-                break;
-            }
-        }
-        forget(production, device, below, limits, metrics, out)?;
-        tracing::debug!(target: "node::retention", %device, below, removed, "pruned readings");
+        pending.readings = pending.readings.saturating_add(chunk.len());
+        pending.floors.push((*device, below));
+        pending
+            .accepted
+            .extend(chunk.iter().filter(|(_, a)| *a).map(|(r, _)| *r));
         floor = below;
         if stop {
             return Ok(());
-        }
-        if !limits.pause.is_zero() {
-            std::thread::sleep(limits.pause);
         }
     }
 }

@@ -377,6 +377,40 @@ impl Store {
         Ok(out)
     }
 
+    /// [`Store::prune_below`] for many devices at once, with two flushes in all: every floor
+    /// raised (durable), then every reading below each floor removed in one sled batch. The
+    /// caller bounds the work (readings below the new floors).
+    pub fn prune_floors(&self, floors: &[(DeviceId, u64)]) -> Result<Pruned> {
+        let mut raise = sled::Batch::default();
+        let mut targets = Vec::with_capacity(floors.len());
+        for (device, below) in floors {
+            let floor = self.pruned_below(device)?;
+            if *below > floor {
+                raise.insert(&device.0[..], &below.to_be_bytes()[..]);
+            }
+            targets.push((device, floor.max(*below)));
+        }
+        self.retention.apply_batch(raise)?;
+        self.db.flush()?;
+        let mut out = Pruned::default();
+        let mut remove = sled::Batch::default();
+        for (device, floor) in targets {
+            for item in self.readings.range(key(device, 0)..key(device, floor)) {
+                let (k, v) = item?;
+                out.readings += 1;
+                out.bytes = out
+                    .bytes
+                    .saturating_add(u64::try_from(k.len() + v.len()).unwrap_or(u64::MAX));
+                remove.remove(k);
+            }
+        }
+        if out.readings > 0 {
+            self.readings.apply_batch(remove)?;
+            self.db.flush()?;
+        }
+        Ok(out)
+    }
+
     /// Every piece of equivocation evidence: (device, seq, first frame, second frame).
     pub fn evidence(&self) -> impl Iterator<Item = Result<(DeviceId, u64, Vec<u8>, Vec<u8>)>> + '_ {
         self.evidence.iter().map(|item| {
