@@ -163,6 +163,16 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
+    /// Reads a length-prefixed byte string of at most `max` bytes: for the few fields that are
+    /// larger than [`MAX_FIELD_LEN`] by design (proof envelopes), bounded by their own limit.
+    pub fn long_bytes(&mut self, max: usize) -> Result<&'a [u8], TxError> {
+        let len = usize::try_from(self.u32()?).map_err(|_| TxError::Malformed("length"))?;
+        if len > max {
+            return Err(TxError::Malformed("field too long"));
+        }
+        self.take(len)
+    }
+
     /// Reads a length-prefixed UTF-8 string.
     pub fn string(&mut self) -> Result<String, TxError> {
         let b = self.bytes()?;

@@ -369,7 +369,7 @@ impl TxBody {
             12 => Self::SubmitAuditProof {
                 epoch: r.u64()?,
                 batch: Address::decode(r)?,
-                proof: r.bytes()?.to_vec(),
+                proof: r.long_bytes(MAX_TX_LEN)?.to_vec(),
             },
             13 => Self::SubmitEvidence(Evidence::decode(r)?),
             14 => Self::Delegate {
@@ -407,7 +407,7 @@ impl TxBody {
             20 => Self::SubmitStorageProof {
                 epoch: r.u64()?,
                 device: decode_device(r)?,
-                proof: r.bytes()?.to_vec(),
+                proof: r.long_bytes(MAX_TX_LEN)?.to_vec(),
             },
             _ => return Err(TxError::Malformed("unknown transaction type")),
         })
@@ -599,7 +599,7 @@ impl Block {
         let count = r.u32()?;
         let mut txs = Vec::new();
         for _ in 0..count {
-            txs.push(SignedTx::decode(r.bytes()?)?);
+            txs.push(SignedTx::decode(r.long_bytes(MAX_TX_LEN)?)?);
         }
         r.finish()?;
         Ok(Self {

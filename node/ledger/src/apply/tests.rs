@@ -218,6 +218,12 @@ fn every_transaction_type_round_trips_through_the_codec() {
             batch: address(&dev),
             proof: vec![],
         },
+        // Real batch proofs are ~100 KB at 1,000 readings: past the 64 KiB of ordinary fields.
+        TxBody::SubmitAuditProof {
+            epoch: 1,
+            batch: address(&dev),
+            proof: vec![7; 300 * 1024],
+        },
         TxBody::CloseEpoch { epoch: 9 },
         TxBody::SubmitEvidence(Evidence::DeviceEquivocation {
             a: energy_reading(200, 1, 5),
