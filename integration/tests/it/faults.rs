@@ -379,10 +379,14 @@ fn hostile_requests(rng: &mut impl rand::Rng) -> Vec<(String, Vec<u8>)> {
 /// counted by reason; every honest reading is accepted; no request gets a 5xx, and every API
 /// refusal is problem+json; resident memory stays under a bound (see `RSS_BOUND_MIB`).
 ///
-/// Forged and replayed frames claim two other registered devices, not the honest one: the
-/// per-device rate limit is charged before the signature is checked, so frames claiming the
-/// honest device (forged or replayed) would use up its bucket and its own readings would be
-/// refused as `rate_limited` (reported; see the report of the fault suite).
+/// Forged and replayed frames claim two other registered devices, not the honest one. Known
+/// gap, not fixed here: the per-device rate limit (`verifier_loop` in `node/src/ingest/mod.rs`)
+/// is charged before the signature is checked and before duplicates are recognised, so frames
+/// that merely claim the honest device use up its bucket and its own readings are refused as
+/// `rate_limited`. Measured with this test changed to send 1,500 forged frames on the honest
+/// device's topic: 23 of its 300 readings accepted, 2,778 `rate_limited`. A replay storm of one
+/// of its captured frames takes the same path. This test asserts what holds today: attacks on
+/// other devices leave the honest device's readings untouched.
 #[test]
 fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Result<()> {
     use groundtruth_integration::mqtt::{energy_frame, fresh_client_id, MqttClient};
@@ -503,6 +507,10 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
         })
         .collect();
     // Over the broker's payload limit: the broker drops the connection; nothing reaches ingest.
+    // Known gap: no metric counts these refusals (rumqttd drops the connection inside its
+    // protocol reader, before the node's ACL wrapper or ingest), and ingest's own `oversize`
+    // reason cannot be reached behind the embedded broker, whose packet limit is the same
+    // `max_payload_bytes`. The test checks they were refused and never reached ingest.
     let oversize_thread = std::thread::spawn({
         let topic = honest_topic.clone();
         move || -> Result<usize> {
