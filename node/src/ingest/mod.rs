@@ -141,6 +141,9 @@ fn verifier_loop(
         burst: ctx.config.device_burst,
         per_second: ctx.config.device_rate_per_s,
     });
+    // Highest sequence number charged to each device's allowance (registered devices only:
+    // the precheck refuses unknown ones first, so this is bounded by the registry).
+    let mut highest: HashMap<groundtruth_device_sdk::DeviceId, u64> = HashMap::new();
     while let Some(first) = inbound.blocking_recv() {
         let mut batch = Vec::with_capacity(batch_size);
         batch.push(first);
@@ -161,15 +164,7 @@ fn verifier_loop(
                     &inbound.publish.payload,
                     ctx.max_payload,
                     &registry,
-                )
-                .and_then(|signed| {
-                    // Before the signature: a flooding device costs no verification.
-                    if limiter.allow(signed.reading.device, now) {
-                        Ok(signed)
-                    } else {
-                        Err(Rejection::RateLimited)
-                    }
-                });
+                );
                 Checked { inbound, verdict }
             })
             .collect();
@@ -182,6 +177,24 @@ fn verifier_loop(
         for c in checked.iter_mut().filter(|c| c.verdict.is_ok()) {
             if !flags.next().unwrap_or(false) {
                 c.verdict = Err(Rejection::BadSignature);
+            }
+        }
+        // The rate limit charges only authentic readings that advance their device's sequence:
+        // forged frames (which anyone can send on a topic when the broker does not check
+        // logins) and replays of a device's own old frames (refused later as duplicates) cannot
+        // use up an honest device's allowance. A device flooding new readings is still cut off.
+        for c in &mut checked {
+            let Ok(signed) = &c.verdict else {
+                continue;
+            };
+            let (device, seq) = (signed.reading.device, signed.reading.seq);
+            if highest.get(&device).is_some_and(|h| seq <= *h) {
+                continue;
+            }
+            if limiter.allow(device, now) {
+                highest.insert(device, seq);
+            } else {
+                c.verdict = Err(Rejection::RateLimited);
             }
         }
         if out.send(checked).is_err() {
