@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what groundtruth needs beyond the Rust toolchain: Mosquitto (the external broker the
-# tests run against), and from the npm registry, into the git-ignored .tools/, the L1 tools at
-# pinned versions: anvil (a local Ethereum node) and solc-js (the Solidity compiler that builds
-# oracle/contracts). Safe to run again; does nothing when everything is there.
+# tests run against), wrk (the API benchmark's load generator), and from the npm registry, into
+# the git-ignored .tools/, the L1 tools at pinned versions: anvil (a local Ethereum node) and
+# solc-js (the Solidity compiler that builds oracle/contracts). Safe to run again; does nothing
+# when everything is there.
 # The binaries: .tools/bin/anvil and .tools/bin/solcjs (also written to .tools/env).
 set -euo pipefail
 
@@ -13,6 +14,8 @@ fi
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+# wrk: the HTTP load generator of the API benchmark (integration/src/bin/api_bench.rs).
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian packages"
