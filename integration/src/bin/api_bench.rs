@@ -18,7 +18,7 @@
 //! cargo build --release -p groundtruth-cli --bin groundtruth
 //! cargo build --release -p groundtruth-integration --bin api-bench
 //! target/release/api-bench [--duration 10] [--connections 64] [--threads 2]
-//! target/release/api-bench --serve-only   # fill a node, print its address, serve until killed
+//! target/release/api-bench --serve-only   # fill a node, print its address, serve until stdin closes
 //! ```
 
 use anyhow::{bail, ensure, Context, Result};
@@ -116,10 +116,12 @@ fn main() -> Result<()> {
     if args.serve_only {
         println!("serving: http://{node_addr} (groundtruth node; /openapi.json; rate limit as configured)");
         println!("data: {}", net.dir().display());
-        // Until killed; the network is torn down with the process.
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        }
+        println!("(serving until standard input closes)");
+        // Until stdin reaches its end; the network (node, broker, directory) is torn down on
+        // drop. A script holds a pipe open and closes it to stop.
+        std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())?;
+        drop(net);
+        return Ok(());
     }
 
     let wrk = |addr: SocketAddr, path: &str| wrk(&format!("http://{addr}{path}"), &args);
