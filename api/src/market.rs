@@ -495,7 +495,7 @@ fn certificates_request(uri: &Uri) -> Result<CertificatesRequest, Problem> {
         ("device" = Option<Hex32>, Query, description = "Only this device's certificates (64 hex characters)"),
         ("from" = String, Query, description = "First production hour, RFC 3339 UTC on an hour", example = "2024-05-01T00:00:00Z"),
         ("to" = String, Query, description = "End of the range (exclusive), RFC 3339 UTC on an hour; at most 366 days after from", example = "2024-05-02T00:00:00Z"),
-        ("limit" = Option<u32>, Query, description = "Certificates per page, 1 to 500 (default 100)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Certificates per page, 1 to 500 (default 100)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page (same query)"),
     ),
     responses(
@@ -592,7 +592,7 @@ pub(crate) async fn validators(State(state): State<AppState>, uri: Uri) -> Respo
     path = "/v1/slashes",
     tag = "network",
     params(
-        ("limit" = Option<u32>, Query, description = "Slashes per page, 1 to 500 (default 100)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Slashes per page, 1 to 500 (default 100)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses(
@@ -655,7 +655,7 @@ pub(crate) async fn slashes(State(state): State<AppState>, uri: Uri) -> Response
     path = "/v1/providers",
     tag = "network",
     params(
-        ("limit" = Option<u32>, Query, description = "Providers per page, 1 to 500 (default 100)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Providers per page, 1 to 500 (default 100)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses(

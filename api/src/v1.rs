@@ -305,7 +305,7 @@ fn series_view(
         ("from" = String, Query, description = "Range start, RFC 3339 UTC, on a granularity boundary", example = "2024-05-01T00:00:00Z"),
         ("to" = String, Query, description = "Range end (exclusive), RFC 3339 UTC, on a granularity boundary; at most 366 days after from", example = "2024-05-02T00:00:00Z"),
         ("granularity" = Option<Granularity>, Query, description = "Interval length: 5m, 15m, 1h (default) or 1d"),
-        ("limit" = Option<u32>, Query, description = "Intervals with readings per page, 1 to 1000 (default 288)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Intervals with readings per page, 1 to 1000 (default 288)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page (same query)"),
     ),
     responses(
@@ -363,7 +363,7 @@ pub(crate) async fn device_production(
         ("from" = String, Query, description = "Range start, RFC 3339 UTC, on a granularity boundary", example = "2024-05-01T00:00:00Z"),
         ("to" = String, Query, description = "Range end (exclusive), RFC 3339 UTC, on a granularity boundary; at most 366 days after from", example = "2024-05-02T00:00:00Z"),
         ("granularity" = Option<Granularity>, Query, description = "Interval length: 5m, 15m, 1h (default) or 1d"),
-        ("limit" = Option<u32>, Query, description = "Intervals with readings per page, 1 to 1000 (default 288)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Intervals with readings per page, 1 to 1000 (default 288)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page (same query)"),
     ),
     responses(
@@ -427,7 +427,7 @@ fn decode_devices_cursor(s: &str) -> Option<Hex32> {
     path = "/v1/devices",
     tag = "production",
     params(
-        ("limit" = Option<u32>, Query, description = "Devices per page, 1 to 1000 (default 100)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Devices per page, 1 to 1000 (default 100)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses(
