@@ -183,6 +183,7 @@ pub async fn run(
 
     let retention_metrics = (chain.is_some() && config.retention.enabled)
         .then(|| crate::retention::RetentionMetrics::register(&mut telemetry.registry));
+    let swarm_metrics = crate::chain::swarm::SwarmMetrics::register(&mut telemetry.registry);
     let ingest_metrics = telemetry.ingest.clone();
     let prometheus = Arc::new(telemetry.registry);
     let listener_addr = config.metrics.listen;
@@ -294,7 +295,10 @@ pub async fn run(
         ));
     }
     let replicate = match &chain {
-        Some(c) => c.start_swarm(&config.p2p, store.clone(), swarm_tx).await?,
+        Some(c) => {
+            c.start_swarm(&config.p2p, store.clone(), swarm_tx, swarm_metrics)
+                .await?
+        }
         None => None,
     };
     let ctx = IngestContext {

@@ -4,7 +4,8 @@
 //! readings for one (device, seq) are caught at ingest and become a `SubmitEvidence` that
 //! slashes the owner's provider stake on every validator. The same holds when the two readings
 //! reach two different validators' brokers: readings replication brings each validator the
-//! other's copy, and the equivocation is caught and slashed once.
+//! other's copy, and the equivocation is caught and slashed once. A transaction sent to one
+//! validator reaches the others by gossip (HTTP forwarding off) and lands in a block.
 
 use anyhow::{ensure, Context, Result};
 use groundtruth_device_sdk::{topics, DeviceKey};
@@ -232,5 +233,45 @@ fn an_equivocation_split_over_two_validators_brokers_is_caught_and_slashed_once(
         caught >= 1,
         "neither receiving validator recorded the equivocation at ingest"
     );
+    Ok(())
+}
+
+#[test]
+fn a_transaction_sent_to_one_validator_is_gossiped_to_the_others_and_reaches_a_block() -> Result<()>
+{
+    use groundtruth_integration::{address_of, operator_key};
+    use groundtruth_ledger::TxBody;
+    // No HTTP forwarding: the validators' swarm is the only way a transaction travels.
+    let net = TestNet::builder()
+        .validators(4)
+        .consensus(true)
+        .configure(|_, cfg| cfg.consensus.http_peers.clear())
+        .build()?;
+    net.wait_height(&ALL, 1, Duration::from_secs(30))?;
+    let entry = net.node(3).api();
+    let to = address_of(&operator_key(1));
+    let h = entry.sign_and_submit(&operator_key(0), 1, TxBody::Transfer { to, amount: 7 })?;
+    for i in ALL {
+        let outcome = net.node(i).api().wait_tx(&h, Duration::from_secs(30))?;
+        ensure!(
+            outcome["ok"] == true,
+            "validator {i}: transaction {h} failed: {outcome}"
+        );
+    }
+    for i in 0..3 {
+        let m = net.node(i).api().metrics()?;
+        let gossiped: f64 = ["accept", "ignore"]
+            .iter()
+            .map(|v| {
+                m.get(&format!(
+                    "groundtruth_p2p_gossip_received_total{{topic=\"tx\",verdict=\"{v}\"}}"
+                ))
+            })
+            .sum();
+        ensure!(
+            gossiped >= 1.0,
+            "validator {i} received no transaction by gossip ({gossiped})"
+        );
+    }
     Ok(())
 }

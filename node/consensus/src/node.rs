@@ -44,6 +44,10 @@ use crate::types::{
 
 /// Most heights served in one sync response.
 const MAX_SYNC_BATCH: u64 = 64;
+/// Most block bytes served in one sync response (Malachite refuses responses over 10 MiB; a
+/// batch of 64 heights with proof-carrying blocks of up to 1 MiB each went past it, and a
+/// validator one height behind could never catch up).
+const MAX_SYNC_BYTES: usize = 6 << 20;
 /// Most future-height proposals buffered until their height starts.
 const MAX_PENDING: usize = 64;
 /// Most proposal streams reassembled at once.
@@ -524,9 +528,17 @@ impl<A: Application> State<A> {
                 let start = range.start().0;
                 let end = range.end().0.min(start.saturating_add(MAX_SYNC_BATCH - 1));
                 let mut values = Vec::new();
+                let mut bytes = 0usize;
                 for h in start..=end {
                     match self.store.get_decided(h)? {
-                        Some(d) => values.push(RawDecidedValue::new(d.block, d.certificate)),
+                        Some(d) => {
+                            bytes = bytes.saturating_add(d.block.len());
+                            // Always at least one height, so that any block can be synced.
+                            if !values.is_empty() && bytes > MAX_SYNC_BYTES {
+                                break;
+                            }
+                            values.push(RawDecidedValue::new(d.block, d.certificate));
+                        }
                         None => break,
                     }
                 }

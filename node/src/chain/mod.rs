@@ -527,6 +527,7 @@ impl Chain {
         section: &swarm::P2pSection,
         store: crate::ingest::store::Store,
         ingest: mpsc::Sender<crate::ingest::Inbound>,
+        metrics: swarm::SwarmMetrics,
     ) -> Result<Option<mpsc::Sender<Bytes>>> {
         if !section.enabled {
             return Ok(None);
@@ -539,6 +540,7 @@ impl Chain {
             store,
             ingest,
             replicate_rx,
+            metrics,
         )
         .await
         .map_err(ChainError::Swarm)?;

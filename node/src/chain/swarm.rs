@@ -21,12 +21,54 @@ use std::time::Duration;
 use bytes::Bytes;
 use groundtruth_device_sdk::{topics::readings_topic, SignedReading};
 use groundtruth_p2p::{Inbound as GossipIn, P2p, P2pConfig, P2pHandle, PeerId, Topic, Verdict};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use super::Core;
 use crate::ingest::store::Store;
 use crate::ingest::{Inbound, REPLICATED_GENERATION};
+
+/// Gossip received on the validators' swarm, by topic and verdict.
+#[derive(Clone, Debug, Default)]
+pub struct SwarmMetrics {
+    /// Messages received, labelled `topic` (`tx`, `readings`, `attestations`) and `verdict`
+    /// (`accept`, `reject`, `ignore`).
+    pub received: Family<Vec<(String, String)>, Counter>,
+}
+
+impl SwarmMetrics {
+    /// Registers under `groundtruth_p2p_*`.
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "groundtruth_p2p_gossip_received",
+            "Gossip messages received on the validators' swarm, by topic and verdict",
+            m.received.clone(),
+        );
+        m
+    }
+
+    fn record(&self, topic: Topic, verdict: Verdict) {
+        let topic = match topic {
+            Topic::Transactions => "tx",
+            Topic::Readings => "readings",
+            Topic::Attestations => "attestations",
+        };
+        let verdict = match verdict {
+            Verdict::Accept => "accept",
+            Verdict::Reject => "reject",
+            Verdict::Ignore => "ignore",
+        };
+        self.received
+            .get_or_create(&vec![
+                ("topic".to_string(), topic.to_string()),
+                ("verdict".to_string(), verdict.to_string()),
+            ])
+            .inc();
+    }
+}
 
 /// Most frames one replicated readings message carries.
 pub const MAX_FRAMES_PER_MESSAGE: usize = 256;
@@ -140,6 +182,7 @@ pub(crate) async fn start(
     store: Store,
     ingest: mpsc::Sender<Inbound>,
     replicate_rx: mpsc::Receiver<Bytes>,
+    metrics: SwarmMetrics,
 ) -> Result<P2pHandle, String> {
     let config = section.swarm_config()?;
     let (allowed_tx, allowed_rx) = watch::channel(allowed_of(&core));
@@ -198,7 +241,7 @@ pub(crate) async fn start(
     });
 
     // Inbound gossip.
-    tokio::spawn(inbound_loop(core, ingest, inbound));
+    tokio::spawn(inbound_loop(core, ingest, inbound, metrics));
     Ok(handle)
 }
 
@@ -247,6 +290,7 @@ async fn inbound_loop(
     core: Arc<Core>,
     ingest: mpsc::Sender<Inbound>,
     mut rx: mpsc::Receiver<GossipIn>,
+    metrics: SwarmMetrics,
 ) {
     while let Some(msg) = rx.recv().await {
         let verdict = match msg.topic {
@@ -266,6 +310,7 @@ async fn inbound_loop(
             Topic::Readings => readings(&ingest, &msg.data),
             Topic::Attestations => Verdict::Ignore,
         };
+        metrics.record(msg.topic, verdict);
         msg.validation.report(verdict);
     }
 }
