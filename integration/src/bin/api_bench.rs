@@ -17,7 +17,7 @@
 //! ```sh
 //! cargo build --release -p groundtruth-cli --bin groundtruth
 //! cargo build --release -p groundtruth-integration --bin api-bench
-//! target/release/api-bench [--duration 10] [--connections 64] [--threads 2]
+//! target/release/api-bench [--duration 10] [--connections 64] [--threads 2] [--no-gzip]
 //! target/release/api-bench --serve-only   # fill a node, print its address, serve until stdin closes
 //! ```
 
@@ -48,6 +48,7 @@ struct Args {
     connections: u32,
     threads: u32,
     serve_only: bool,
+    gzip: bool,
 }
 
 fn args() -> Result<Args> {
@@ -56,6 +57,7 @@ fn args() -> Result<Args> {
         connections: 64,
         threads: 2,
         serve_only: false,
+        gzip: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,7 +68,8 @@ fn args() -> Result<Args> {
             "--connections" => a.connections = value()?.parse()?,
             "--threads" => a.threads = value()?.parse()?,
             "--serve-only" => a.serve_only = true,
-            other => bail!("unknown argument {other:?} (--duration S, --connections N, --threads N, --serve-only)"),
+            "--no-gzip" => a.gzip = false,
+            other => bail!("unknown argument {other:?} (--duration S, --connections N, --threads N, --no-gzip, --serve-only)"),
         }
     }
     ensure!(
@@ -126,8 +129,11 @@ fn main() -> Result<()> {
 
     let wrk = |addr: SocketAddr, path: &str| wrk(&format!("http://{addr}{path}"), &args);
     println!(
-        "\nwrk: {} threads, {} connections, {} s per target (machine shared with other work: compare ratios)\n",
-        args.threads, args.connections, args.duration_s
+        "\nwrk: {} threads, {} connections, {} s per target, {} (machine shared with other work: compare ratios)\n",
+        args.threads,
+        args.connections,
+        args.duration_s,
+        if args.gzip { "Accept-Encoding: gzip" } else { "uncompressed" }
     );
 
     // 2. The node process as served: the per-IP limit answers most requests 429.
@@ -254,20 +260,22 @@ struct Wrk {
 }
 
 fn wrk(url: &str, args: &Args) -> Result<Wrk> {
-    let out = Command::new("wrk")
-        .args([
-            "--latency",
-            "-t",
-            &args.threads.to_string(),
-            "-c",
-            &args.connections.to_string(),
-            "-d",
-            &format!("{}s", args.duration_s),
-            // Like a market client: compressed responses.
-            "-H",
-            "Accept-Encoding: gzip",
-            url,
-        ])
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "--latency",
+        "-t",
+        &args.threads.to_string(),
+        "-c",
+        &args.connections.to_string(),
+        "-d",
+        &format!("{}s", args.duration_s),
+    ]);
+    if args.gzip {
+        // Like a market client: compressed responses.
+        cmd.args(["-H", "Accept-Encoding: gzip"]);
+    }
+    let out = cmd
+        .arg(url)
         .output()
         .context("wrk is not installed: run scripts/setup.sh")?;
     let text = String::from_utf8_lossy(&out.stdout);
