@@ -32,6 +32,9 @@ use crate::ingest::{Inbound, REPLICATED_GENERATION};
 pub const MAX_PEERS: usize = 3;
 /// Inventory pages read from one peer (pages hold up to 8,192 devices by default).
 const MAX_PAGES: usize = 64;
+/// Widest sequence range fetched for one device beyond the readings a peer says it holds
+/// (holes left by rejected readings): a peer claiming `0..=u64::MAX` gets no fetch at all.
+const MAX_SEQ_SLACK: u64 = 4096;
 /// How long fetched frames may take to reach the store through ingest.
 const STORE_WAIT: Duration = Duration::from_secs(5);
 
@@ -134,6 +137,12 @@ pub fn inventory_page(
     Ok(inv)
 }
 
+/// Whether an inventory entry's range is plausible for its count (at most [`MAX_SEQ_SLACK`]
+/// sequence numbers of holes), so fetching it costs a bounded number of requests.
+fn plausible(e: &InventoryEntry) -> bool {
+    e.last_seq.saturating_sub(e.first_seq) < u64::from(e.count).saturating_add(MAX_SEQ_SLACK)
+}
+
 /// Whether `theirs` holds readings that `ours` lacks for sure: more of them, or a sequence
 /// number outside our bounds.
 fn lacks(ours: Option<&InventoryEntry>, theirs: &InventoryEntry) -> bool {
@@ -207,6 +216,10 @@ impl PeerFill {
                         }
                     };
                     if !lacks(ours.as_ref(), theirs) {
+                        continue;
+                    }
+                    if !plausible(theirs) {
+                        tracing::warn!(target: "node::audit", %peer, %device, count = theirs.count, first = theirs.first_seq, last = theirs.last_seq, "implausible inventory entry; not fetching it");
                         continue;
                     }
                     report.devices += 1;
@@ -409,5 +422,13 @@ mod tests {
         assert!(!lacks(Some(&e(5, 10, 14)), &theirs));
         // We hold more than the peer: nothing to fetch from it.
         assert!(!lacks(Some(&e(6, 9, 14)), &theirs));
+    }
+
+    #[test]
+    fn an_implausibly_wide_range_is_not_fetched() {
+        assert!(plausible(&e(5, 10, 14)));
+        assert!(plausible(&e(5, 10, 14 + MAX_SEQ_SLACK)));
+        assert!(!plausible(&e(5, 10, 15 + MAX_SEQ_SLACK)));
+        assert!(!plausible(&e(1, 0, u64::MAX)));
     }
 }
