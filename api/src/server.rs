@@ -261,22 +261,7 @@ async fn admit(state: &Inner, req: Request, what: &str, limit: usize) -> Result<
         )
         .retry_after(state.config.retry_after_secs)
     })?;
-    let capacity = declared
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(0)
-        .min(limit);
-    let body = tokio::time::timeout(
-        state.config.body_timeout,
-        read_capped(body, what, limit, capacity),
-    )
-    .await
-    .map_err(|_| {
-        Problem::new(
-            StatusCode::REQUEST_TIMEOUT,
-            reason::BODY_TIMEOUT,
-            "the body did not arrive in time",
-        )
-    })??;
+    let body = read_declared(state, body, declared, what, limit).await?;
     let origin = if parts.headers.contains_key(FORWARDED_HEADER) {
         Origin::Peer
     } else {
@@ -302,6 +287,18 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(what, limit));
     }
+    read_declared(state, body, declared, what, limit).await
+}
+
+/// Reads at most `limit` bytes of `body` (whose `Content-Length`, if any, is `declared` and
+/// already checked against `limit`) within the body timeout.
+async fn read_declared(
+    state: &Inner,
+    body: Body,
+    declared: Option<u64>,
+    what: &str,
+    limit: usize,
+) -> Result<Bytes, Problem> {
     let capacity = declared
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(0)

@@ -352,6 +352,13 @@ impl Pending {
         }
     }
 
+    fn request(&self) -> Request {
+        match self {
+            Pending::Frames(_, req, _) => Request::Frames(*req),
+            Pending::Inventory(_, req, _) => Request::Inventory(*req),
+        }
+    }
+
     fn fail(self, e: P2pError) {
         match self {
             Pending::Frames(_, _, reply) => {
@@ -485,31 +492,10 @@ impl EventLoop {
                 let _ = reply.send(r);
             }
             Command::Fetch { peer, req, reply } => {
-                if !self.admits(&peer) {
-                    let _ = reply.send(Err(P2pError::NotAllowed(peer)));
-                    return;
-                }
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .readings
-                    .send_request(&peer, Request::Frames(req));
-                debug!(target: TARGET, %peer, from = req.from_seq, to = req.to_seq, "readings request sent");
-                self.pending.insert(id, Pending::Frames(peer, req, reply));
+                self.request(Pending::Frames(peer, req, reply));
             }
             Command::Inventory { peer, req, reply } => {
-                if !self.admits(&peer) {
-                    let _ = reply.send(Err(P2pError::NotAllowed(peer)));
-                    return;
-                }
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .readings
-                    .send_request(&peer, Request::Inventory(req));
-                debug!(target: TARGET, %peer, start = req.start_s, end = req.end_s, "inventory request sent");
-                self.pending
-                    .insert(id, Pending::Inventory(peer, req, reply));
+                self.request(Pending::Inventory(peer, req, reply));
             }
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
@@ -733,6 +719,19 @@ impl EventLoop {
             // The source panicked: dropping the channel tells the requester it failed.
             None => warn!(target: TARGET, "readings source failed; request dropped"),
         }
+    }
+
+    /// Sends a readings request to an allowed peer and remembers it until its answer.
+    fn request(&mut self, pending: Pending) {
+        let peer = pending.peer();
+        if !self.admits(&peer) {
+            pending.fail(P2pError::NotAllowed(peer));
+            return;
+        }
+        let req = pending.request();
+        let id = self.swarm.behaviour_mut().readings.send_request(&peer, req);
+        debug!(target: TARGET, %peer, ?req, "readings request sent");
+        self.pending.insert(id, pending);
     }
 
     fn on_readings_request(

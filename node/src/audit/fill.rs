@@ -24,8 +24,8 @@ use groundtruth_ledger::{DeviceId, State};
 use groundtruth_p2p::{Inventory, InventoryEntry, InventoryRequest, P2pHandle, ReadingsRequest};
 use tokio::sync::mpsc;
 
-use super::{interval, AuditError};
-use crate::ingest::store::{Status, Store};
+use super::{device_window, AuditError};
+use crate::ingest::store::Store;
 use crate::ingest::{Inbound, REPLICATED_GENERATION};
 
 /// Peers asked for their inventory before an epoch is settled.
@@ -68,35 +68,16 @@ pub fn window_entry(
     start: u64,
     end: u64,
 ) -> Result<Option<InventoryEntry>, AuditError> {
-    let mut entry: Option<InventoryEntry> = None;
-    for item in store.device_readings_rev(device) {
-        let stored = item?;
-        let Ok(r) = SignedReading::decode_frame(&stored.frame) else {
-            continue;
-        };
-        let Some((s, len)) = interval(&r.reading.body) else {
-            continue;
-        };
-        if s < start {
-            break;
-        }
-        if stored.status != Status::Accepted
-            || s.checked_add(u64::from(len)).is_none_or(|e| e > end)
-        {
-            continue;
-        }
-        let seq = r.reading.seq;
-        let e = entry.get_or_insert(InventoryEntry {
-            device: device.0,
-            count: 0,
-            first_seq: seq,
-            last_seq: seq,
-        });
-        e.count = e.count.saturating_add(1);
-        e.first_seq = e.first_seq.min(seq);
-        e.last_seq = e.last_seq.max(seq);
-    }
-    Ok(entry)
+    let readings = device_window(store, device, start, end)?;
+    let (Some((first, _)), Some((last, _))) = (readings.first(), readings.last()) else {
+        return Ok(None);
+    };
+    Ok(Some(InventoryEntry {
+        device: device.0,
+        count: u32::try_from(readings.len()).unwrap_or(u32::MAX),
+        first_seq: first.reading.seq,
+        last_seq: last.reading.seq,
+    }))
 }
 
 /// The metered devices the ledger knows, in ascending order (what an inventory covers).
@@ -334,6 +315,7 @@ async fn wait_stored(store: &Store, fetched: &HashSet<(DeviceId, u64)>) -> u64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::ingest::store::Status;
 
     fn e(count: u32, first_seq: u64, last_seq: u64) -> InventoryEntry {
         InventoryEntry {
