@@ -10,6 +10,9 @@
 //!   leaves on paths to a committed Merkle root ([`por::commit_path`] builds it, streaming).
 //! * [`ProofEnvelope`]: statement kind, public inputs, security level and proof bytes, with a
 //!   stable encoding and a Blake3 digest. [`verify`] checks any envelope.
+//! * [`freivalds`]: GPU capacity challenges (seeded random matrices over the Goldilocks field,
+//!   the exact product, Freivalds' O(n²) check of a claimed product). Not a STARK: the ledger
+//!   accepts its outcomes by a ≥ 2/3 committee.
 //!
 //! Provers are behind the `prover` feature; verifiers compile without it. Signatures over
 //! readings are checked natively by validators, never inside these proofs (see `PROOFS.md`).
@@ -20,6 +23,7 @@ mod codec;
 pub mod envelope;
 pub mod error;
 pub mod field;
+pub mod freivalds;
 mod layout;
 pub mod metered;
 pub mod options;
