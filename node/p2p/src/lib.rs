@@ -24,6 +24,7 @@
 mod config;
 mod error;
 mod identity;
+pub mod provider;
 mod service;
 mod topic;
 mod wire;
@@ -39,9 +40,13 @@ pub use config::{P2pConfig, GOSSIP_ENVELOPE_BYTES, MIN_TRANSMIT_BYTES};
 pub use error::{P2pError, Result};
 pub use identity::{keypair_from_secret, peer_id_of};
 pub use libp2p::{Multiaddr, PeerId};
+pub use provider::{
+    ProviderNet, ProviderNetConfig, ProviderNetHandle, ProviderRefusal, ProviderRequest,
+    ProviderResponse, ProviderService, PROVIDER_PROTOCOL,
+};
 pub use topic::Topic;
 pub use wire::{
-    Inventory, InventoryEntry, InventoryRequest, ReadingsRequest, Refusal, READINGS_PROTOCOL,
+    Frame, Inventory, InventoryEntry, InventoryRequest, ReadingsRequest, Refusal, READINGS_PROTOCOL,
 };
 
 /// The identify protocol version of this network. A peer announcing another one (for
