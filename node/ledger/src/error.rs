@@ -244,6 +244,33 @@ pub enum TxError {
     /// depth, chunk count, k, kind); it was not verified, so it is no fault.
     #[error("storage proof does not answer the ledger's challenge: {0}")]
     StorageMismatch(&'static str),
+    /// The device is not of the kind the transaction applies to (a GPU spec for a non-GPU
+    /// device, a retrieval report for a non-storage device, …).
+    #[error("device is of kind {}, the transaction needs {}", found.name(), expected.name())]
+    WrongDeviceKind {
+        /// Kind the transaction needs.
+        expected: crate::types::DeviceKind,
+        /// Kind of the device.
+        found: crate::types::DeviceKind,
+    },
+    /// A provider audit report is accepted only for an ended epoch, until
+    /// `attestation_window_epochs` after it.
+    #[error("provider audit report for epoch {got} outside the accepted window (current epoch {current})")]
+    ProviderAuditEpoch {
+        /// Current epoch.
+        current: Epoch,
+        /// Epoch named in the report.
+        got: Epoch,
+    },
+    /// The signer already reported this (epoch, device, kind).
+    #[error("duplicate provider audit report")]
+    DuplicateReport,
+    /// The report does not match the ledger's challenge (explained: seed, deadline).
+    #[error("provider audit report does not match the ledger's challenge: {0}")]
+    ProviderAuditMismatch(&'static str),
+    /// A GPU capacity challenge needs the device's registered spec (`RegisterGpuSpec`).
+    #[error("GPU device has no registered spec")]
+    NoGpuSpec,
 }
 
 impl TxError {
@@ -305,6 +332,11 @@ impl TxError {
             Self::StorageEpoch { .. } => "storage_epoch",
             Self::NotChallenged => "not_challenged",
             Self::StorageMismatch(_) => "storage_mismatch",
+            Self::WrongDeviceKind { .. } => "wrong_device_kind",
+            Self::ProviderAuditEpoch { .. } => "provider_audit_epoch",
+            Self::DuplicateReport => "duplicate_report",
+            Self::ProviderAuditMismatch(_) => "provider_audit_mismatch",
+            Self::NoGpuSpec => "no_gpu_spec",
         }
     }
 }

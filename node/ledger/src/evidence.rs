@@ -311,6 +311,21 @@ pub enum SlashEvidence {
         /// The faults, oldest first.
         faults: Vec<crate::storage::StorageFault>,
     },
+    /// A committee decided (≥ 2/3 of its weight) that a provider failed a GPU capacity
+    /// challenge: the failing reports (anyone recomputes the challenge from the epoch's seal and
+    /// the committee from [`crate::State::provider_audit_committee`]).
+    ProviderAudit {
+        /// The audited epoch.
+        epoch: Epoch,
+        /// The device's record key.
+        device: groundtruth_device_sdk::DeviceId,
+        /// Which audit.
+        kind: crate::provider_audit::ProviderAuditKind,
+        /// The challenge seed.
+        seed: [u8; 32],
+        /// The reports that decided the failure.
+        reports: Vec<crate::provider_audit::ProviderAuditReport>,
+    },
 }
 
 impl SlashEvidence {
@@ -340,6 +355,18 @@ impl SlashEvidence {
                 w.raw(root);
                 crate::storage::encode_faults(faults, w);
             }
+            Self::ProviderAudit {
+                epoch,
+                device,
+                kind,
+                seed,
+                reports,
+            } => {
+                w.u8(5).u64(*epoch);
+                crate::types::encode_device(device, w);
+                w.u8(kind.tag()).raw(seed);
+                crate::provider_audit::encode_reports(reports, w);
+            }
         }
     }
 
@@ -356,6 +383,13 @@ impl SlashEvidence {
                 device: crate::types::decode_device(r)?,
                 root: r.array()?,
                 faults: crate::storage::decode_faults(r)?,
+            }),
+            5 => Ok(Self::ProviderAudit {
+                epoch: r.u64()?,
+                device: crate::types::decode_device(r)?,
+                kind: crate::provider_audit::ProviderAuditKind::decode(r)?,
+                seed: r.array()?,
+                reports: crate::provider_audit::decode_reports(r)?,
             }),
             _ => Err(TxError::Malformed("unknown slash evidence")),
         }

@@ -132,6 +132,16 @@ pub struct Params {
     /// Largest retrievability proof envelope a `SubmitStorageProof` may carry, bytes (k = 100
     /// at depth 30 makes ≈ 62 KB).
     pub max_storage_proof_bytes: u32,
+    /// Members of each provider audit committee (spot retrieval, GPU capacity), drawn from
+    /// the epoch's beacon by stake; all validators when the set is smaller. 1..=64. An outcome
+    /// needs reports from ≥ 2/3 of the committee's weight (see [`crate::provider_audit`]).
+    pub provider_committee_size: u8,
+    /// Dimension `n` of a GPU capacity challenge (`n × n` matrices; 1..=2048). A check costs
+    /// a member `3·n²` multiply-adds per Freivalds round, the product `n³`.
+    pub gpu_challenge_n: u32,
+    /// Chunks a committee member fetches per storage device and epoch in a spot retrieval
+    /// (1..=64).
+    pub retrieval_spot_chunks: u32,
 }
 
 impl Default for Params {
@@ -170,6 +180,9 @@ impl Default for Params {
             storage_faults_to_slash: 3,
             slash_storage_fault_bp: 500,
             max_storage_proof_bytes: 256 * 1024,
+            provider_committee_size: 16,
+            gpu_challenge_n: 256,
+            retrieval_spot_chunks: 4,
         }
     }
 }
@@ -253,6 +266,20 @@ impl Params {
         if self.max_storage_proof_bytes > 4 * 1024 * 1024 {
             return bad("max_storage_proof_bytes above 4 MiB");
         }
+        if self.provider_committee_size == 0
+            || self.provider_committee_size > crate::provider_audit::MAX_PROVIDER_COMMITTEE
+        {
+            return bad("provider_committee_size must be in 1..=64");
+        }
+        if self.gpu_challenge_n == 0 || self.gpu_challenge_n > groundtruth_proofs::freivalds::MAX_N
+        {
+            return bad("gpu_challenge_n must be in 1..=2048");
+        }
+        if self.retrieval_spot_chunks == 0
+            || self.retrieval_spot_chunks > crate::provider_audit::MAX_SPOT_CHUNKS
+        {
+            return bad("retrieval_spot_chunks must be in 1..=64");
+        }
         if self.unbonding_epochs < self.evidence_max_age_epochs {
             return bad(
                 "unbonding_epochs must be at least evidence_max_age_epochs (stake must not leave before its faults can be proven)",
@@ -309,7 +336,10 @@ impl Params {
             .u32(self.storage_faults_to_suspend)
             .u32(self.storage_faults_to_slash)
             .u16(self.slash_storage_fault_bp)
-            .u32(self.max_storage_proof_bytes);
+            .u32(self.max_storage_proof_bytes)
+            .u8(self.provider_committee_size)
+            .u32(self.gpu_challenge_n)
+            .u32(self.retrieval_spot_chunks);
     }
 
     pub(crate) fn decode(
@@ -345,6 +375,9 @@ impl Params {
             storage_faults_to_slash: r.u32()?,
             slash_storage_fault_bp: r.u16()?,
             max_storage_proof_bytes: r.u32()?,
+            provider_committee_size: r.u8()?,
+            gpu_challenge_n: r.u32()?,
+            retrieval_spot_chunks: r.u32()?,
         })
     }
 }

@@ -15,7 +15,11 @@
 //! commit the Merkle root of their data (`CommitStorage`); every epoch the ledger derives
 //! each one's retrievability challenge from the seal ([`storage`]), verifies the provider's
 //! proof itself (`SubmitStorageProof`) and records missed deadlines as faults, suspending
-//! then slashing. Signed transactions with nonces ([`tx`]),
+//! then slashing. Audits the ledger cannot verify itself (spot retrieval of storage chunks,
+//! GPU capacity challenges checked with Freivalds' algorithm) are decided by a beacon-drawn
+//! committee: ≥ 2/3 of its weight must report one verdict (`ReportProviderAudit`,
+//! [`provider_audit`]); GPU devices register their claimed throughput (`RegisterGpuSpec`).
+//! Signed transactions with nonces ([`tx`]),
 //! validators' Ethereum keys registered with a proof of possession ([`l1key`]);
 //! blocks ([`apply_block`]), the validator set for the BFT engine ([`State::validator_set`])
 //! and a state root ([`State::state_root`]).
@@ -41,6 +45,7 @@ mod error;
 pub mod evidence;
 mod genesis;
 pub mod l1key;
+pub mod provider_audit;
 pub mod sampling;
 mod state;
 pub mod storage;
@@ -71,6 +76,10 @@ pub use genesis::{
 };
 pub use groundtruth_device_sdk::{DeviceId, SignedReading};
 pub use l1key::{l1_key_digest, verify_l1_possession, L1Address};
+pub use provider_audit::{
+    GpuChallenge, GpuSpec, ProviderAuditDecision, ProviderAuditKind, ProviderAuditReport,
+    ProviderAuditRound,
+};
 pub use state::{State, STATE_ROOT_CONTEXT};
 pub use storage::{
     StorageAudit, StorageCommitment, StorageFault, StorageFaultKind, StorageOutcome,

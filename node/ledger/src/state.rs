@@ -9,6 +9,7 @@ use crate::codec::{Reader, Writer};
 use crate::commitment::{Commitment, Tracked, WriteSet};
 use crate::error::{InvariantError, LedgerError, Result, SnapshotError, TxError};
 use crate::genesis::{Genesis, Params};
+use crate::provider_audit::{GpuChallenge, GpuSpec, ProviderAuditKind, ProviderAuditRound};
 use crate::storage::{StorageAudit, StorageCommitment};
 use crate::types::{
     check_region, Account, Address, Amount, AuditKind, AuditRecord, AuditSubject, ConsensusKey,
@@ -65,6 +66,10 @@ pub struct State {
     pub(crate) storage: Tracked<DeviceId, StorageCommitment>,
     /// Storage challenge outcomes, by (challenged epoch, commitment key).
     pub(crate) storage_audits: Tracked<(Epoch, DeviceId), StorageAudit>,
+    /// GPU specs, by the key that registered them (see [`crate::provider_audit`]).
+    pub(crate) gpu_specs: Tracked<DeviceId, GpuSpec>,
+    /// Committee-decided provider audits, by (epoch, record key, kind) (kept for good).
+    pub(crate) provider_audits: Tracked<(Epoch, DeviceId, ProviderAuditKind), ProviderAuditRound>,
     /// The authenticated map over all of the above (derived; see [`crate::commitment`]).
     pub(crate) commitment: Commitment,
 }
@@ -99,6 +104,8 @@ impl State {
             flagged: Tracked::default(),
             storage: Tracked::default(),
             storage_audits: Tracked::default(),
+            gpu_specs: Tracked::default(),
+            provider_audits: Tracked::default(),
             commitment: Commitment::default(),
         }
     }
@@ -526,6 +533,145 @@ impl State {
             .collect()
     }
 
+    /// The key under which `device`'s GPU spec is kept (its current or a previous key).
+    pub(crate) fn gpu_spec_key_of(&self, device: &crate::types::Device) -> Option<DeviceId> {
+        core::iter::once(&device.id)
+            .chain(device.previous_keys.iter())
+            .find(|k| self.gpu_specs.contains_key(k))
+            .copied()
+    }
+
+    /// The registered GPU spec of `device` (any of its keys).
+    pub fn gpu_spec(&self, device: &DeviceId) -> Option<&GpuSpec> {
+        let d = self.device_by_any_key(device)?;
+        self.gpu_spec_key_of(d).and_then(|k| self.gpu_specs.get(&k))
+    }
+
+    /// The record key a provider audit of `device` (any of its keys) is kept under, with the
+    /// audit's kind: the storage commitment's key (retrieval) or the GPU spec's (GPU capacity).
+    /// `None` for a device with neither.
+    pub(crate) fn provider_audit_key(
+        &self,
+        device: &DeviceId,
+    ) -> Option<(DeviceId, ProviderAuditKind)> {
+        let d = self.device_by_any_key(device)?;
+        match d.kind {
+            crate::types::DeviceKind::Storage => self
+                .storage_key_of(d)
+                .map(|k| (k, ProviderAuditKind::Retrieval)),
+            crate::types::DeviceKind::Gpu => self
+                .gpu_spec_key_of(d)
+                .map(|k| (k, ProviderAuditKind::GpuCapacity)),
+            crate::types::DeviceKind::Energy => None,
+        }
+    }
+
+    /// The committee that audits `device` (any of its keys) for an ended `epoch`: up to
+    /// `provider_committee_size` distinct validators of the epoch's seal, drawn without
+    /// replacement by stake ([`crate::sampling::Pool::draw`]) with the beacon
+    /// [`crate::provider_audit::committee_beacon`] and the device's record key (all validators
+    /// when the set is smaller). Empty before the seal and for a device that is not audited
+    /// (no storage commitment or GPU spec).
+    pub fn provider_audit_committee(&self, epoch: Epoch, device: &DeviceId) -> Vec<Address> {
+        let (Some(seal), Some((key, _))) =
+            (self.seals.get(&epoch), self.provider_audit_key(device))
+        else {
+            return Vec::new();
+        };
+        crate::sampling::Pool::new(&seal.committee).draw(
+            &crate::provider_audit::committee_beacon(&seal.beacon),
+            epoch,
+            &key,
+            self.params.provider_committee_size,
+        )
+    }
+
+    /// The GPU capacity challenge of `device` (any of its keys) for an ended `epoch`: the seed
+    /// [`crate::provider_audit::gpu_seed`] derives from the epoch's beacon, `gpu_challenge_n`,
+    /// and the deadline [`crate::provider_audit::gpu_deadline_ms`] sets from the registered
+    /// claim. `None` before the seal, for a device without a GPU spec, and for one that is no
+    /// longer active.
+    pub fn gpu_challenge(&self, epoch: Epoch, device: &DeviceId) -> Option<GpuChallenge> {
+        let seal = self.seals.get(&epoch)?;
+        let d = self.device_by_any_key(device)?;
+        if d.status != DeviceStatus::Active {
+            return None;
+        }
+        let spec = self.gpu_specs.get(&self.gpu_spec_key_of(d)?)?;
+        let n = self.params.gpu_challenge_n;
+        Some(GpuChallenge {
+            seed: crate::provider_audit::gpu_seed(&seal.beacon, epoch, &spec.device),
+            n,
+            deadline_ms: crate::provider_audit::gpu_deadline_ms(n, spec.claimed_mac_per_s),
+        })
+    }
+
+    /// The chunk indices committee members fetch from storage `device` (any of its keys) for
+    /// an ended `epoch`: `retrieval_spot_chunks` distinct indices
+    /// ([`crate::provider_audit::spot_indices`]) from the seed
+    /// [`crate::provider_audit::retrieval_seed`] derives from the epoch's beacon. Empty before
+    /// the seal or when the epoch is not challenged for the device.
+    pub fn retrieval_challenge(&self, epoch: Epoch, device: &DeviceId) -> Vec<u64> {
+        self.retrieval_seed(epoch, device)
+            .map(|(seed, chunks)| {
+                crate::provider_audit::spot_indices(
+                    &seed,
+                    chunks,
+                    self.params.retrieval_spot_chunks,
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    fn retrieval_seed(&self, epoch: Epoch, device: &DeviceId) -> Option<([u8; 32], u64)> {
+        let seal = self.seals.get(&epoch)?;
+        let c = self.storage_commitment(device)?;
+        c.challenged(epoch).then(|| {
+            (
+                crate::provider_audit::retrieval_seed(&seal.beacon, epoch, &c.device),
+                c.num_chunks,
+            )
+        })
+    }
+
+    /// The seed a `ReportProviderAudit` for (`epoch`, `device`, `kind`) must carry: the GPU
+    /// challenge's seed, or the spot retrieval's. `None` when no such challenge exists.
+    pub fn provider_audit_seed(
+        &self,
+        epoch: Epoch,
+        device: &DeviceId,
+        kind: ProviderAuditKind,
+    ) -> Option<[u8; 32]> {
+        match kind {
+            ProviderAuditKind::GpuCapacity => self.gpu_challenge(epoch, device).map(|c| c.seed),
+            ProviderAuditKind::Retrieval => self.retrieval_seed(epoch, device).map(|(s, _)| s),
+        }
+    }
+
+    /// The round of a provider audit (reports and decision), by any of the device's keys.
+    pub fn provider_audit(
+        &self,
+        epoch: Epoch,
+        device: &DeviceId,
+        kind: ProviderAuditKind,
+    ) -> Option<&ProviderAuditRound> {
+        let (key, k) = self.provider_audit_key(device)?;
+        if k != kind {
+            return None;
+        }
+        self.provider_audits.get(&(epoch, key, kind))
+    }
+
+    /// Provider audit rounds of `epoch`, by record key and kind.
+    pub fn provider_audits_for_epoch(&self, epoch: Epoch) -> Vec<&ProviderAuditRound> {
+        let lo = (epoch, DeviceId([0; 32]), ProviderAuditKind::Retrieval);
+        let hi = (epoch, DeviceId([0xff; 32]), ProviderAuditKind::GpuCapacity);
+        self.provider_audits
+            .range(lo..=hi)
+            .map(|(_, a)| a)
+            .collect()
+    }
+
     /// Pending unbonding entries, by id.
     pub fn unbonding_entries(&self) -> impl Iterator<Item = (&u64, &UnbondingEntry)> {
         self.unbonding.iter()
@@ -609,6 +755,11 @@ impl State {
                 return Err(InvariantError::StorageIndex(*k));
             }
         }
+        for (k, g) in &self.gpu_specs {
+            if &g.device != k || !self.device_keys.contains_key(k) {
+                return Err(InvariantError::StorageIndex(*k));
+            }
+        }
         Ok(())
     }
 
@@ -689,6 +840,8 @@ impl State {
         self.flagged.clear_dirty();
         self.storage.clear_dirty();
         self.storage_audits.clear_dirty();
+        self.gpu_specs.clear_dirty();
+        self.provider_audits.clear_dirty();
     }
 
     /// Builds the tree from scratch over every entry.
@@ -712,7 +865,8 @@ impl State {
     /// unbonding id), 1 accounts, 2 validators, 3 validator set, 4 providers, 5 devices,
     /// 6 unbonding entries, 7 audits, 8 slashes, 9 rewards, 10 delegations, 11 epoch seals,
     /// 12 readings attestations, 13 fixed readings roots, 14 flagged attestations, 15 storage
-    /// commitments, 16 storage audits. What the state root
+    /// commitments, 16 storage audits, 17 GPU specs, 18 provider audit rounds. What the state
+    /// root
     /// commits to, and what the node persists ([`State::from_entries`] reads it back).
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = vec![(entry_key::header(), self.header_bytes())];
@@ -778,6 +932,12 @@ impl State {
         }
         for ((e, d), a) in self.storage_audits.iter() {
             out.push((entry_key::storage_audit(*e, d), enc(|w| a.encode(w))));
+        }
+        for (d, g) in self.gpu_specs.iter() {
+            out.push((entry_key::gpu_spec(d), enc(|w| g.encode(w))));
+        }
+        for ((e, d, k), a) in self.provider_audits.iter() {
+            out.push((entry_key::provider_audit(*e, d, *k), enc(|w| a.encode(w))));
         }
         out
     }
@@ -907,6 +1067,14 @@ impl State {
         for k in self.storage_audits.dirty() {
             let v = self.storage_audits.get(k).map(|x| enc(|w| x.encode(w)));
             put(entry_key::storage_audit(k.0, &k.1), v);
+        }
+        for d in self.gpu_specs.dirty() {
+            let v = self.gpu_specs.get(d).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::gpu_spec(d), v);
+        }
+        for k in self.provider_audits.dirty() {
+            let v = self.provider_audits.get(k).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::provider_audit(k.0, &k.1, k.2), v);
         }
         out
     }
@@ -1048,6 +1216,24 @@ impl State {
                         return Err(mismatch);
                     }
                     st.storage_audits.insert((e, d), a);
+                }
+                17 => {
+                    let d = crate::types::decode_device(&mut kr)?;
+                    let g = GpuSpec::decode(&mut r)?;
+                    if g.device != d {
+                        return Err(mismatch);
+                    }
+                    st.gpu_specs.insert(d, g);
+                }
+                18 => {
+                    let e = kr.u64()?;
+                    let d = crate::types::decode_device(&mut kr)?;
+                    let k = ProviderAuditKind::decode(&mut kr)?;
+                    let a = ProviderAuditRound::decode(&mut r)?;
+                    if a.epoch != e || a.device != d || a.kind != k {
+                        return Err(mismatch);
+                    }
+                    st.provider_audits.insert((e, d, k), a);
                 }
                 _ => return Err(SnapshotError::Entry("unknown table")),
             }
@@ -1261,6 +1447,20 @@ impl State {
             self.storage_audits.values(),
             |w, a| a.encode(w),
         );
+        table(
+            sink,
+            17,
+            self.gpu_specs.len(),
+            self.gpu_specs.values(),
+            |w, g| g.encode(w),
+        );
+        table(
+            sink,
+            18,
+            self.provider_audits.len(),
+            self.provider_audits.values(),
+            |w, a| a.encode(w),
+        );
     }
 
     fn read_canonical(r: &mut Reader<'_>) -> core::result::Result<Self, TxError> {
@@ -1418,6 +1618,20 @@ impl State {
             st.storage_audits.insert((a.epoch, a.device), a);
             Ok(())
         })?;
+        let mut last = None;
+        table(r, 17, |r| {
+            let g = GpuSpec::decode(r)?;
+            ascending(&mut last, g.device)?;
+            st.gpu_specs.insert(g.device, g);
+            Ok(())
+        })?;
+        let mut last = None;
+        table(r, 18, |r| {
+            let a = ProviderAuditRound::decode(r)?;
+            ascending(&mut last, (a.epoch, a.device, a.kind))?;
+            st.provider_audits.insert((a.epoch, a.device, a.kind), a);
+            Ok(())
+        })?;
         Ok(st)
     }
 }
@@ -1515,6 +1729,16 @@ mod entry_key {
         key(16, |w| {
             w.u64(e);
             encode_device(d, w);
+        })
+    }
+    pub fn gpu_spec(d: &DeviceId) -> Vec<u8> {
+        key(17, |w| encode_device(d, w))
+    }
+    pub fn provider_audit(e: Epoch, d: &DeviceId, k: ProviderAuditKind) -> Vec<u8> {
+        key(18, |w| {
+            w.u64(e);
+            encode_device(d, w);
+            w.u8(k.tag());
         })
     }
 }

@@ -180,6 +180,9 @@ pub enum StorageFaultKind {
         /// blake3 of the proof bytes.
         proof_digest: [u8; 32],
     },
+    /// A committee decided (≥ 2/3 of its weight) that the device failed the epoch's spot
+    /// retrieval; the reports are in the round ([`crate::State::provider_audit`]).
+    RetrievalFailed,
 }
 
 /// One fault: the epoch whose challenge failed, and how.
@@ -197,6 +200,7 @@ impl StorageFault {
         match &self.kind {
             StorageFaultKind::Missed => w.u8(1),
             StorageFaultKind::BadProof { proof_digest } => w.u8(2).raw(proof_digest),
+            StorageFaultKind::RetrievalFailed => w.u8(3),
         };
     }
 
@@ -207,6 +211,7 @@ impl StorageFault {
             2 => StorageFaultKind::BadProof {
                 proof_digest: r.array()?,
             },
+            3 => StorageFaultKind::RetrievalFailed,
             _ => return Err(TxError::Malformed("unknown storage fault")),
         };
         Ok(Self { epoch, kind })

@@ -198,6 +198,43 @@ pub enum TxBody {
         /// `max_storage_proof_bytes`.
         proof: Vec<u8>,
     },
+    /// \[21\] A committee member's verdict on a provider audit of an ended epoch (signer: the
+    /// operator of an active validator in [`crate::State::provider_audit_committee`] for the
+    /// epoch and device; once per (epoch, device, kind); during epochs
+    /// `epoch + 1 ..= epoch + attestation_window_epochs`). Reports holding ≥ 2/3 of the
+    /// committee's weight with one verdict decide the round (see [`crate::provider_audit`]).
+    ReportProviderAudit {
+        /// The audited epoch.
+        epoch: Epoch,
+        /// The device (any of its keys).
+        device: DeviceId,
+        /// Spot retrieval (storage device) or GPU capacity (GPU device).
+        kind: crate::provider_audit::ProviderAuditKind,
+        /// The member's verdict.
+        passed: bool,
+        /// The challenge seed used: must be the ledger's
+        /// ([`crate::State::provider_audit_seed`]).
+        seed: [u8; 32],
+        /// Blake3 of the provider's response (GPU: `Matrix::digest` of the product).
+        response_digest: [u8; 32],
+        /// Request to complete response, ms, as the member measured it.
+        elapsed_ms: u32,
+        /// Measured throughput (GPU: multiply-adds per second; retrieval: bytes per second).
+        measured_per_s: u64,
+    },
+    /// \[22\] Registers (or replaces) a GPU device's claimed spec (signer: the device's
+    /// owner, while the device is active). The device is GPU-challenged in every sealed epoch
+    /// from then on, with a deadline set from the claim.
+    RegisterGpuSpec {
+        /// The GPU device (any of its keys).
+        device: DeviceId,
+        /// Model label, at most 64 bytes, no control characters.
+        model: String,
+        /// Number of GPUs (positive).
+        count: u32,
+        /// Claimed exact field multiply-adds per second on the challenge (positive).
+        claimed_mac_per_s: u64,
+    },
 }
 
 /// The bytes a device key signs to prove that `owner` may register it:
@@ -328,6 +365,35 @@ impl TxBody {
                 encode_device(device, w);
                 w.bytes(proof);
             }
+            Self::ReportProviderAudit {
+                epoch,
+                device,
+                kind,
+                passed,
+                seed,
+                response_digest,
+                elapsed_ms,
+                measured_per_s,
+            } => {
+                w.u8(21).u64(*epoch);
+                encode_device(device, w);
+                w.u8(kind.tag())
+                    .bool(*passed)
+                    .raw(seed)
+                    .raw(response_digest)
+                    .u32(*elapsed_ms)
+                    .u64(*measured_per_s);
+            }
+            Self::RegisterGpuSpec {
+                device,
+                model,
+                count,
+                claimed_mac_per_s,
+            } => {
+                w.u8(22);
+                encode_device(device, w);
+                w.str(model).u32(*count).u64(*claimed_mac_per_s);
+            }
         }
     }
 
@@ -409,6 +475,22 @@ impl TxBody {
                 device: decode_device(r)?,
                 proof: r.long_bytes(MAX_TX_LEN)?.to_vec(),
             },
+            21 => Self::ReportProviderAudit {
+                epoch: r.u64()?,
+                device: decode_device(r)?,
+                kind: crate::provider_audit::ProviderAuditKind::decode(r)?,
+                passed: r.bool()?,
+                seed: r.array()?,
+                response_digest: r.array()?,
+                elapsed_ms: r.u32()?,
+                measured_per_s: r.u64()?,
+            },
+            22 => Self::RegisterGpuSpec {
+                device: decode_device(r)?,
+                model: r.string()?,
+                count: r.u32()?,
+                claimed_mac_per_s: r.u64()?,
+            },
             _ => return Err(TxError::Malformed("unknown transaction type")),
         })
     }
@@ -436,6 +518,8 @@ impl TxBody {
             Self::SetL1Key { .. } => "set_l1_key",
             Self::CommitStorage { .. } => "commit_storage",
             Self::SubmitStorageProof { .. } => "submit_storage_proof",
+            Self::ReportProviderAudit { .. } => "report_provider_audit",
+            Self::RegisterGpuSpec { .. } => "register_gpu_spec",
         }
     }
 

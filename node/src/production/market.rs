@@ -155,6 +155,10 @@ fn evidence_view(e: &SlashEvidence) -> SlashEvidenceView {
             // The latest challenged epoch; each fault's epoch is on the ledger.
             v.epoch = faults.iter().map(|f| f.epoch).max();
         }
+        SlashEvidence::ProviderAudit { epoch, .. } => {
+            v.kind = "provider_audit".into();
+            v.epoch = Some(*epoch);
+        }
     }
     v
 }

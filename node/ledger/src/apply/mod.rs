@@ -11,6 +11,7 @@ mod audits;
 mod devices;
 mod epochs;
 mod evidence;
+mod provider_audit;
 mod providers;
 mod staking;
 mod storage;
@@ -296,6 +297,45 @@ pub enum Event {
         /// Faults of the commitment so far.
         faults: u32,
     },
+    /// A GPU device's spec was registered or replaced.
+    GpuSpecRegistered {
+        /// The spec's record key.
+        device: DeviceId,
+        /// Owner.
+        owner: Address,
+        /// Claimed multiply-adds per second.
+        claimed_mac_per_s: u64,
+    },
+    /// A committee member reported a provider audit verdict.
+    ProviderAuditReported {
+        /// Audited epoch.
+        epoch: Epoch,
+        /// The device's record key.
+        device: DeviceId,
+        /// Which audit.
+        kind: crate::provider_audit::ProviderAuditKind,
+        /// The member's operator.
+        validator: Address,
+        /// Its verdict.
+        passed: bool,
+    },
+    /// Reports holding ≥ 2/3 of the committee's weight agreed: the round is decided.
+    ProviderAuditDecided {
+        /// Audited epoch.
+        epoch: Epoch,
+        /// The device's record key.
+        device: DeviceId,
+        /// Which audit.
+        kind: crate::provider_audit::ProviderAuditKind,
+        /// The device's owner.
+        owner: Address,
+        /// The verdict.
+        passed: bool,
+        /// A GPU pass below the registered claim.
+        below_spec: bool,
+        /// Median measured throughput of the agreeing reports.
+        median_measured_per_s: u64,
+    },
 }
 
 /// The result of an accepted transaction.
@@ -566,6 +606,9 @@ fn check_body(
         TxBody::AttestReadings { .. } => attestations::check(stage, signer, body, ctx),
         TxBody::CommitStorage { .. } | TxBody::SubmitStorageProof { .. } => {
             storage::check(stage, signer, body, ctx)
+        }
+        TxBody::ReportProviderAudit { .. } | TxBody::RegisterGpuSpec { .. } => {
+            provider_audit::check(stage, signer, body, ctx)
         }
     }
 }

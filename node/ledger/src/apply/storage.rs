@@ -209,7 +209,7 @@ fn submit_proof(
                 epoch,
                 kind: StorageFaultKind::BadProof { proof_digest },
             };
-            let plan = plan_fault(stage, key, fault, audit, ctx)?;
+            let plan = plan_fault(stage, key, fault, Some(audit), ctx)?;
             Ok(Box::new(move |st, ev| plan.commit(st, ev)))
         }
     }
@@ -220,21 +220,23 @@ fn submit_proof(
 pub(super) struct FaultPlan {
     key: DeviceId,
     fault: StorageFault,
-    audit: StorageAudit,
+    audit: Option<StorageAudit>,
     record: StorageCommitment,
     suspend: Option<DeviceId>,
     slash: Option<SlashPlan>,
 }
 
-/// Plans one fault against the commitment kept under `key`: at `storage_faults_to_suspend`
+/// Plans one fault against the commitment kept under `key` (with the epoch's challenge outcome
+/// to record, for a proof's fault; `None` for a fault that is not the proof's, e.g. a failed
+/// spot retrieval): at `storage_faults_to_suspend`
 /// faults the device (if still active) is suspended; at `storage_faults_to_slash` its owner's
 /// provider stake is slashed `slash_storage_fault_bp` with the faults as the evidence
 /// (reporter: [`LEDGER_REPORTER`]) and the commitment stops being challenged.
-fn plan_fault(
+pub(super) fn plan_fault(
     stage: &mut Stage<'_>,
     key: DeviceId,
     fault: StorageFault,
-    audit: StorageAudit,
+    audit: Option<StorageAudit>,
     ctx: &BlockContext,
 ) -> core::result::Result<FaultPlan, TxError> {
     let st = stage.state;
@@ -284,11 +286,13 @@ fn plan_fault(
 }
 
 impl FaultPlan {
-    fn commit(self, st: &mut State, ev: &mut Vec<Event>) {
+    pub(super) fn commit(self, st: &mut State, ev: &mut Vec<Event>) {
         let faults = u32::try_from(self.record.faults.len()).unwrap_or(u32::MAX);
         let owner = self.record.owner;
-        st.storage_audits
-            .insert((self.fault.epoch, self.key), self.audit);
+        if let Some(audit) = self.audit {
+            st.storage_audits
+                .insert((self.fault.epoch, self.key), audit);
+        }
         st.storage.insert(self.key, self.record);
         ev.push(Event::StorageFault {
             epoch: self.fault.epoch,
@@ -346,7 +350,7 @@ pub(super) fn missed_deadlines(state: &mut State, events: &mut Vec<Event>) {
         };
         let planned = {
             let mut stage = Stage::new(state);
-            plan_fault(&mut stage, key, fault, audit, &ctx)
+            plan_fault(&mut stage, key, fault, Some(audit), &ctx)
                 .map(|plan| (plan, stage.balances, stage.burned))
         };
         let Ok((plan, balances, burned)) = planned else {

@@ -1054,4 +1054,5 @@ fn the_same_reading_with_another_signature_is_a_duplicate_not_equivocation() {
 mod attestations;
 mod audits;
 mod l1keys;
+mod provider_audit;
 mod storage;

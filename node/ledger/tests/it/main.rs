@@ -763,6 +763,15 @@ fn configs_genesis_parses() {
     // Seeds named in the file's comments.
     assert!(st.validator_set().contains(&(address(&key(40)), 10_000)));
     assert!(st.device(&device_id(&key(ENERGY_DEVICE))).is_some());
+    let p = st.params();
+    assert_eq!(
+        (
+            p.provider_committee_size,
+            p.gpu_challenge_n,
+            p.retrieval_spot_chunks
+        ),
+        (16, 256, 4)
+    );
     st.check_invariants().unwrap();
 }
 
