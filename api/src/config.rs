@@ -35,6 +35,10 @@ pub struct ApiConfig {
     pub rate_limit_per_s: u32,
     /// Requests a client may burst above the rate. Default 100.
     pub rate_limit_burst: u32,
+    /// Bytes of encoded production series answers kept for reuse (JSON and gzip, see
+    /// `cache`); an answer is served from it while the device-days or region-days it covers
+    /// are unchanged. Default 32 MiB; 0 disables it.
+    pub series_cache_bytes: usize,
     /// Most client IPs tracked at once; past it the least recently seen is forgotten (it
     /// starts again with a full bucket). Default 10 000.
     pub rate_limit_clients: usize,
@@ -72,6 +76,7 @@ impl Default for ApiConfig {
             cors_origins: Vec::new(),
             rate_limit_per_s: 50,
             rate_limit_burst: 100,
+            series_cache_bytes: 32 << 20,
             rate_limit_clients: 10_000,
             max_event_streams: 64,
             max_proof_bytes: 768 * 1024,

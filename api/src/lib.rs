@@ -25,6 +25,8 @@
 //! | `GET /docs` | an offline page rendering it |
 //!
 //! The `/v1`, `/openapi.json` and `/docs` routes are rate limited per client IP ([`ratelimit`]);
+//! production series answers are kept encoded and pre-compressed while the data behind them is
+//! unchanged, with an `ETag` ([`cache`]);
 //! responses are gzip-compressed when the client accepts it; CORS follows
 //! [`ApiConfig::cors_origins`].
 //!
@@ -36,6 +38,7 @@
 //! the node converts its state into them.
 
 pub mod batch;
+pub mod cache;
 pub mod client;
 mod config;
 pub mod explorer;
@@ -51,6 +54,7 @@ pub mod v1;
 pub mod views;
 
 pub use batch::{decode_batch, encode_batch, BatchError};
+pub use cache::ProductionChanges;
 pub use client::{ApiClient, ClientError};
 pub use config::{
     ApiConfig, DEFAULT_MAX_BATCH_BODY, DEFAULT_MAX_BATCH_ENTRIES, DEFAULT_MAX_CONCURRENT_WRITES,

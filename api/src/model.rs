@@ -191,6 +191,14 @@ pub trait ReadModel: Send + Sync + 'static {
         Err(NO_PRODUCTION)
     }
 
+    /// Change counters the model bumps after each committed change to a device-day or
+    /// region-day of production ([`crate::ProductionChanges`]): with them the router keeps
+    /// encoded series answers and serves them while the days they cover are unchanged.
+    /// Default `None`: every series is read from the model.
+    fn production_changes(&self) -> Option<std::sync::Arc<crate::ProductionChanges>> {
+        None
+    }
+
     /// `GET /v1/events`: a receiver of newly accepted production (a bounded broadcast; a slow
     /// receiver loses the oldest events). Default `None`: `404 not_served`.
     fn production_events(&self) -> Option<tokio::sync::broadcast::Receiver<ProductionEventView>> {

@@ -17,6 +17,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::batch::{decode_batch, BatchError};
+use crate::cache::{ProductionChanges, SeriesCache};
 use crate::config::ApiConfig;
 use crate::model::{Origin, ReadError, ReadModel, Rejection, RejectionKind};
 use crate::problem::{method_not_allowed, not_found, reason, Problem};
@@ -33,6 +34,9 @@ pub(crate) struct Inner {
     /// Proof verifications in progress.
     pub(crate) verifies: Arc<Semaphore>,
     pub(crate) counters: Arc<ApiCounters>,
+    /// The production series cache and the change counters that validate it (`None`: the
+    /// model has no counters or `series_cache_bytes` is 0).
+    pub(crate) series: Option<(Arc<ProductionChanges>, SeriesCache)>,
 }
 
 pub(crate) type AppState = Arc<Inner>;
@@ -66,6 +70,10 @@ pub fn router_with(
     let verifies = Arc::new(Semaphore::new(config.max_concurrent_verifies.max(1)));
     let limiter = Arc::new(RateLimiter::new(&config, counters.clone()));
     let cors = cors_layer(&config.cors_origins);
+    let series = match (model.production_changes(), config.series_cache_bytes) {
+        (Some(changes), bytes) if bytes > 0 => Some((changes, SeriesCache::new(bytes))),
+        _ => None,
+    };
     let state = Arc::new(Inner {
         model,
         config,
@@ -73,6 +81,7 @@ pub fn router_with(
         streams,
         verifies,
         counters,
+        series,
     });
     let public = Router::new()
         .route(
@@ -93,6 +102,11 @@ pub fn router_with(
         .route("/v1/proofs/verify", post(crate::market::verify))
         .route("/", get(crate::explorer::page))
         .route("/explorer", get(crate::explorer::page))
+        .route("/explorer/verifier.js", get(crate::explorer::verifier_js))
+        .route(
+            "/explorer/verifier.wasm",
+            get(crate::explorer::verifier_wasm),
+        )
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/docs", get(crate::openapi::docs))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -2,15 +2,18 @@
 //! production. Every parameter is checked here, before the read model is asked anything, and
 //! each refusal names the parameter (`parameter` member of the problem).
 
+use std::sync::Arc;
+
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::model::{SeriesPage, SeriesRequest};
+use crate::cache::{accepts_gzip, not_modified, Encoded, SeriesKey, Subject};
+use crate::model::{ReadError, ReadModel, SeriesPage, SeriesRequest};
 use crate::problem::{reason, Problem};
-use crate::server::{blocking, read_error, AppState};
+use crate::server::{blocking, internal, read_error, AppState};
 use crate::time::{format_rfc3339, parse_rfc3339};
 use crate::views::{
     DevicesPageView, Granularity, Hex32, ProductionPointView, ProductionSeriesView,
@@ -307,9 +310,11 @@ fn series_view(
         ("granularity" = Option<Granularity>, Query, description = "Interval length: 5m, 15m, 1h (default) or 1d"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Intervals with readings per page, 1 to 1000 (default 288)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page (same query)"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag of an answer already held: 304 while it is current"),
     ),
     responses(
-        (status = 200, description = "Intervals with readings", body = ProductionSeriesView),
+        (status = 200, description = "Intervals with readings", body = ProductionSeriesView, headers(("ETag" = String, description = "Entity tag of this answer (when the node caches series); send it back in If-None-Match"))),
+        (status = 304, description = "Not modified: If-None-Match names the current ETag", headers(("ETag" = String, description = "The current entity tag"))),
         (status = 400, description = "A parameter is invalid (reason and parameter say which)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "unknown_device, or not_served by this node", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited (Retry-After)", body = Problem, content_type = "application/problem+json"),
@@ -320,6 +325,7 @@ pub(crate) async fn device_production(
     State(state): State<AppState>,
     p: Result<Path<String>, PathRejection>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Response {
     let id: Hex32 = match p.ok().and_then(|Path(s)| s.parse().ok()) {
         Some(id) => id,
@@ -332,16 +338,85 @@ pub(crate) async fn device_production(
         Ok(q) => q,
         Err(p) => return p.into_response(),
     };
+    let key = SeriesKey {
+        subject: Subject::Device(id),
+        from: q.from,
+        start: q.request.from,
+        to: q.to,
+        step: q.request.step_s,
+        limit: q.request.limit,
+    };
+    serve_series(state, &headers, key, q, move |m, request| {
+        m.device_production(&id, request)
+    })
+    .await
+}
+
+/// A series answer built on the blocking pool.
+enum Built {
+    /// The cache is off: the view, for the router to serialise (and compress).
+    Plain(Box<ProductionSeriesView>),
+    /// Encoded once (JSON, gzip, tag); whether it has points (only those are kept).
+    Encoded(serde_json::Result<Encoded>, bool),
+}
+
+/// Answers a series: from the cache while the days it covers are unchanged, else from the
+/// model (encoding it once, JSON and gzip, and keeping it when it has points).
+async fn serve_series<F>(
+    state: AppState,
+    headers: &HeaderMap,
+    key: SeriesKey,
+    q: SeriesQuery,
+    read: F,
+) -> Response
+where
+    F: FnOnce(&dyn ReadModel, &SeriesRequest) -> Result<Option<SeriesPage>, ReadError>
+        + Send
+        + 'static,
+{
+    let (subject, id, kind) = match &key.subject {
+        Subject::Device(d) => ("device", d.to_string(), CURSOR_DEVICE),
+        Subject::Region(r) => ("region", r.clone(), CURSOR_REGION),
+    };
+    // The stamp is read before the model is: a change committed after it moves it.
+    let stamp = state.series.as_ref().map(|(changes, cache)| {
+        let stamp = match &key.subject {
+            Subject::Device(d) => changes.device_stamp(&d.0, key.start, key.to),
+            Subject::Region(r) => changes.region_stamp(r, key.start, key.to),
+        };
+        (stamp, cache.get(&key, stamp))
+    });
+    if let Some((_, Some(hit))) = &stamp {
+        return encoded_response(hit, headers);
+    }
+    let cached = stamp.is_some();
     let request = q.request;
-    match blocking(&state, move |m| m.device_production(&id, &request)).await {
-        Ok(Ok(Some(page))) => Json(series_view(
-            "device",
-            id.to_string(),
-            CURSOR_DEVICE,
-            &q,
-            page,
-        ))
-        .into_response(),
+    let answer = blocking(&state, move |m| {
+        read(m, &request).map(|page| {
+            page.map(|page| {
+                let view = series_view(subject, id, kind, &q, page);
+                if !cached {
+                    return Built::Plain(Box::new(view));
+                }
+                let has_points = !view.points.is_empty();
+                Built::Encoded(serde_json::to_vec(&view).map(Encoded::new), has_points)
+            })
+        })
+    })
+    .await;
+    match answer {
+        Ok(Ok(Some(Built::Plain(view)))) => Json(view).into_response(),
+        Ok(Ok(Some(Built::Encoded(Ok(encoded), has_points)))) => {
+            let encoded = Arc::new(encoded);
+            if let (Some((_, cache)), Some((stamp, _)), true) = (&state.series, stamp, has_points) {
+                cache.put(key, stamp, encoded.clone());
+            }
+            encoded_response(&encoded, headers)
+        }
+        Ok(Ok(Some(Built::Encoded(Err(e), _)))) => {
+            tracing::error!(target: "api", error = %e, "encoding a production series failed");
+            internal().into_response()
+        }
         Ok(Ok(None)) => Problem::new(
             StatusCode::NOT_FOUND,
             reason::UNKNOWN_DEVICE,
@@ -350,6 +425,31 @@ pub(crate) async fn device_production(
         .into_response(),
         Ok(Err(e)) => read_error(e, state.config.retry_after_secs).into_response(),
         Err(p) => p.into_response(),
+    }
+}
+
+/// An encoded series: `304` when `If-None-Match` names its tag, gzip when accepted.
+fn encoded_response(e: &Encoded, headers: &HeaderMap) -> Response {
+    let common = [
+        (header::ETAG, e.etag.clone()),
+        (header::VARY, HeaderValue::from_static("accept-encoding")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    if not_modified(headers.get(header::IF_NONE_MATCH), &e.etag) {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    let json = HeaderValue::from_static("application/json");
+    match (&e.gzip, accepts_gzip(headers.get(header::ACCEPT_ENCODING))) {
+        (Some(gz), true) => (
+            common,
+            [
+                (header::CONTENT_TYPE, json),
+                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+            ],
+            gz.clone(),
+        )
+            .into_response(),
+        _ => (common, [(header::CONTENT_TYPE, json)], e.json.clone()).into_response(),
     }
 }
 
@@ -365,9 +465,11 @@ pub(crate) async fn device_production(
         ("granularity" = Option<Granularity>, Query, description = "Interval length: 5m, 15m, 1h (default) or 1d"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Intervals with readings per page, 1 to 1000 (default 288)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page (same query)"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag of an answer already held: 304 while it is current"),
     ),
     responses(
-        (status = 200, description = "Intervals with readings (none for an unknown region)", body = ProductionSeriesView),
+        (status = 200, description = "Intervals with readings (none for an unknown region)", body = ProductionSeriesView, headers(("ETag" = String, description = "Entity tag of this answer (when the node caches series); send it back in If-None-Match"))),
+        (status = 304, description = "Not modified: If-None-Match names the current ETag", headers(("ETag" = String, description = "The current entity tag"))),
         (status = 400, description = "A parameter is invalid (reason and parameter say which)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not_served by this node", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited (Retry-After)", body = Problem, content_type = "application/problem+json"),
@@ -378,6 +480,7 @@ pub(crate) async fn region_production(
     State(state): State<AppState>,
     p: Result<Path<String>, PathRejection>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Response {
     let region = match p {
         Ok(Path(r)) if !r.is_empty() && r.len() <= MAX_REGION_LEN => r,
@@ -394,15 +497,18 @@ pub(crate) async fn region_production(
         Ok(q) => q,
         Err(p) => return p.into_response(),
     };
-    let request = q.request;
-    let r = region.clone();
-    match blocking(&state, move |m| m.region_production(&r, &request)).await {
-        Ok(Ok(page)) => {
-            Json(series_view("region", region, CURSOR_REGION, &q, page)).into_response()
-        }
-        Ok(Err(e)) => read_error(e, state.config.retry_after_secs).into_response(),
-        Err(p) => p.into_response(),
-    }
+    let key = SeriesKey {
+        subject: Subject::Region(region.clone()),
+        from: q.from,
+        start: q.request.from,
+        to: q.to,
+        step: q.request.step_s,
+        limit: q.request.limit,
+    };
+    serve_series(state, &headers, key, q, move |m, request| {
+        m.region_production(&region, request).map(Some)
+    })
+    .await
 }
 
 fn encode_devices_cursor(last: &Hex32) -> String {

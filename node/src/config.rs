@@ -57,6 +57,31 @@ pub struct NodeConfig {
     pub oracle: crate::oracle::OracleSection,
     /// How long raw readings are kept (with consensus and timed epochs).
     pub retention: crate::retention::RetentionSection,
+    /// The HTTP API's per-client rate limit.
+    pub api: ApiSection,
+}
+
+/// The HTTP API served on `[metrics] listen`: the per-client-IP rate limit of its public read
+/// routes (`/v1/…`, `/openapi.json`, `/docs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// Requests per second each client IP (IPv6: each /64) may make, refilled continuously;
+    /// more are answered `429 rate_limited` with `Retry-After`. 0 disables the limit.
+    /// Default 50.
+    pub rate_limit_per_s: u32,
+    /// Requests a client may make at once above the rate. Default 100.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        let d = groundtruth_api::ApiConfig::default();
+        Self {
+            rate_limit_per_s: d.rate_limit_per_s,
+            rate_limit_burst: d.rate_limit_burst,
+        }
+    }
 }
 
 /// Storage and identity.
@@ -509,6 +534,32 @@ mod tests {
         assert!(!cfg.mqtt.embedded);
         assert_eq!(cfg.node.name, "validator-7");
         assert_eq!(cfg.ingest, IngestSection::default());
+    }
+
+    #[test]
+    fn api_rate_limit_from_file_and_env() {
+        let d = NodeConfig::default();
+        assert_eq!((d.api.rate_limit_per_s, d.api.rate_limit_burst), (50, 100));
+        let mut t: toml::Table = "[api]\nrate_limit_per_s = 7\nrate_limit_burst = 9\n"
+            .parse()
+            .unwrap_or_default();
+        let file: NodeConfig = toml::Value::Table(t.clone()).try_into().unwrap_or_default();
+        assert_eq!(
+            (file.api.rate_limit_per_s, file.api.rate_limit_burst),
+            (7, 9)
+        );
+        let vars = vec![(
+            "GROUNDTRUTH__API__RATE_LIMIT_PER_S".to_string(),
+            "0".to_string(),
+        )];
+        assert!(apply_env_overrides(&mut t, vars.into_iter()).is_ok());
+        let env: NodeConfig = toml::Value::Table(t).try_into().unwrap_or_default();
+        assert_eq!((env.api.rate_limit_per_s, env.api.rate_limit_burst), (0, 9));
+        let api = crate::chain::read_model::api_config_for(&env);
+        assert_eq!((api.rate_limit_per_s, api.rate_limit_burst), (0, 9));
+        let bad: Result<NodeConfig, _> =
+            toml::Value::Table("[api]\nrate_limit = 1\n".parse().unwrap_or_default()).try_into();
+        assert!(bad.is_err(), "unknown keys are refused");
     }
 
     #[test]

@@ -470,8 +470,19 @@ async fn openapi_document_and_offline_docs_page() -> TestResult {
     let names: Vec<&str> = params.iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(
         names,
-        ["id", "from", "to", "granularity", "limit", "cursor"]
+        [
+            "id",
+            "from",
+            "to",
+            "granularity",
+            "limit",
+            "cursor",
+            "If-None-Match"
+        ]
     );
+    let responses = &doc["paths"]["/v1/production/devices/{id}"]["get"]["responses"];
+    assert!(responses["200"]["headers"]["ETag"].is_object());
+    assert!(responses["304"].is_object(), "304 documented");
     for schema in [
         "ProductionSeriesView",
         "Problem",

@@ -112,6 +112,15 @@ pub fn api_config() -> ApiConfig {
     }
 }
 
+/// [`api_config`] with the node config's `[api]` section (the per-client rate limit).
+pub fn api_config_for(config: &NodeConfig) -> ApiConfig {
+    ApiConfig {
+        rate_limit_per_s: config.api.rate_limit_per_s,
+        rate_limit_burst: config.api.rate_limit_burst,
+        ..api_config()
+    }
+}
+
 /// The node's API router (`/tx`, `/txs`, `/status`, `/state/…`, `/healthz`, `/readyz`):
 /// the ledger routes answer `404 not_served` when `chain` is `None`. Must run inside tokio.
 pub fn api_router(
@@ -214,7 +223,7 @@ pub fn api_router_with_production(
         HealthBounds::for_block_time(config.consensus.block_time),
     )
     .with_production(production);
-    let router = groundtruth_api::router(Arc::new(model), api_config());
+    let router = groundtruth_api::router(Arc::new(model), api_config_for(config));
     match chain {
         Some(c) => router.merge(super::epochs_api::routes(c.core.clone())),
         None => router,
@@ -334,6 +343,10 @@ impl ReadModel for NodeReadModel {
         )
         .map(|page| Some(series_page(page)))
         .map_err(production_failed)
+    }
+
+    fn production_changes(&self) -> Option<Arc<groundtruth_api::ProductionChanges>> {
+        self.production.as_ref().map(Production::changes)
     }
 
     fn region_production(
@@ -805,6 +818,108 @@ mod tests {
                 assert_eq!(missing.status, 404);
                 let v = c.get_json("/v1/devices")?;
                 assert_eq!(v["devices"].as_array().map(Vec::len), Some(1));
+                Ok(())
+            },
+        )
+        .await??;
+        server.abort();
+        Ok(())
+    }
+
+    /// The API's series cache over the sled model: an answer is reused while nothing changes,
+    /// and a reading recorded or a status raised on that day (by ingest and the audit loop,
+    /// straight into `Production`) is served at the next request, for the device and its
+    /// region.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cached_series_follow_recorded_readings_and_status_upgrades(
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        use crate::production::StatusUpgrade;
+        use groundtruth_device_sdk::{DeviceKey, EnergyReading, Reading, ReadingBody};
+        let dir = tempfile::tempdir()?;
+        let production = Production::open(dir.path(), Arc::new(|_: &_| Some("DE-BY".into())))?;
+        let meter = DeviceKey::from_seed(&[3; 32]);
+        let day = 1_714_521_600u64; // 2024-05-01T00:00:00Z
+        let meter_id = meter.device_id();
+        let reading = move |i: u64| Reading {
+            device: meter_id,
+            seq: i,
+            timestamp_ms: (day + i * 300 + 300) * 1000,
+            body: ReadingBody::Energy(EnergyReading {
+                interval_start_s: day + i * 300,
+                interval_len_s: 300,
+                energy_wh: 10,
+                register_wh: 0,
+            }),
+        };
+        production.record(&(0..100).map(reading).collect::<Vec<_>>())?;
+        let model = NodeReadModel::new(
+            None,
+            SharedRegistry::new(Registry::from_records(std::iter::empty())),
+            Heartbeat::new(),
+            HealthBounds::for_block_time(Duration::from_secs(1)),
+        )
+        .with_production(Some(production.clone()));
+        let config = ApiConfig {
+            rate_limit_per_s: 0,
+            ..api_config()
+        };
+        assert!(
+            config.series_cache_bytes > 0,
+            "the node serves with the cache on"
+        );
+        let api = groundtruth_api::router(Arc::new(model), config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(groundtruth_api::serve(listener, api));
+        tokio::task::spawn_blocking(
+            move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                let c = groundtruth_api::ApiClient::new(&addr.to_string())?;
+                let range = "from=2024-05-01T00:00:00Z&to=2024-05-02T00:00:00Z&granularity=5m";
+                let device = format!("/v1/production/devices/{meter_id}?{range}");
+                let region = format!("/v1/production/regions/DE-BY?{range}");
+                let points = |path: &str| -> Result<Vec<serde_json::Value>, String> {
+                    let v = c.get_json(path).map_err(|e| e.to_string())?;
+                    v["points"]
+                        .as_array()
+                        .cloned()
+                        .ok_or_else(|| "points".into())
+                };
+                // Served from the encoded cache (`If-None-Match: *` is answered 304 there only).
+                let cached = c.request("GET", &device, &[], &[("if-none-match", "*")])?;
+                assert_eq!(cached.status, 304, "the cache is on");
+                assert_eq!(points(&device)?.len(), 100);
+                assert_eq!(points(&region)?.len(), 100);
+
+                // Ingest records 50 more readings of the same day.
+                production
+                    .record(&(100..150).map(reading).collect::<Vec<_>>())
+                    .map_err(|e| e.to_string())?;
+                let now = points(&device)?;
+                assert_eq!(now.len(), 150, "a recorded reading is served");
+                assert_eq!(points(&region)?.len(), 150);
+
+                // The audit loop raises the first hour to attested.
+                production
+                    .upgrade(
+                        &meter_id,
+                        (day, day + 3600),
+                        StatusUpgrade::Attested { epoch: 7 },
+                    )
+                    .map_err(|e| e.to_string())?;
+                let now = points(&device)?;
+                assert_eq!(
+                    now.first().map(|p| p["status"].clone()),
+                    Some("attested".into())
+                );
+                assert_eq!(
+                    now.get(12).map(|p| p["status"].clone()),
+                    Some("reported".into())
+                );
+                let r = points(&region)?;
+                assert_eq!(
+                    r.first().map(|p| p["status"].clone()),
+                    Some("attested".into())
+                );
                 Ok(())
             },
         )

@@ -496,6 +496,9 @@ pub struct Production {
     resolver: RegionResolver,
     events: tokio::sync::broadcast::Sender<ProductionEventView>,
     counters: Arc<ProductionCounters>,
+    /// Bumped after each committed change to a device-day or region-day (the API's series
+    /// cache checks them).
+    changes: Arc<groundtruth_api::ProductionChanges>,
 }
 
 impl std::fmt::Debug for Production {
@@ -542,6 +545,7 @@ impl Production {
             resolver,
             events,
             counters: Arc::new(ProductionCounters::default()),
+            changes: Arc::default(),
         })
     }
 
@@ -554,6 +558,11 @@ impl Production {
     /// Counters.
     pub fn counters(&self) -> &ProductionCounters {
         &self.counters
+    }
+
+    /// The change counters bumped after every committed change (for the API's series cache).
+    pub fn changes(&self) -> Arc<groundtruth_api::ProductionChanges> {
+        self.changes.clone()
     }
 
     /// Makes the model durable now (it is otherwise flushed by sled in the background).
@@ -603,12 +612,21 @@ impl Production {
                     )?;
                     new.push((r, region));
                 }
-                Ok(new
-                    .into_iter()
-                    .map(|(r, region)| event(r, region))
-                    .collect::<Vec<_>>())
+                Ok(new)
             })
             .map_err(flatten)?;
+        for (r, region) in &new {
+            if let Some((bucket, ..)) = contribution(&r.body) {
+                self.changes.touch_device(&r.device.0, bucket);
+                if let Some(region) = region.as_deref().filter(|g| !g.is_empty()) {
+                    self.changes.touch_region(region, bucket);
+                }
+            }
+        }
+        let new: Vec<_> = new
+            .into_iter()
+            .map(|(r, region)| event(r, region))
+            .collect();
         let n = new.len();
         let seen = readings.len().saturating_sub(n);
         self.counters
@@ -722,7 +740,7 @@ impl Production {
             .range(device_key(device, window.0)..device_key(device, window.1))
             .keys()
             .collect::<std::result::Result<_, _>>()?;
-        (&self.buckets, &self.regions)
+        let changed = (&self.buckets, &self.regions)
             .transaction(|(buckets, regions)| {
                 let mut changed = 0usize;
                 for k in &keys {
@@ -744,7 +762,21 @@ impl Production {
                 }
                 Ok(changed)
             })
-            .map_err(flatten)
+            .map_err(flatten)?;
+        if changed > 0 {
+            // Every day of the range read (a superset of the buckets changed).
+            let mut last_day = None;
+            for start in keys.iter().filter_map(|k| u64_at(k, 32)) {
+                if last_day != Some(start / 86_400) {
+                    last_day = Some(start / 86_400);
+                    self.changes.touch_device(&device.0, start);
+                    if !region.is_empty() {
+                        self.changes.touch_region(&region, start);
+                    }
+                }
+            }
+        }
+        Ok(changed)
     }
 
     /// A device's series over `[from, to)` in steps of `step` seconds (a multiple of
