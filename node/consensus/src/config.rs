@@ -90,6 +90,54 @@ pub struct ConsensusConfig {
     pub sync_status_interval: Duration,
     /// Timeout of one sync request.
     pub sync_request_timeout: Duration,
+    /// Deliberate misbehaviour, for fault tests only (`None` in every honest deployment).
+    /// [`ConsensusConfig::new`] reads it from `GROUNDTRUTH_BYZANTINE`.
+    pub byzantine: Option<Byzantine>,
+}
+
+/// Name of the environment variable that turns a validator byzantine (fault tests only).
+pub const BYZANTINE_ENV: &str = "GROUNDTRUTH_BYZANTINE";
+
+/// Deliberate misbehaviour of a validator, run through Malachite's own byzantine network proxy
+/// (`arc-malachitebft-engine-byzantine`): the engine signs and gossips its honest message, then
+/// the proxy signs and gossips a conflicting one with the same key. Exists so that the fault
+/// suite exercises the engine's real evidence path; compiled in, inert unless configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Byzantine {
+    /// At this height, every vote is followed by a conflicting vote (a non-nil vote by a nil
+    /// one) of the same type and round: a double vote.
+    DoubleVote {
+        /// The height at which to equivocate.
+        height: u64,
+    },
+}
+
+impl Byzantine {
+    /// Parses `double-vote@<height>` (the value of [`BYZANTINE_ENV`]).
+    pub fn parse(s: &str) -> Result<Self> {
+        let (kind, height) = s.trim().split_once('@').ok_or_else(|| {
+            Error::Config(format!(
+                "{BYZANTINE_ENV}={s}: expected double-vote@<height>"
+            ))
+        })?;
+        let height: u64 = height
+            .parse()
+            .map_err(|e| Error::Config(format!("{BYZANTINE_ENV}={s}: height: {e}")))?;
+        match kind {
+            "double-vote" if height > 0 => Ok(Self::DoubleVote { height }),
+            _ => Err(Error::Config(format!(
+                "{BYZANTINE_ENV}={s}: expected double-vote@<height ≥ 1>"
+            ))),
+        }
+    }
+
+    /// The mode set in the environment, if any (a malformed value is an error, not ignored).
+    pub fn from_env() -> Result<Option<Self>> {
+        match std::env::var(BYZANTINE_ENV) {
+            Ok(v) if !v.trim().is_empty() => Self::parse(&v).map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 impl std::fmt::Debug for ConsensusConfig {
@@ -108,6 +156,7 @@ impl std::fmt::Debug for ConsensusConfig {
             .field("mempool_max_bytes", &self.mempool_max_bytes)
             .field("sync_status_interval", &self.sync_status_interval)
             .field("sync_request_timeout", &self.sync_request_timeout)
+            .field("byzantine", &self.byzantine)
             .finish()
     }
 }
@@ -134,6 +183,7 @@ impl ConsensusConfig {
             mempool_max_bytes: 64 << 20,
             sync_status_interval: Duration::from_secs(2),
             sync_request_timeout: Duration::from_secs(5),
+            byzantine: None,
         }
     }
 
@@ -155,5 +205,27 @@ impl ConsensusConfig {
             return Err(Error::Config("peers must not contain listen_addr".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byzantine_mode_parses_only_a_double_vote_at_a_positive_height() {
+        assert_eq!(
+            Byzantine::parse("double-vote@7").ok(),
+            Some(Byzantine::DoubleVote { height: 7 })
+        );
+        for bad in [
+            "double-vote",
+            "double-vote@0",
+            "double-vote@x",
+            "amnesia@3",
+            "",
+        ] {
+            assert!(Byzantine::parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -39,7 +39,7 @@ pub use app::{
     DecidedBlock, Evidence, EvidenceKind, Refusal, SignedBytes, ValidatorInfo,
 };
 pub use codec::GtCodec;
-pub use config::{ConsensusConfig, Timeouts};
+pub use config::{Byzantine, ConsensusConfig, Timeouts, BYZANTINE_ENV};
 pub use error::{CodecError, Error, Result};
 pub use node::{run, Handle, Status};
 

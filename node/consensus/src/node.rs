@@ -23,15 +23,17 @@ use malachitebft_app_channel::app::types::core::{
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{Keypair, LocallyProposedValue};
 use malachitebft_app_channel::{
-    AppMsg, Channels, ConsensusContext, EngineHandle, NetworkContext, NetworkIdentity, NetworkMsg,
-    RequestContext, Signer as _, SyncContext, WalContext,
+    AppMsg, ByzantineContext, Channels, ConsensusContext, EngineBuilder, EngineHandle,
+    NetworkContext, NetworkIdentity, NetworkMsg, RequestContext, Signer as _, SyncContext,
+    WalContext,
 };
+use malachitebft_engine_byzantine::{ByzantineConfig, Trigger};
 use malachitebft_signing_ed25519::{PrivateKey, Signature};
 
 use crate::app::{self, Application, DecidedBlock, Evidence, EvidenceKind, SignedBytes};
 use crate::block::{hash_encoded, Block};
 use crate::codec::GtCodec;
-use crate::config::ConsensusConfig;
+use crate::config::{Byzantine, ConsensusConfig};
 use crate::error::{Error, Result};
 use crate::mempool::Mempool;
 use crate::signing::{Ed25519Signer, Ed25519Verifier};
@@ -228,21 +230,58 @@ pub async fn run(config: ConsensusConfig, mut app: impl Application) -> Result<H
         },
     };
 
-    let (channels, engine) = malachitebft_app_channel::start_engine(
-        GtContext,
-        engine_config,
-        WalContext::new(config.home.join("wal").join("consensus.wal"), GtCodec),
-        NetworkContext::new(identity, GtCodec),
-        ConsensusContext::new_validator(
-            address,
-            Box::new(Ed25519Verifier),
-            Box::new(signer.clone()),
-        ),
-        SyncContext::new(GtCodec),
-        RequestContext::new(64),
-    )
-    .await
-    .map_err(|e| Error::Engine(e.to_string()))?;
+    let consensus_ctx = ConsensusContext::new_validator(
+        address,
+        Box::new(Ed25519Verifier),
+        Box::new(signer.clone()),
+    );
+    let wal_ctx = WalContext::new(config.home.join("wal").join("consensus.wal"), GtCodec);
+    let byzantine = match config.byzantine {
+        Some(b) => Some(b),
+        None => Byzantine::from_env()?,
+    };
+    let (channels, engine) = match byzantine {
+        None => malachitebft_app_channel::start_engine(
+            GtContext,
+            engine_config,
+            wal_ctx,
+            NetworkContext::new(identity, GtCodec),
+            consensus_ctx,
+            SyncContext::new(GtCodec),
+            RequestContext::new(64),
+        )
+        .await
+        .map_err(|e| Error::Engine(e.to_string()))?,
+        Some(mode) => {
+            warn!(target: "consensus::byzantine", ?mode, "BYZANTINE validator: this node misbehaves on purpose (fault tests only)");
+            let byz_config = match mode {
+                Byzantine::DoubleVote { height } => ByzantineConfig::default()
+                    .with_equivocate_votes(Trigger::AtHeights {
+                        heights: vec![height],
+                    }),
+            };
+            EngineBuilder::new(GtContext, engine_config)
+                .with_default_wal(wal_ctx)
+                .with_byzantine_network(ByzantineContext {
+                    identity,
+                    codec: GtCodec,
+                    config: byz_config,
+                    signer: Box::new(signer.clone()),
+                    address,
+                    conflicting_value_fn: None,
+                    // None: a non-nil vote is doubled by a nil one.
+                    conflicting_vote_value_fn: None,
+                })
+                .await
+                .map_err(|e| Error::Engine(e.to_string()))?
+                .with_default_sync(SyncContext::new(GtCodec))
+                .with_default_consensus(consensus_ctx)
+                .with_default_request(RequestContext::new(64))
+                .build()
+                .await
+                .map_err(|e| Error::Engine(e.to_string()))?
+        }
+    };
 
     let mempool = Mempool::new(
         config.mempool_max_txs,
