@@ -14,6 +14,7 @@ mod genesis;
 mod ledger_tx;
 pub mod mqtt;
 mod net;
+mod netns;
 mod proc;
 
 pub use api::{Api, Metrics, Response};
@@ -21,6 +22,7 @@ pub use fleet::{DeviceTotal, FleetSpec, Manifest, MeteredKind};
 pub use genesis::{devnet_genesis_path, seed_address, Genesis};
 pub use ledger_tx::{address_of, operator_key};
 pub use net::{Broker, Node, TestNet, TestNetBuilder};
+pub use netns::Netns;
 pub use proc::Proc;
 
 use anyhow::{bail, Context, Result};

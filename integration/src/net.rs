@@ -18,13 +18,14 @@
 use anyhow::{bail, ensure, Context, Result};
 use groundtruth_node::config::NodeConfig;
 use serde_json::Value;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::api::{Api, Metrics};
 use crate::fleet::{FleetSpec, Manifest};
 use crate::genesis::Genesis;
+use crate::netns::Netns;
 use crate::proc::Proc;
 use crate::{free_addr, free_addrs, groundtruth, groundtruth_bin, wait_listening, write_key_file};
 
@@ -57,6 +58,8 @@ pub struct TestNetBuilder {
     mempool_max_txs: usize,
     env: Vec<(String, String)>,
     run_as: Option<(u32, u32)>,
+    node_env: Vec<(usize, String, String)>,
+    netns: bool,
     configure: Vec<Configure>,
 }
 
@@ -83,6 +86,8 @@ impl Default for TestNetBuilder {
             mempool_max_txs: 50_000,
             env: Vec::new(),
             run_as: None,
+            node_env: Vec::new(),
+            netns: false,
             configure: Vec::new(),
         }
     }
@@ -140,11 +145,25 @@ impl TestNetBuilder {
         self
     }
 
+    /// An extra environment variable for validator `i` only (e.g. `GROUNDTRUTH_BYZANTINE`).
+    pub fn node_env(mut self, i: usize, key: &str, value: &str) -> Self {
+        self.node_env.push((i, key.into(), value.into()));
+        self
+    }
+
     /// Runs the validators as this user and group (through `setpriv`, so the harness must be
     /// root): for tests that need file modes to bind, which they do not for root. Their
     /// directories are handed to that user.
     pub fn run_as(mut self, uid: u32, gid: u32) -> Self {
         self.run_as = Some((uid, gid));
+        self
+    }
+
+    /// Runs each validator in its own network namespace with its own address, joined by a
+    /// bridge ([`Netns`]), so that [`TestNet::isolate`] can partition one off. Needs root and
+    /// iproute2 (check [`Netns::unavailable`] first); only with embedded brokers.
+    pub fn netns(mut self, on: bool) -> Self {
+        self.netns = on;
         self
     }
 
@@ -214,14 +233,41 @@ impl TestNetBuilder {
         };
 
         let n = self.validators;
+        let netns = if self.netns {
+            ensure!(
+                matches!(self.broker, Broker::EmbeddedIn(_) | Broker::EmbeddedInEach),
+                "validators in namespaces need an embedded broker"
+            );
+            ensure!(self.run_as.is_none(), "run_as and netns do not combine");
+            Some(Netns::create(n)?)
+        } else {
+            None
+        };
+        // Validator i's address: loopback, or its namespace's.
+        let host = |i: usize| {
+            netns
+                .as_ref()
+                .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ns| ns.addr(i))
+        };
         // All ports at once, so that no two are the same.
         let ports = free_addrs(4 * n);
         ensure!(ports.len() == 4 * n, "could not find {} free ports", 4 * n);
-        let apis: Vec<SocketAddr> = ports[..n].to_vec();
-        let p2p: Vec<SocketAddr> = ports[n..2 * n].to_vec();
-        let embedded: Vec<SocketAddr> = ports[2 * n..3 * n].to_vec();
+        let on_host = |k: usize| -> Vec<SocketAddr> {
+            (0..n)
+                .map(|i| SocketAddr::new(host(i), ports[k * n + i].port()))
+                .collect()
+        };
+        let apis: Vec<SocketAddr> = on_host(0);
+        let p2p: Vec<SocketAddr> = on_host(1);
+        // Embedded brokers stay on loopback (inside each namespace with netns: the node refuses
+        // an unauthenticated broker beyond loopback), so with netns a fleet in the test's
+        // namespace cannot reach them.
+        let embedded: Vec<SocketAddr> = (0..n)
+            .map(|i| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), ports[2 * n + i].port()))
+            .collect();
         // The validators' own swarm (transaction gossip, readings replication and fetch).
-        let swarm: Vec<SocketAddr> = ports[3 * n..].to_vec();
+        let swarm: Vec<SocketAddr> = on_host(3);
+        let multiaddr = |a: &SocketAddr| format!("/ip4/{}/tcp/{}", a.ip(), a.port());
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
             let vdir = root.join(format!("v{i}"));
@@ -266,15 +312,15 @@ impl TestNetBuilder {
                 };
                 let c = &mut cfg.consensus;
                 c.enabled = true;
-                c.listen = format!("/ip4/127.0.0.1/tcp/{}", p2p[i].port());
-                c.peers = others(&p2p, &|a| format!("/ip4/127.0.0.1/tcp/{}", a.port()));
+                c.listen = multiaddr(&p2p[i]);
+                c.peers = others(&p2p, &multiaddr);
                 c.http_peers = others(&apis, &|a| a.to_string());
                 c.key_file = ckey;
                 c.operator_key_file = Some(okey);
                 c.block_time = self.block_time;
                 c.mempool_max_txs = self.mempool_max_txs;
-                cfg.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", swarm[i].port());
-                cfg.p2p.bootstrap = others(&swarm, &|a| format!("/ip4/127.0.0.1/tcp/{}", a.port()));
+                cfg.p2p.listen = multiaddr(&swarm[i]);
+                cfg.p2p.bootstrap = others(&swarm, &multiaddr);
             }
             for f in &self.configure {
                 f(i, &mut cfg);
@@ -290,8 +336,21 @@ impl TestNetBuilder {
                 dir: vdir,
                 config: cfg,
                 config_path,
-                env: self.env.clone(),
-                prefix: prefix.clone(),
+                env: self
+                    .env
+                    .iter()
+                    .cloned()
+                    .chain(
+                        self.node_env
+                            .iter()
+                            .filter(|(j, _, _)| *j == i)
+                            .map(|(_, k, v)| (k.clone(), v.clone())),
+                    )
+                    .collect(),
+                prefix: netns
+                    .as_ref()
+                    .map_or_else(|| prefix.clone(), |ns| ns.exec_prefix(i)),
+                in_netns: netns.is_some(),
                 starts: 0,
             };
             node.spawn()?;
@@ -307,6 +366,7 @@ impl TestNetBuilder {
             genesis: genesis_path,
             fleet: self.fleet,
             dir: Some(dir),
+            netns,
         };
         for node in &net.nodes {
             node.wait_ready()?;
@@ -324,6 +384,9 @@ pub struct TestNet {
     genesis: PathBuf,
     fleet: Option<FleetSpec>,
     dir: Option<tempfile::TempDir>,
+    // Dropped after the validators (cleared first in `drop`): a namespace outlives its
+    // processes.
+    netns: Option<Netns>,
 }
 
 impl std::fmt::Debug for TestNet {
@@ -364,6 +427,22 @@ impl TestNet {
     /// The genesis file every validator reads.
     pub fn genesis_path(&self) -> &Path {
         &self.genesis
+    }
+
+    /// Cuts validator `i` off the network (built with [`TestNetBuilder::netns`]).
+    pub fn isolate(&self, i: usize) -> Result<()> {
+        self.netns
+            .as_ref()
+            .context("not built with netns(true)")?
+            .isolate(i)
+    }
+
+    /// Reconnects validator `i` after [`TestNet::isolate`].
+    pub fn heal(&self, i: usize) -> Result<()> {
+        self.netns
+            .as_ref()
+            .context("not built with netns(true)")?
+            .heal(i)
     }
 
     /// Validator `i`.
@@ -509,6 +588,8 @@ pub struct Node {
     config_path: PathBuf,
     env: Vec<(String, String)>,
     prefix: Vec<String>,
+    // Runs in its own network namespace (its embedded broker is not reachable from here).
+    in_netns: bool,
     starts: u32,
 }
 
@@ -623,7 +704,7 @@ impl Node {
     fn wait_ready(&self) -> Result<()> {
         wait_listening(self.api.addr, READY_TIMEOUT)
             .map_err(|e| self.not_ready(&format!("API not listening: {e}")))?;
-        if self.embeds {
+        if self.embeds && !self.in_netns {
             wait_listening(self.config.mqtt.listen, READY_TIMEOUT)
                 .map_err(|e| self.not_ready(&format!("embedded broker not listening: {e}")))?;
         }

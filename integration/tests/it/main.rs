@@ -2,8 +2,10 @@
 
 mod acceptance;
 mod audit;
+mod byzantine;
 mod crash;
 mod faults;
 mod ingest;
 mod ledger;
 mod ledger_ingest;
+mod partition;
