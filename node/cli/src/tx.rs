@@ -5,6 +5,11 @@
 //! groundtruth tx bond --key op.key --amount 5000 --node http://127.0.0.1:9464
 //! groundtruth tx register-device --key provider.key --device-key meter.key --kind energy --capacity 5000
 //! groundtruth tx query device <hex> --node http://127.0.0.1:9464
+//! groundtruth tx commit-storage --key provider.key --device <hex> --root <hex> --depth 30 --num-chunks 1073741824
+//! groundtruth tx submit-storage-proof --key provider.key --device <hex> --epoch 7 --proof proof.bin
+//! groundtruth tx register-gpu-spec --key provider.key --device <hex> --model H200 --count 1 --claimed-mac-per-s 2000000000
+//! groundtruth tx report-provider-audit --key op.key --device <hex> --epoch 7 --kind gpu_capacity \
+//!     --verdict pass --seed <hex> --response-digest <hex> --elapsed-ms 830 --measured-per-s 20213000
 //! ```
 //! The nonce and chain id come from the node. By default the command waits until the
 //! transaction is in a committed block and exits non-zero if the ledger rejected it.
@@ -16,7 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use ed25519_dalek::{Signer, SigningKey};
 use groundtruth_api::{ApiClient, ClientError, Hex32};
-use groundtruth_ledger::{possession_sign_bytes, Address, DeviceId, DeviceKind, Tx, TxBody};
+use groundtruth_ledger::{
+    possession_sign_bytes, Address, DeviceId, DeviceKind, ProviderAuditKind, Tx, TxBody,
+};
 use serde::Serialize;
 
 /// Arguments of `groundtruth tx`.
@@ -103,6 +110,85 @@ enum TxCommand {
         #[arg(long)]
         amount: u64,
     },
+    /// Commit a storage device's data: the Merkle root of its 1 KiB chunks (as
+    /// `groundtruth_proofs::por::commit_path` builds it). Once per device.
+    CommitStorage {
+        #[command(flatten)]
+        send: Send,
+        /// The storage device (64 hex characters).
+        #[arg(long)]
+        device: String,
+        /// Merkle root (64 hex characters).
+        #[arg(long)]
+        root: String,
+        /// Tree depth (1..=44).
+        #[arg(long)]
+        depth: u8,
+        /// Number of chunks (1..=2^depth).
+        #[arg(long)]
+        num_chunks: u64,
+    },
+    /// Answer a storage device's challenge for an ended epoch with a retrievability proof.
+    SubmitStorageProof {
+        #[command(flatten)]
+        send: Send,
+        /// The storage device (64 hex characters).
+        #[arg(long)]
+        device: String,
+        /// The challenged epoch.
+        #[arg(long)]
+        epoch: u64,
+        /// File holding the proof envelope's bytes (`groundtruth-proofs` encoding).
+        #[arg(long)]
+        proof: PathBuf,
+    },
+    /// Register (or replace) a GPU device's claimed spec.
+    RegisterGpuSpec {
+        #[command(flatten)]
+        send: Send,
+        /// The GPU device (64 hex characters).
+        #[arg(long)]
+        device: String,
+        /// Model label (at most 64 bytes).
+        #[arg(long)]
+        model: String,
+        /// Number of GPUs.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Claimed exact field multiply-adds per second on the capacity challenge.
+        #[arg(long)]
+        claimed_mac_per_s: u64,
+    },
+    /// Report a provider audit verdict as a member of the device's committee (signer: a
+    /// validator operator).
+    ReportProviderAudit {
+        #[command(flatten)]
+        send: Send,
+        /// The audited device (64 hex characters).
+        #[arg(long)]
+        device: String,
+        /// The audited epoch.
+        #[arg(long)]
+        epoch: u64,
+        /// retrieval or gpu_capacity.
+        #[arg(long)]
+        kind: String,
+        /// pass or fail.
+        #[arg(long)]
+        verdict: String,
+        /// The ledger's challenge seed (64 hex characters).
+        #[arg(long)]
+        seed: String,
+        /// Blake3 of the provider's response (64 hex characters; zeros if none came).
+        #[arg(long)]
+        response_digest: String,
+        /// Request to complete response, ms.
+        #[arg(long)]
+        elapsed_ms: u32,
+        /// Measured throughput (GPU: multiply-adds per second; retrieval: bytes per second).
+        #[arg(long, default_value_t = 0)]
+        measured_per_s: u64,
+    },
     /// Query the node's ledger state (prints JSON).
     Query {
         /// What to show.
@@ -148,6 +234,70 @@ fn hex32(s: &str, what: &str) -> anyhow::Result<[u8; 32]> {
     hex::decode_to_slice(s, &mut out)
         .with_context(|| format!("{what} is not 64 hex characters"))?;
     Ok(out)
+}
+
+/// Largest proof file read (the ledger's cap on any transaction).
+const MAX_PROOF_FILE: u64 = groundtruth_ledger::tx::MAX_TX_LEN as u64;
+
+/// Reads a proof envelope file, refusing one larger than a transaction can carry.
+fn read_proof(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("--proof {}", path.display()))?
+        .len();
+    if len > MAX_PROOF_FILE {
+        bail!(
+            "--proof {}: {len} bytes, more than a transaction carries ({MAX_PROOF_FILE})",
+            path.display()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("--proof {}", path.display()))
+}
+
+fn commit_storage_body(
+    device: &str,
+    root: &str,
+    depth: u8,
+    num_chunks: u64,
+) -> anyhow::Result<TxBody> {
+    Ok(TxBody::CommitStorage {
+        device: DeviceId(hex32(device, "--device")?),
+        root: hex32(root, "--root")?,
+        depth,
+        num_chunks,
+    })
+}
+
+/// The arguments of `report-provider-audit`.
+struct Report<'a> {
+    device: &'a str,
+    epoch: u64,
+    kind: &'a str,
+    verdict: &'a str,
+    seed: &'a str,
+    response_digest: &'a str,
+    elapsed_ms: u32,
+    measured_per_s: u64,
+}
+
+fn report_body(r: &Report<'_>) -> anyhow::Result<TxBody> {
+    let Some(kind) = ProviderAuditKind::from_name(r.kind) else {
+        bail!("--kind {:?}: expected retrieval or gpu_capacity", r.kind);
+    };
+    let passed = match r.verdict {
+        "pass" => true,
+        "fail" => false,
+        other => bail!("--verdict {other:?}: expected pass or fail"),
+    };
+    Ok(TxBody::ReportProviderAudit {
+        epoch: r.epoch,
+        device: DeviceId(hex32(r.device, "--device")?),
+        kind,
+        passed,
+        seed: hex32(r.seed, "--seed")?,
+        response_digest: hex32(r.response_digest, "--response-digest")?,
+        elapsed_ms: r.elapsed_ms,
+        measured_per_s: r.measured_per_s,
+    })
 }
 
 /// Builds a transaction body from the chain id and the signer's address.
@@ -203,6 +353,74 @@ pub fn run(args: TxArgs) -> anyhow::Result<ExitCode> {
                     capacity,
                     region,
                     possession,
+                })
+            }),
+        ),
+        TxCommand::CommitStorage {
+            send,
+            device,
+            root,
+            depth,
+            num_chunks,
+        } => (
+            send,
+            Box::new(move |_, _| commit_storage_body(&device, &root, depth, num_chunks)),
+        ),
+        TxCommand::SubmitStorageProof {
+            send,
+            device,
+            epoch,
+            proof,
+        } => (
+            send,
+            Box::new(move |_, _| {
+                let bytes = read_proof(&proof)?;
+                Ok(TxBody::SubmitStorageProof {
+                    epoch,
+                    device: DeviceId(hex32(&device, "--device")?),
+                    proof: bytes,
+                })
+            }),
+        ),
+        TxCommand::RegisterGpuSpec {
+            send,
+            device,
+            model,
+            count,
+            claimed_mac_per_s,
+        } => (
+            send,
+            Box::new(move |_, _| {
+                Ok(TxBody::RegisterGpuSpec {
+                    device: DeviceId(hex32(&device, "--device")?),
+                    model,
+                    count,
+                    claimed_mac_per_s,
+                })
+            }),
+        ),
+        TxCommand::ReportProviderAudit {
+            send,
+            device,
+            epoch,
+            kind,
+            verdict,
+            seed,
+            response_digest,
+            elapsed_ms,
+            measured_per_s,
+        } => (
+            send,
+            Box::new(move |_, _| {
+                report_body(&Report {
+                    device: &device,
+                    epoch,
+                    kind: &kind,
+                    verdict: &verdict,
+                    seed: &seed,
+                    response_digest: &response_digest,
+                    elapsed_ms,
+                    measured_per_s,
                 })
             }),
         ),
@@ -293,5 +511,71 @@ fn query(node: &str, what: Query) -> anyhow::Result<ExitCode> {
         }
         Query::Validators => show(api.validators().map(Some)),
         Query::Status => show(api.status().map(Some)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_arguments_build_the_body_or_explain() {
+        let hex = "ab".repeat(32);
+        let mut r = Report {
+            device: &hex,
+            epoch: 7,
+            kind: "gpu_capacity",
+            verdict: "fail",
+            seed: &hex,
+            response_digest: &hex,
+            elapsed_ms: 830,
+            measured_per_s: 5,
+        };
+        let body = report_body(&r).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            body,
+            TxBody::ReportProviderAudit {
+                epoch: 7,
+                device: DeviceId([0xab; 32]),
+                kind: ProviderAuditKind::GpuCapacity,
+                passed: false,
+                seed: [0xab; 32],
+                response_digest: [0xab; 32],
+                elapsed_ms: 830,
+                measured_per_s: 5,
+            }
+        );
+        r.kind = "gpu";
+        assert!(report_body(&r).is_err());
+        r.kind = "retrieval";
+        r.verdict = "ok";
+        assert!(report_body(&r).is_err());
+        r.verdict = "pass";
+        r.seed = "zz";
+        assert!(report_body(&r).is_err());
+    }
+
+    #[test]
+    fn storage_bodies_and_proof_files() {
+        let hex = "01".repeat(32);
+        let body = commit_storage_body(&hex, &hex, 30, 1 << 30).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            body,
+            TxBody::CommitStorage {
+                device: DeviceId([1; 32]),
+                root: [1; 32],
+                depth: 30,
+                num_chunks: 1 << 30,
+            }
+        );
+        assert!(commit_storage_body("01", &hex, 30, 1).is_err());
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("proof.bin");
+        std::fs::write(&path, [1u8, 2, 3]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            read_proof(&path).unwrap_or_else(|e| panic!("{e}")),
+            vec![1, 2, 3]
+        );
+        assert!(read_proof(&dir.path().join("missing")).is_err());
     }
 }
