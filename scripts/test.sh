@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: setup, formatting, lints, the no_std build of the device
-# SDK, then every unit, property and multi-process test.
+# SDK, every unit, property and multi-process test, then the API's schema fuzz against a devnet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -11,3 +11,6 @@ cargo build -p groundtruth-device-sdk --no-default-features
 # the `groundtruth` binary the multi-process tests start.
 cargo build --workspace --all-targets
 cargo test --workspace
+# schemathesis against a devnet's served /openapi.json (about a minute): no 5xx, no answer that
+# violates the schema. Uses the binary built above (no second build).
+GROUNDTRUTH_BIN="${CARGO_TARGET_DIR:-target}/debug/groundtruth" ./scripts/schema-fuzz.sh
