@@ -511,6 +511,30 @@ mod tests {
         assert_ne!(a.digest(), b.digest());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics_and_accepts_only_canonical_encodings(
+            n in 0u32..4,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            // Headers with a small n and bodies around the right length, and raw bytes.
+            let mut bytes = n.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&body);
+            for input in [bytes, tail] {
+                if let Ok(m) = Matrix::decode(&input) {
+                    proptest::prop_assert_eq!(m.encode(), input);
+                }
+            }
+        }
+
+        #[test]
+        fn encode_decode_round_trips(n in 1u32..8, seed in proptest::prelude::any::<[u8; 32]>()) {
+            let (a, _) = challenge_matrices(&seed, n);
+            proptest::prop_assert_eq!(Matrix::decode(&a.encode()), Ok(a));
+        }
+    }
+
     #[test]
     fn decode_rejects_malformed_input() {
         assert!(matches!(

@@ -44,6 +44,8 @@
 //! ```
 //!
 //! A round that never reaches 2/3 (conflicting reports, members offline) decides nothing.
+//! A decided spot-retrieval failure and a failed or missed proof of the same epoch are two
+//! faults (possession and retrieval are separate promises).
 //! A validator pays the fee of each report; providers pay for `RegisterGpuSpec`. Rejected
 //! reports (not a member, a duplicate, outside the window, a device of another kind, a seed
 //! other than the ledger's, a pass past the deadline) change nothing but the fee.
@@ -204,6 +206,15 @@ pub fn gpu_deadline_ms(n: u32, claimed_mac_per_s: u64) -> u32 {
     let compute = work.div_ceil(u128::from(claimed_mac_per_s));
     let total = compute.saturating_add(u128::from(GPU_DEADLINE_ALLOWANCE_MS));
     u32::try_from(total).unwrap_or(u32::MAX)
+}
+
+/// The throughput a member reports for a GPU challenge answered in `elapsed_ms`:
+/// `n³ · 1000 / elapsed_ms` multiply-adds per second (an `elapsed_ms` of 0 counts as 1),
+/// saturating at `u64::MAX`.
+pub fn gpu_measured_per_s(n: u32, elapsed_ms: u32) -> u64 {
+    let n = u128::from(n);
+    let work = n.saturating_mul(n).saturating_mul(n).saturating_mul(1000);
+    u64::try_from(work / u128::from(elapsed_ms.max(1))).unwrap_or(u64::MAX)
 }
 
 fn derive(context: &str, beacon: &[u8; 32], epoch: Epoch, device: &DeviceId) -> [u8; 32] {
@@ -409,6 +420,9 @@ mod tests {
         assert_eq!(gpu_deadline_ms(256, u64::MAX), 2_001);
         assert_eq!(gpu_deadline_ms(256, 0), u32::MAX);
         assert_eq!(gpu_deadline_ms(2048, 1), u32::MAX);
+        // Answering exactly at the claim's pace measures the claim.
+        assert_eq!(gpu_measured_per_s(256, 1_000), 256 * 256 * 256);
+        assert_eq!(gpu_measured_per_s(256, 0), 256 * 256 * 256 * 1000);
     }
 
     #[test]

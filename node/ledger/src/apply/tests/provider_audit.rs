@@ -364,8 +364,9 @@ fn reports_outside_the_rules_are_rejected() {
         &tx,
         TxError::ProviderAuditMismatch("a pass after the deadline"),
     );
-    // A late fail is a fail: accepted.
+    // A late fail is a fail: accepted (and its encoding round-trips).
     let tx = report_with(&st, &n, 0, 0, gpu(), g, false, 0, seed, late);
+    assert_eq!(SignedTx::decode(&tx.encode()).unwrap(), tx);
     st.accept(&tx);
     // A duplicate, even with another verdict.
     let tx = report(&st, &n, 0, 0, gpu(), g, true, CLAIM);
