@@ -10,6 +10,7 @@ mod devnet_l1;
 mod keygen;
 mod node;
 mod proofs;
+mod provider;
 mod sim;
 mod store;
 mod tx;
@@ -44,6 +45,8 @@ enum Command {
     Verify(proofs::VerifyArgs),
     /// Sign and send ledger transactions to a node, or query its ledger state.
     Tx(tx::TxArgs),
+    /// Run a storage or GPU provider agent (registers, proves, answers validators' audits).
+    Provider(provider::ProviderArgs),
 }
 
 /// Entry point: parse arguments, set up logging, run the subcommand.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Prove(args) => proofs::prove(args),
         Command::Verify(args) => proofs::verify(args),
         Command::Tx(args) => tx::run(args),
+        Command::Provider(args) => provider::run(args),
     };
     match result {
         Ok(code) => code,

@@ -19,6 +19,7 @@
 //! still attests the agreed root.
 
 pub mod fill;
+pub mod providers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -52,6 +53,8 @@ pub struct AuditSection {
     /// A transaction the ledger has not shown within this long is sent again.
     #[serde(with = "humantime_serde")]
     pub resend_after: Duration,
+    /// `[audit.providers]`: storage and GPU provider audits.
+    pub providers: providers::ProviderAuditSection,
 }
 
 impl Default for AuditSection {
@@ -61,6 +64,7 @@ impl Default for AuditSection {
             grace: Duration::from_secs(10),
             poll: Duration::from_secs(1),
             resend_after: Duration::from_secs(30),
+            providers: providers::ProviderAuditSection::default(),
         }
     }
 }

@@ -506,6 +506,14 @@ impl Chain {
         if !config.enabled || !timed {
             return false;
         }
+        crate::audit::providers::start(
+            self.core.clone(),
+            me,
+            self.consensus_secret,
+            config.providers.clone(),
+            self.ops.clone(),
+            crate::audit::providers::ProviderMetrics::register(registry),
+        );
         let metrics = crate::audit::AuditMetrics::register(registry);
         tokio::spawn(crate::audit::run(
             self.core.clone(),
