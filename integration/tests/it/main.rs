@@ -2,6 +2,7 @@
 
 mod acceptance;
 mod audit;
+mod browser;
 mod byzantine;
 mod crash;
 mod faults;
