@@ -103,7 +103,10 @@ pub fn router_with(
         .route("/", get(crate::explorer::page))
         .route("/explorer", get(crate::explorer::page))
         .route("/explorer/verifier.js", get(crate::explorer::verifier_js))
-        .route("/explorer/verifier.wasm", get(crate::explorer::verifier_wasm))
+        .route(
+            "/explorer/verifier.wasm",
+            get(crate::explorer::verifier_wasm),
+        )
         .route("/explorer/verifier.js", get(crate::explorer::verifier_js))
         .route(
             "/explorer/verifier.wasm",
