@@ -3,7 +3,8 @@
 //! the ledger) watched through the API. Prints:
 //!
 //! - per committed epoch: readings verified, batches proven, when the commitment appeared;
-//! - time from a reading's publication to its epoch's commitment, p50 and p99 over readings;
+//! - time from a reading's publication to its epoch's commitment, and to that commitment's L1 anchor
+//!   (anvil, the devnet's oracle), p50 and p99 over readings;
 //! - sustained audited readings/s across the validator set, and each validator's proving
 //!   throughput (readings proven per second of proving, from its log) beside the raw batch-proof
 //!   throughput of the same batch size measured in this process on one core, same run.
@@ -248,10 +249,28 @@ fn main() -> Result<()> {
         }
     }
     bar.finish_and_clear();
+    // Then until each of those epochs is anchored on L1 (the devnet's anvil and oracle), or
+    // three minutes more.
+    let mut anchored_at: BTreeMap<u64, f64> = BTreeMap::new();
+    let anchor_deadline = Instant::now() + Duration::from_secs(180);
+    while anchored_at.len() < committed_at.len() && Instant::now() < anchor_deadline {
+        for e in committed_at.keys() {
+            if anchored_at.contains_key(e) {
+                continue;
+            }
+            if let Ok(v) = client.get_json(&format!("/v1/epochs/{e}")) {
+                if !v["l1"].is_null() {
+                    anchored_at.insert(*e, now_s());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     stop(&mut devnet);
 
     // Latency: a reading of interval [t, t+I) is published at t (real time).
     let mut latencies = Vec::new();
+    let mut anchor_latencies = Vec::new();
     let mut verified_total = 0u64;
     println!("\nepoch  readings verified  batches  committed after window end");
     for (e, (t, v)) in &committed_at {
@@ -271,10 +290,14 @@ fn main() -> Result<()> {
             let published = (start + j * u64::from(a.interval_s)) as f64;
             for _ in 0..per_interval.min(2_000) {
                 latencies.push(t - published);
+                if let Some(a) = anchored_at.get(e) {
+                    anchor_latencies.push(a - published);
+                }
             }
         }
     }
     latencies.sort_by(f64::total_cmp);
+    anchor_latencies.sort_by(f64::total_cmp);
     let first_window = committed_at
         .values()
         .next()
@@ -286,6 +309,13 @@ fn main() -> Result<()> {
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         a.epoch_s
+    );
+    println!(
+        "publication → L1 anchor: p50 {:.1}s  p99 {:.1}s  ({} of {} epochs anchored)",
+        percentile(&anchor_latencies, 0.5),
+        percentile(&anchor_latencies, 0.99),
+        anchored_at.len(),
+        committed_at.len()
     );
     println!(
         "sustained audited readings across the validator set: {:.0}/s ({} readings, input rate {:.0}/s)",
