@@ -107,11 +107,6 @@ pub fn router_with(
             "/explorer/verifier.wasm",
             get(crate::explorer::verifier_wasm),
         )
-        .route("/explorer/verifier.js", get(crate::explorer::verifier_js))
-        .route(
-            "/explorer/verifier.wasm",
-            get(crate::explorer::verifier_wasm),
-        )
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/docs", get(crate::openapi::docs))
         .route_layer(axum::middleware::from_fn_with_state(
