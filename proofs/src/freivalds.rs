@@ -340,8 +340,10 @@ pub fn challenge_matrices(seed: &[u8; 32], n: u32) -> (Matrix, Matrix) {
     (a, b)
 }
 
-/// The exact product `A·B` over F_p: the CPU reference backend (i-k-j loop, one row of 128-bit
-/// accumulators reduced once per element). Refuses operands of different dimensions.
+/// The exact product `A·B` over F_p: the CPU reference backend (i-k-j loop). Each row keeps
+/// two 128-bit accumulators per column, one for the low and one for the high 64 bits of the
+/// products, and reduces once per element (`hi·2^64 + lo` mod p). Refuses operands of
+/// different dimensions.
 pub fn multiply(a: &Matrix, b: &Matrix) -> Result<Matrix, FreivaldsError> {
     if a.n != b.n {
         return Err(FreivaldsError::DimensionMismatch {
@@ -351,20 +353,31 @@ pub fn multiply(a: &Matrix, b: &Matrix) -> Result<Matrix, FreivaldsError> {
     }
     let side = a.n as usize;
     let mut out = Vec::with_capacity(side * side);
-    // Per element: at most MAX_N reduced products (< 2^64 each) sum below 2^75.
-    let mut acc = vec![0u128; side];
+    // Per element: at most MAX_N = 2^11 halves below 2^64 each sum below 2^75.
+    let mut lo = vec![0u128; side];
+    let mut hi = vec![0u128; side];
     for a_row in a.data.chunks_exact(side) {
-        acc.iter_mut().for_each(|x| *x = 0);
+        lo.iter_mut().for_each(|x| *x = 0);
+        hi.iter_mut().for_each(|x| *x = 0);
         for (&aik, b_row) in a_row.iter().zip(b.data.chunks_exact(side)) {
             if aik == 0 {
                 continue;
             }
             let aik = u128::from(aik);
-            for (c, &bkj) in acc.iter_mut().zip(b_row) {
-                *c += u128::from(reduce128(aik * u128::from(bkj)));
+            for ((l, h), &bkj) in lo.iter_mut().zip(hi.iter_mut()).zip(b_row) {
+                let p = aik * u128::from(bkj);
+                *l += u128::from(p as u64);
+                *h += p >> 64;
             }
         }
-        out.extend(acc.iter().map(|&x| canonical(reduce128(x))));
+        out.extend(lo.iter().zip(&hi).map(|(&l, &h)| {
+            // h·2^64 + l ≡ (h mod p)·2^64 + l; (h mod p)·2^64 < 2^128.
+            let h = canonical(reduce128(h));
+            add(
+                canonical(reduce128(u128::from(h) << 64)),
+                canonical(reduce128(l)),
+            )
+        }));
     }
     Ok(Matrix { n: a.n, data: out })
 }
@@ -457,6 +470,17 @@ mod tests {
         let c = multiply(&a, &b).expect("same dimension");
         assert_eq!(c, naive(&a, &b));
         assert!(check(&a, &b, &c, 2, &[9; 32]));
+    }
+
+    #[test]
+    fn largest_elements_do_not_overflow_the_accumulators() {
+        // Every element p − 1: each product is (p − 1)^2 ≡ 1, so every entry is n.
+        let n = 64;
+        let m = Matrix::new(n, vec![P - 1; (n * n) as usize]).expect("canonical");
+        let c = multiply(&m, &m).expect("same dimension");
+        assert!(c.data().iter().all(|&x| x == u64::from(n)));
+        assert_eq!(c, naive(&m, &m));
+        assert!(check(&m, &m, &c, 1, &[0; 32]));
     }
 
     #[test]
