@@ -162,10 +162,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// ingest-bench's baseline line, up to the figure (the text before it holds numbers too).
+const RAW_VERIFY: &str = "raw ed25519 batch verification (ZIP-215, batches of 256):";
+
 fn ingest(rows: &mut Vec<Row>, dir: &str) -> Result<()> {
     let bin = format!("{dir}/ingest-bench");
     let out = run("ingest", &bin, &["20000"], Duration::from_secs(600))?;
-    let raw = num_after(&out, "raw ed25519 batch verification").context("no raw rate")?;
+    let raw = num_after(&out, RAW_VERIFY).context("no raw rate")?;
     let e2e = num_after(
         &out,
         "end to end (sim + embedded broker + node on the same cores):",
@@ -604,4 +607,31 @@ fn main() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_read_from_the_benches_output() {
+        let ingest = "raw ed25519 batch verification (ZIP-215, batches of 256):     61234/s on 1 thread, 100000/s on 2 threads\n\
+                      end to end (sim + embedded broker + node on the same cores):     20500/s";
+        assert_eq!(num_after(ingest, RAW_VERIFY), Some(61234.0));
+        assert_eq!(
+            num_after(
+                ingest,
+                "end to end (sim + embedded broker + node on the same cores):"
+            ),
+            Some(20500.0)
+        );
+        assert_eq!(num_after(ingest, "absent"), None);
+        let table = "| workload | threads |\n| day | 2 | 2^9 | 181.3 ms | 120.0 ms | 1.51x | 2.10 ms | 60.1 KB | 62.0 KB | 40 MB |";
+        let row = table_row(table, "day").unwrap_or_default();
+        assert_eq!(row.get(3).and_then(|c| first_number(c)), Some(181.3));
+        assert_eq!(row.get(2).map(String::as_str), Some("2^9"));
+        assert!(table_row(table, "da").is_none());
+        assert_eq!(first_number(" 12.5s  p99 30.0s"), Some(12.5));
+        assert_eq!(first_number("no digits"), None);
+    }
 }
