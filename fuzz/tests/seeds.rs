@@ -193,6 +193,45 @@ fn signed_txs() -> Vec<(String, Vec<u8>)> {
                 signature: [4; 65],
             },
         ),
+        (
+            "commit-storage",
+            TxBody::CommitStorage {
+                device: device_id(&dev),
+                root: [0; 32],
+                depth: 10,
+                num_chunks: 1000,
+            },
+        ),
+        (
+            "submit-storage-proof",
+            TxBody::SubmitStorageProof {
+                epoch: 3,
+                device: device_id(&dev),
+                proof: vec![1, 2, 3, 4],
+            },
+        ),
+        (
+            "report-provider-audit",
+            TxBody::ReportProviderAudit {
+                epoch: 4,
+                device: device_id(&dev),
+                kind: groundtruth_ledger::provider_audit::ProviderAuditKind::GpuCapacity,
+                passed: false,
+                seed: [6; 32],
+                response_digest: [7; 32],
+                elapsed_ms: 1500,
+                measured_per_s: 1_000_000,
+            },
+        ),
+        (
+            "register-gpu-spec",
+            TxBody::RegisterGpuSpec {
+                device: device_id(&dev),
+                model: "H200".into(),
+                count: 1,
+                claimed_mac_per_s: 5_000_000_000,
+            },
+        ),
     ];
     bodies
         .into_iter()
