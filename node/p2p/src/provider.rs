@@ -468,6 +468,7 @@ async fn spawn(
         served: served_rx,
         serving: 0,
         pending: HashMap::new(),
+        dialed: HashMap::new(),
     };
     event_loop.redial();
     tokio::spawn(event_loop.run());
@@ -514,6 +515,15 @@ struct EventLoop {
     served: mpsc::Receiver<Served>,
     serving: usize,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<ProviderResponse>>>,
+    /// Who answered at each dialled address (without its `/p2p/` suffix).
+    dialed: HashMap<Multiaddr, PeerId>,
+}
+
+/// `addr` without a trailing `/p2p/<peer id>`.
+fn without_peer(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect()
 }
 
 impl EventLoop {
@@ -572,19 +582,20 @@ impl EventLoop {
         }
     }
 
-    /// Dials every configured address whose peer is not connected.
+    /// Dials every configured address whose peer is not connected (the peer named by a
+    /// `/p2p/…` suffix, or the one last reached at that address).
     fn redial(&mut self) {
         let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
         for addr in self.config.dial.clone() {
-            let peer = addr.iter().last().and_then(|p| match p {
-                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-                _ => None,
-            });
-            let needed = match peer {
-                Some(p) => !connected.contains(&p),
-                // Without a peer id, dial while nothing at all is connected from it.
-                None => connected.is_empty(),
-            };
+            let peer = addr
+                .iter()
+                .last()
+                .and_then(|p| match p {
+                    libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+                    _ => None,
+                })
+                .or_else(|| self.dialed.get(&without_peer(&addr)).copied());
+            let needed = peer.is_none_or(|p| !connected.contains(&p));
             if needed {
                 if let Err(e) = self.swarm.dial(addr.clone()) {
                     debug!(target: TARGET, %addr, error = %e, "dial failed");
@@ -712,6 +723,9 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } => {
+                if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    self.dialed.insert(without_peer(address), peer_id);
+                }
                 if self.side == Side::Provider && !self.allowed.contains(&peer_id) {
                     debug!(target: TARGET, peer = %peer_id, "connected to a peer outside the validator set; disconnecting");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
@@ -898,5 +912,54 @@ mod tests {
             .request(p2, ProviderRequest::FetchChunk { index: 0 })
             .await
             .is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_provider_reaches_every_validator_even_one_that_starts_late() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let late_addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+        let early = ProviderNet::auditor(
+            ProviderNetConfig {
+                listen: Some("/ip4/127.0.0.1/tcp/0".parse().unwrap()),
+                ..ProviderNetConfig::default()
+            },
+            [41; 32],
+        )
+        .await
+        .unwrap();
+        let peers = HashSet::from([
+            peer_id_of(public([41; 32])).unwrap(),
+            peer_id_of(public([42; 32])).unwrap(),
+        ]);
+        let (_tx, rx) = watch::channel(peers);
+        let provider = ProviderNet::provider(
+            ProviderNetConfig {
+                dial: vec![early.listen_addrs()[0].clone(), late_addr.clone()],
+                redial_interval: Duration::from_millis(100),
+                ..ProviderNetConfig::default()
+            },
+            [99; 32],
+            rx,
+            Arc::new(Echo),
+        )
+        .await
+        .unwrap();
+        let me = provider.local_peer_id();
+        wait_connected(&early, me).await;
+        // The second validator comes up after the provider's first dials failed.
+        let late = ProviderNet::auditor(
+            ProviderNetConfig {
+                listen: Some(late_addr),
+                ..ProviderNetConfig::default()
+            },
+            [42; 32],
+        )
+        .await
+        .unwrap();
+        wait_connected(&late, me).await;
     }
 }
