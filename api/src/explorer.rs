@@ -141,4 +141,37 @@ mod tests {
         assert_eq!(read_wasm(dir.clone()), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[tokio::test]
+    async fn a_missing_module_is_a_404_problem_that_says_how_to_build_it() {
+        // Only this test sets the variable; nothing else in the crate serves the module.
+        std::env::set_var(VERIFIER_WASM_ENV, "/nonexistent/groundtruth/verifier.wasm");
+        let resp = verifier_wasm().await;
+        std::env::remove_var(VERIFIER_WASM_ENV);
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(NOT_BUILT), "{text}");
+        assert!(text.contains("run scripts/setup.sh"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_page_may_load_its_glue_and_compile_wasm_and_nothing_else() {
+        let resp = page().await;
+        let csp = resp
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(csp.contains("script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval';"));
+        assert!(csp.contains("connect-src 'self';") && csp.starts_with("default-src 'none';"));
+        assert!(EXPLORER_HTML.contains("<script src=\"/explorer/verifier.js\"></script>"));
+        let js = verifier_js().await;
+        assert_eq!(
+            js.headers().get(header::CONTENT_TYPE),
+            Some(&HeaderValue::from_static("text/javascript; charset=utf-8"))
+        );
+    }
 }
