@@ -16,6 +16,7 @@ pub mod mqtt;
 mod net;
 mod netns;
 mod proc;
+mod providers;
 
 pub use api::{Api, Metrics, Response};
 pub use fleet::{DeviceTotal, FleetSpec, Manifest, MeteredKind};
@@ -24,6 +25,9 @@ pub use ledger_tx::{address_of, operator_key};
 pub use net::{Broker, Node, TestNet, TestNetBuilder};
 pub use netns::Netns;
 pub use proc::Proc;
+pub use providers::{
+    provider_listen_addrs, spawn_provider, ProviderAgent, ProviderKindSpec, ProviderSpec,
+};
 
 use anyhow::{bail, Context, Result};
 use std::net::{SocketAddr, TcpListener, TcpStream};

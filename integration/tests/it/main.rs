@@ -10,3 +10,4 @@ mod ingest;
 mod ledger;
 mod ledger_ingest;
 mod partition;
+mod providers;
