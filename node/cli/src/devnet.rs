@@ -53,6 +53,10 @@ pub struct DevnetArgs {
     /// Ledger genesis (accounts, validators, stakes); the fleet's devices are added to it.
     #[arg(long, default_value = "configs/genesis.toml")]
     pub genesis: PathBuf,
+    /// Do not start the provider agents (multi-validator devnet: one storage provider with
+    /// 256 KiB of data, owned by provider seed 101, and one GPU provider, seed 100).
+    #[arg(long)]
+    pub no_providers: bool,
 }
 
 /// The devnet fleet: real-time readings of `--reading-interval-s`, the first interval starting
@@ -405,6 +409,7 @@ mod network {
                 "[node]\nname = \"v{i}\"\ndevnet = true\ndata_dir = \"{data}\"\ngenesis = \"{genesis}\"\n\n[mqtt]\n{mqtt}\n\n[metrics]\nlisten = \"{api}\"\n\n\
                  [consensus]\nenabled = true\nlisten = \"{listen}\"\npeers = [{peers}]\nkey_file = \"{ckey}\"\noperator_key_file = \"{okey}\"\n\n\
                  [audit]\ngrace = \"{grace}s\"\n\n\
+                 [audit.providers]\nenabled = true\nlisten = \"/ip4/127.0.0.1/tcp/{provider_port}\"\n\n\
                  [p2p]\nlisten = \"{swarm}\"\nbootstrap = [{swarm_peers}]\n",
                 data = abs(&vdir.join("data"))?.display(),
                 genesis = abs(&genesis)?.display(),
@@ -416,6 +421,7 @@ mod network {
                 grace = args.grace_s,
                 swarm = swarm[i],
                 swarm_peers = others(&swarm),
+                provider_port = 27_200 + i,
             );
             let config = format!("{config}{}", l1.oracle_section(i, &vdirs[i], &apis));
             let config_path = vdir.join("node.toml");
@@ -435,6 +441,15 @@ mod network {
         }
         for api in &apis {
             wait_listening(api, Duration::from_secs(30))?;
+        }
+        if !args.no_providers {
+            for (name, child) in start_providers(&args.dir, &genesis, &apis, n)? {
+                println!(
+                    "  provider agent {name} (log {}/providers/{name}/provider.log)",
+                    args.dir.display()
+                );
+                children.0.push(child);
+            }
         }
         println!(
             "devnet: {n} validators (logs in {}/v*/node.log)",
@@ -583,8 +598,113 @@ mod network {
                 l1["block"],
                 tx,
             ));
+            if let Some(p) = provider_line(api) {
+                lines.push(p);
+            }
         }
         (lines, newest)
+    }
+
+    /// Provider audit outcomes the ledger recorded so far (settled epochs, from `api`'s
+    /// metrics), and the provider devices suspended or slashed.
+    fn provider_line(api: &str) -> Option<String> {
+        let rows = scrape(api, "groundtruth_provider_ledger_outcomes_total");
+        if rows.is_empty() {
+            return None;
+        }
+        let mut sums: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for (k, v) in rows {
+            let label = |name: &str| {
+                k.split(['{', ',', '}'])
+                    .find_map(|p| p.strip_prefix(&format!("{name}=\"")))
+                    .map(|x| x.trim_end_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            *sums.entry((label("kind"), label("outcome"))).or_default() += v as u64;
+        }
+        let kind = |k: &str| {
+            let parts: Vec<String> = sums
+                .iter()
+                .filter(|((kk, _), _)| kk == k)
+                .map(|((_, o), n)| format!("{n} {o}"))
+                .collect();
+            if parts.is_empty() {
+                "none".to_string()
+            } else {
+                parts.join(", ")
+            }
+        };
+        let c = client(api)?;
+        let slashes = c
+            .validators()
+            .map(|v| {
+                v.slashes
+                    .iter()
+                    .filter(|s| {
+                        s.reason.contains("storage")
+                            || s.reason.contains("gpu")
+                            || s.reason.contains("retriev")
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        Some(format!(
+            "  providers (settled epochs): storage proofs {}; spot retrievals {}; GPU capacity {}; provider slashes {slashes}",
+            kind("storage_proof"),
+            kind("retrieval"),
+            kind("gpu_capacity"),
+        ))
+    }
+
+    /// Writes the devnet's two provider agents' configs under `dir/providers/` and starts them.
+    fn start_providers(
+        dir: &Path,
+        genesis: &Path,
+        apis: &[String],
+        n: usize,
+    ) -> anyhow::Result<Vec<(String, Child)>> {
+        let exe = std::env::current_exe()?;
+        let dial: Vec<String> = (0..n)
+            .map(|i| format!("\"/ip4/127.0.0.1/tcp/{}\"", 27_200 + i))
+            .collect();
+        let mut out = Vec::new();
+        for (name, owner, device, section) in [
+            (
+                "storage",
+                101u8,
+                170u8,
+                "kind = \"storage\"\n[storage]\ndata = \"data.bin\"\ncreate_bytes = 262144\ncreate_seed = 1\n",
+            ),
+            (
+                "gpu",
+                100,
+                171,
+                "kind = \"gpu\"\n[gpu]\nmodel = \"cpu-backend\"\ncount = 1\nclaimed_mac_per_s = 1000000\n",
+            ),
+        ] {
+            let pdir = abs(&dir.join("providers").join(name))?;
+            std::fs::create_dir_all(&pdir)?;
+            write_key(&pdir.join("owner.key"), owner)?;
+            write_key(&pdir.join("device.key"), device)?;
+            let (top, tables) = section.split_once('\n').unwrap_or((section, ""));
+            let config = format!(
+                "{top}\nnode = \"http://{api}\"\nowner_key_file = \"owner.key\"\ndevice_key_file = \"device.key\"\ngenesis = \"{genesis}\"\n{tables}\n[net]\ndial = [{dial}]\n",
+                api = apis[0],
+                genesis = abs(genesis)?.display(),
+                dial = dial.join(", "),
+            );
+            let path = pdir.join("provider.toml");
+            std::fs::write(&path, config)?;
+            let log = std::fs::File::create(pdir.join("provider.log"))?;
+            let child = Command::new(&exe)
+                .args(["provider", "--config"])
+                .arg(&path)
+                .stdout(Stdio::from(log.try_clone()?))
+                .stderr(Stdio::from(log))
+                .spawn()?;
+            out.push((name.to_string(), child));
+        }
+        Ok(out)
     }
 
     /// `accepted/rejected` per validator and the ledger height.

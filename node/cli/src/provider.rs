@@ -91,4 +91,14 @@ mod tests {
         );
         Ok(())
     }
+
+    #[test]
+    fn the_devnet_validator_config_names_the_provider_port() -> anyhow::Result<()> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/devnet.toml");
+        let c: groundtruth_node::config::NodeConfig =
+            toml::from_str(&std::fs::read_to_string(path)?)?;
+        assert!(!c.audit.providers.enabled);
+        assert_eq!(c.audit.providers.listen, "/ip4/127.0.0.1/tcp/27200");
+        Ok(())
+    }
 }
