@@ -334,8 +334,21 @@ async fn explorer_page_is_served_and_loads_only_from_its_own_origin() -> TestRes
         assert!(html.contains("<title>groundtruth explorer</title>"));
         // No external script, style, image or font; every URL it fetches or links is a path on
         // this origin. (The SVG namespace is a name, never fetched.)
-        for tag in ["<script src", "<link", "<img", "@import", "url("] {
+        for tag in ["<img", "@import", "url("] {
             assert!(!html.contains(tag), "the page loads {tag}");
+        }
+        // The only link is the empty data-URL icon, which keeps browsers from fetching one.
+        assert_eq!(
+            html.matches("<link").count(),
+            html.matches("<link rel=\"icon\" href=\"data:,\">").count(),
+            "the page links something else"
+        );
+        // Scripts it loads (the verifier's glue) are paths on this origin.
+        for src in quoted_after(&html, "<script src=") {
+            assert!(
+                src.starts_with('/') && !src.starts_with("//"),
+                "script from {src}"
+            );
         }
         let without_ns = html.replace("\"http://www.w3.org/2000/svg\"", "");
         assert!(!without_ns.contains("http://") && !without_ns.contains("https://"));
@@ -343,8 +356,12 @@ async fn explorer_page_is_served_and_loads_only_from_its_own_origin() -> TestRes
         let mut urls = quoted_after(&html, "fetch(");
         urls.extend(quoted_after(&html, "EventSource("));
         urls.extend(quoted_after(&html, "getJson("));
-        urls.extend(quoted_after(&html, "href=\""));
-        let urls: Vec<&str> = urls.into_iter().filter(|u| !u.is_empty()).collect();
+        urls.extend(quoted_after(&html, "href="));
+        let urls: Vec<&str> = urls
+            .into_iter()
+            .filter(|u| !u.is_empty() && *u != "data:,")
+            .collect();
+        assert!(urls.contains(&"/docs"), "hrefs are checked: {urls:?}");
         assert!(urls.len() >= 8, "{urls:?}");
         for u in &urls {
             assert!(
