@@ -237,8 +237,12 @@ fn explorer_follows_a_values_trail_and_verifies_its_proof_in_headless_chromium()
 
     // The same proof and frames, checked natively as POST /v1/proofs/verify does.
     let proof = api.get_bytes(result["proof_url"].as_str().context("proof_url")?)?;
-    let frames =
-        split_frames(&api.get_bytes(result["frames_url"].as_str().context("frames_url")?)?)?;
+    let frames_bytes = api.get_bytes(result["frames_url"].as_str().context("frames_url")?)?;
+    // Kept beside the screenshots: `groundtruth verify --proof proof.bin --frames frames.bin`
+    // rechecks them anywhere.
+    std::fs::write(out.join("proof.bin"), &proof)?;
+    std::fs::write(out.join("frames.bin"), &frames_bytes)?;
+    let frames = split_frames(&frames_bytes)?;
     let digest = hex(blake3::hash(&proof).as_bytes());
     ensure!(
         result["valid"]["digest"] == digest.as_str(),
