@@ -22,6 +22,8 @@ pub struct ProviderSpec {
     pub kind: ProviderKindSpec,
     /// The `[fault]` table's body (TOML), e.g. `kind = "never_serve"`; empty for honest.
     pub fault: String,
+    /// Publish signed heartbeats every second to this MQTT broker.
+    pub heartbeat: Option<SocketAddr>,
 }
 
 /// Storage or GPU, with its size.
@@ -114,6 +116,12 @@ pub fn spawn_provider(
             &spec.fault
         },
     );
+    let text = match spec.heartbeat {
+        Some(b) => format!(
+            "{text}\n[heartbeat]\nbroker = \"{b}\"\ninterval = \"1s\"\nqueue_dir = \"queue\"\n"
+        ),
+        None => text,
+    };
     let config = dir.join("provider.toml");
     std::fs::write(&config, text)?;
     let proc = Proc::spawn(

@@ -82,7 +82,7 @@ fn network(specs: &[ProviderSpec], liar: bool) -> Result<(TestNet, Vec<SocketAdd
             let p = &mut cfg.audit.providers;
             p.enabled = true;
             p.listen = format!("/ip4/127.0.0.1/tcp/{}", listen[i].port());
-            p.retrieval_deadline = Duration::from_secs(3);
+            p.retrieval_deadline = Duration::from_secs(6);
             p.poll = Duration::from_millis(300);
             p.always_fail = liar && i == 3;
         })
@@ -99,12 +99,16 @@ fn spawn_all(
         .iter()
         .enumerate()
         .map(|(i, s)| {
+            let mut s = s.clone();
+            if s.name.ends_with("honest") {
+                s.heartbeat = Some(net.broker_addr());
+            }
             spawn_provider(
                 net.dir(),
                 net.genesis_path(),
                 &net.node(i % 4).api().url(),
                 addrs,
-                s,
+                &s,
             )
         })
         .collect()
@@ -193,6 +197,7 @@ fn storage(name: &str, owner: u8, device: u8, fault: &str) -> ProviderSpec {
         device_seed: device,
         kind: ProviderKindSpec::Storage { chunks: CHUNKS },
         fault: fault.into(),
+        heartbeat: None,
     }
 }
 
@@ -205,6 +210,7 @@ fn gpu(name: &str, owner: u8, device: u8, claimed: u64, fault: &str) -> Provider
             claimed_mac_per_s: claimed,
         },
         fault: fault.into(),
+        heartbeat: None,
     }
 }
 
@@ -360,6 +366,13 @@ fn storage_providers_are_proven_spot_checked_and_the_cheaters_suspended_then_sla
             );
         }
     }
+    // Its signed heartbeats (StorageHeartbeat readings over MQTT) were ingested.
+    let accepted = net
+        .node(0)
+        .api()
+        .metrics()?
+        .get("groundtruth_ingest_accepted_total{kind=\"storage\"}");
+    ensure!(accepted >= 3.0, "{accepted} storage heartbeats accepted");
     let m = outcomes(&net, 0, &mute)?;
     ensure!(
         count(&m, "retrieval", "failed") >= 1 && count(&m, "storage_proof", "passed") >= 1,
@@ -417,6 +430,12 @@ fn gpu_providers_are_challenged_and_checked_with_freivalds() -> Result<()> {
         "honest outcomes {h:?}"
     );
     ensure!(provider_slashes(&net, &specs[0].owner())?.is_empty());
+    let accepted = net
+        .node(0)
+        .api()
+        .metrics()?
+        .get("groundtruth_ingest_accepted_total{kind=\"gpu\"}");
+    ensure!(accepted >= 3.0, "{accepted} GPU heartbeats accepted");
     let sl = outcomes(&net, 0, &slow)?;
     ensure!(
         count(&sl, "gpu_capacity", "below_spec") >= 1 && count(&sl, "gpu_capacity", "failed") == 0,

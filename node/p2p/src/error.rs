@@ -73,7 +73,7 @@ pub enum P2pError {
     Refused(Refusal),
     /// The request could not be delivered or answered (dial failure, timeout, connection closed,
     /// unsupported protocol, or a response the codec rejected as oversized or malformed).
-    #[error("readings request to {peer} failed: {reason}")]
+    #[error("request to {peer} failed: {reason}")]
     Request {
         /// The peer asked.
         peer: PeerId,

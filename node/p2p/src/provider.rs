@@ -176,7 +176,7 @@ impl Default for ProviderNetConfig {
             idle_connection_timeout: Duration::from_secs(3600),
             max_pending_incoming: 64,
             max_established_incoming: 4096,
-            max_concurrent_serves: 4,
+            max_concurrent_serves: 16,
         }
     }
 }

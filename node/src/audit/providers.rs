@@ -41,6 +41,8 @@ use tokio::sync::mpsc;
 use super::LedgerView;
 
 const TARGET: &str = "node::audit::providers";
+/// Spot-retrieval requests in flight at once per audit.
+const FETCH_PARALLEL: usize = 4;
 
 /// `[audit.providers]`: auditing storage and GPU providers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -289,26 +291,48 @@ async fn audit(net: ProviderNetHandle, work: Work, config: ProviderAuditSection)
                         why = "provider not connected".into();
                     } else {
                         let started = Instant::now();
+                        // Up to FETCH_PARALLEL requests in flight; every chunk must open to
+                        // the root.
                         let fetch = async {
-                            for &index in &indices {
-                                match net
-                                    .request(peer, ProviderRequest::FetchChunk { index })
-                                    .await
-                                {
-                                    Ok(ProviderResponse::Chunk { data, path }) => {
-                                        if !verify_opening(&root, index, &data.0, &path) {
-                                            return Err(format!(
-                                                "chunk {index} does not open to the root"
-                                            ));
+                            for batch in indices.chunks(FETCH_PARALLEL) {
+                                let mut set = tokio::task::JoinSet::new();
+                                for &index in batch {
+                                    let net = net.clone();
+                                    set.spawn(async move {
+                                        (
+                                            index,
+                                            net.request(
+                                                peer,
+                                                ProviderRequest::FetchChunk { index },
+                                            )
+                                            .await,
+                                        )
+                                    });
+                                }
+                                let mut answers = Vec::with_capacity(batch.len());
+                                while let Some(r) = set.join_next().await {
+                                    answers.push(r.map_err(|e| e.to_string())?);
+                                }
+                                answers.sort_by_key(|(i, _)| *i);
+                                for (index, answer) in answers {
+                                    match answer {
+                                        Ok(ProviderResponse::Chunk { data, path }) => {
+                                            if !verify_opening(&root, index, &data.0, &path) {
+                                                return Err(format!(
+                                                    "chunk {index} does not open to the root"
+                                                ));
+                                            }
+                                            digest.update(&data.0);
+                                            bytes = bytes.saturating_add(data.0.len() as u64);
                                         }
-                                        digest.update(&data.0);
-                                        bytes = bytes.saturating_add(data.0.len() as u64);
+                                        Ok(other) => {
+                                            return Err(format!("chunk {index}: {other:?}"))
+                                        }
+                                        Err(e) => return Err(format!("chunk {index}: {e}")),
                                     }
-                                    Ok(other) => return Err(format!("chunk {index}: {other:?}")),
-                                    Err(e) => return Err(format!("chunk {index}: {e}")),
                                 }
                             }
-                            Ok(())
+                            Ok::<(), String>(())
                         };
                         match tokio::time::timeout(deadline, fetch).await {
                             Ok(Ok(())) => {
