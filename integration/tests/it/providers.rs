@@ -216,8 +216,8 @@ fn gpu(name: &str, owner: u8, device: u8, claimed: u64, fault: &str) -> Provider
 
 /// Storage: an honest provider passes every epoch (proofs and spot retrievals) although
 /// validator 3 reports every audit as failed; one that loses 10% of its chunks at epoch
-/// `LOSS_EPOCH` is caught within `E` epochs, suspended, then slashed; one that stores but never
-/// serves is caught by spot retrieval; a proof for a seed other than the beacon's is refused.
+/// `LOSS_EPOCH` is caught within `E` epochs, suspended, then slashed; ones that store but never
+/// serve, or serve too slowly, are caught by spot retrieval; a proof for a seed other than the beacon's is refused.
 #[test]
 fn storage_providers_are_proven_spot_checked_and_the_cheaters_suspended_then_slashed() -> Result<()>
 {
@@ -235,6 +235,13 @@ fn storage_providers_are_proven_spot_checked_and_the_cheaters_suspended_then_sla
             ),
         ),
         storage("mute", 152, 162, "kind = \"never_serve\""),
+        // 64 chunks, 4 at a time, 1 s each: 16 s, past the 6 s retrieval deadline.
+        storage(
+            "sluggish",
+            157,
+            167,
+            "kind = \"serve_slowly\"\ndelay = \"1s\"",
+        ),
     ];
     let (net, addrs) = network(&specs, true)?;
     let mut agents = spawn_all(&net, &addrs, &specs)?;
@@ -255,6 +262,12 @@ fn storage_providers_are_proven_spot_checked_and_the_cheaters_suspended_then_sla
         device_status(&net, &mute)? == "suspended",
         "the provider that never serves is not suspended; outcomes {:?}",
         outcomes(&net, 0, &mute)?
+    );
+    let sluggish = specs[3].device();
+    ensure!(
+        device_status(&net, &sluggish)? == "suspended",
+        "the provider that serves too slowly is not suspended; outcomes {:?}",
+        outcomes(&net, 0, &sluggish)?
     );
 
     // A proof for another seed than the beacon's: refused by the ledger (fee only). A provider
@@ -373,11 +386,13 @@ fn storage_providers_are_proven_spot_checked_and_the_cheaters_suspended_then_sla
         .metrics()?
         .get("groundtruth_ingest_accepted_total{kind=\"storage\"}");
     ensure!(accepted >= 3.0, "{accepted} storage heartbeats accepted");
-    let m = outcomes(&net, 0, &mute)?;
-    ensure!(
-        count(&m, "retrieval", "failed") >= 1 && count(&m, "storage_proof", "passed") >= 1,
-        "the mute provider proves possession but fails retrieval: {m:?}"
-    );
+    for (name, d) in [("mute", &mute), ("sluggish", &sluggish)] {
+        let m = outcomes(&net, 0, d)?;
+        ensure!(
+            count(&m, "retrieval", "failed") >= 1 && count(&m, "storage_proof", "passed") >= 1,
+            "the {name} provider proves possession but fails retrieval: {m:?}"
+        );
+    }
     drop(agents);
     Ok(())
 }
