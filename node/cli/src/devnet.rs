@@ -53,10 +53,17 @@ pub struct DevnetArgs {
     /// Ledger genesis (accounts, validators, stakes); the fleet's devices are added to it.
     #[arg(long, default_value = "configs/genesis.toml")]
     pub genesis: PathBuf,
-    /// Do not start the provider agents (multi-validator devnet: one storage provider with
-    /// 256 KiB of data, owned by provider seed 101, and one GPU provider, seed 100).
+    /// Do not start the provider agents.
     #[arg(long)]
     pub no_providers: bool,
+    /// Storage provider agents of the multi-validator devnet (256 KiB of data each), by
+    /// behaviour, comma-separated: honest, delete:<fraction>@<epoch>, slow-serve:<ms>,
+    /// never-serve (`groundtruth_firmware_sim::providers`).
+    #[arg(long, default_value = "honest")]
+    pub provider_storage: String,
+    /// GPU provider agents, by behaviour: honest, slow:<ms>, wrong, overstate:<factor>.
+    #[arg(long, default_value = "honest")]
+    pub provider_gpu: String,
 }
 
 /// The devnet fleet: real-time readings of `--reading-interval-s`, the first interval starting
@@ -443,7 +450,7 @@ mod network {
             wait_listening(api, Duration::from_secs(30))?;
         }
         if !args.no_providers {
-            for (name, child) in start_providers(&args.dir, &genesis, &apis, n)? {
+            for (name, child) in start_providers(&args, &genesis, &apis, n)? {
                 println!(
                     "  provider agent {name} (log {}/providers/{name}/provider.log)",
                     args.dir.display()
@@ -656,55 +663,99 @@ mod network {
         ))
     }
 
-    /// Writes the devnet's two provider agents' configs under `dir/providers/` and starts them.
+    /// Writes the devnet's provider agents (`--provider-storage`, `--provider-gpu`) under
+    /// `dir/providers/` with the fleet simulator's writer and starts them. Their owners are fresh
+    /// keys (seeds 180..), funded by a transfer from provider seed 100.
     fn start_providers(
-        dir: &Path,
+        args: &DevnetArgs,
         genesis: &Path,
         apis: &[String],
         n: usize,
     ) -> anyhow::Result<Vec<(String, Child)>> {
+        use groundtruth_firmware_sim::providers::{
+            write_provider_fleet, ProviderBehaviour, ProviderFleetConfig,
+        };
+        let parse = |list: &str| -> anyhow::Result<Vec<ProviderBehaviour>> {
+            list.split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| Ok(s.trim().parse()?))
+                .collect()
+        };
+        let (storage, gpu) = (parse(&args.provider_storage)?, parse(&args.provider_gpu)?);
+        let config = ProviderFleetConfig {
+            node: format!("http://{}", apis[0]),
+            genesis: abs(genesis)?,
+            dial: (0..n)
+                .map(|i| format!("/ip4/127.0.0.1/tcp/{}", 27_200 + i))
+                .collect(),
+            chunks: 256,
+            claimed_mac_per_s: 1_000_000,
+            key_seed: 180,
+        };
+        let dir = abs(&args.dir.join("providers"))?;
+        let agents = write_provider_fleet(&dir, &config, &storage, &gpu)?;
+        // Fund each owner from the devnet provider seed 100 (stake + fees).
+        let funder = keys::load(&dir.join("..").join("keys").join("provider-0.key"))
+            .map(|k| ed25519_dalek::SigningKey::from_bytes(&k.seed()));
         let exe = std::env::current_exe()?;
-        let dial: Vec<String> = (0..n)
-            .map(|i| format!("\"/ip4/127.0.0.1/tcp/{}\"", 27_200 + i))
-            .collect();
         let mut out = Vec::new();
-        for (name, owner, device, section) in [
-            (
-                "storage",
-                101u8,
-                170u8,
-                "kind = \"storage\"\n[storage]\ndata = \"data.bin\"\ncreate_bytes = 262144\ncreate_seed = 1\n",
-            ),
-            (
-                "gpu",
-                100,
-                171,
-                "kind = \"gpu\"\n[gpu]\nmodel = \"cpu-backend\"\ncount = 1\nclaimed_mac_per_s = 1000000\n",
-            ),
-        ] {
-            let pdir = abs(&dir.join("providers").join(name))?;
-            std::fs::create_dir_all(&pdir)?;
-            write_key(&pdir.join("owner.key"), owner)?;
-            write_key(&pdir.join("device.key"), device)?;
-            let (top, tables) = section.split_once('\n').unwrap_or((section, ""));
-            let config = format!(
-                "{top}\nnode = \"http://{api}\"\nowner_key_file = \"owner.key\"\ndevice_key_file = \"device.key\"\ngenesis = \"{genesis}\"\n{tables}\n[net]\ndial = [{dial}]\n",
-                api = apis[0],
-                genesis = abs(genesis)?.display(),
-                dial = dial.join(", "),
-            );
-            let path = pdir.join("provider.toml");
-            std::fs::write(&path, config)?;
-            let log = std::fs::File::create(pdir.join("provider.log"))?;
+        for a in agents {
+            if let (Ok(f), Some(c)) = (&funder, client(&apis[0])) {
+                let to = DeviceKey::from_seed(&[a.owner_seed; 32]).device_id();
+                if let Err(e) = fund(&c, f, to.0, 5_000) {
+                    eprintln!("  funding {}'s owner failed: {e}", a.name);
+                }
+            }
+            let log = std::fs::File::create(dir.join(&a.name).join("provider.log"))?;
             let child = Command::new(&exe)
                 .args(["provider", "--config"])
-                .arg(&path)
+                .arg(&a.config)
                 .stdout(Stdio::from(log.try_clone()?))
                 .stderr(Stdio::from(log))
                 .spawn()?;
-            out.push((name.to_string(), child));
+            out.push((a.name, child));
         }
         Ok(out)
+    }
+
+    /// A transfer of `amount` from `from` to `to`, waited for (a few seconds at most).
+    fn fund(
+        c: &ApiClient,
+        from: &ed25519_dalek::SigningKey,
+        to: [u8; 32],
+        amount: u64,
+    ) -> anyhow::Result<()> {
+        let signer = groundtruth_ledger::Address(from.verifying_key().to_bytes());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let attempt = (|| -> anyhow::Result<()> {
+                let status = c.status()?;
+                let nonce = c.account(&groundtruth_api::Hex32(signer.0))?.nonce;
+                let tx = groundtruth_ledger::Tx {
+                    signer,
+                    nonce,
+                    fee: 1,
+                    body: groundtruth_ledger::TxBody::Transfer {
+                        to: groundtruth_ledger::Address(to),
+                        amount,
+                    },
+                }
+                .sign(&status.chain_id, from);
+                let sub = c.submit_tx(&tx.encode())?;
+                while Instant::now() < deadline {
+                    if c.tx(&sub.hash)?.is_some() {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                anyhow::bail!("transfer not in a block")
+            })();
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
     }
 
     /// `accepted/rejected` per validator and the ledger height.

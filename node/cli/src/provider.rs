@@ -101,4 +101,35 @@ mod tests {
         assert_eq!(c.audit.providers.listen, "/ip4/127.0.0.1/tcp/27200");
         Ok(())
     }
+
+    #[test]
+    fn every_simulated_provider_behaviour_writes_a_config_the_agent_accepts() -> anyhow::Result<()>
+    {
+        use groundtruth_firmware_sim::providers::{write_provider_fleet, ProviderFleetConfig};
+        let dir = tempfile::tempdir()?;
+        let cfg = ProviderFleetConfig {
+            node: "http://127.0.0.1:9464".into(),
+            genesis: "/nonexistent/genesis.toml".into(),
+            dial: vec!["/ip4/127.0.0.1/tcp/27200".into()],
+            chunks: 256,
+            claimed_mac_per_s: 1_000_000,
+            key_seed: 180,
+        };
+        let storage = ["honest", "delete:0.1@3", "slow-serve:500", "never-serve"];
+        let gpu = ["honest", "slow:500", "wrong", "overstate:100"];
+        let parse = |v: &[&str]| v.iter().map(|b| b.parse()).collect::<Result<Vec<_>, _>>();
+        let agents = write_provider_fleet(dir.path(), &cfg, &parse(&storage)?, &parse(&gpu)?)?;
+        assert_eq!(agents.len(), 8);
+        for a in &agents {
+            let c = load_config(&a.config)?;
+            c.validate()?;
+            assert_eq!(
+                c.kind == groundtruth_provider::ProviderKind::Gpu,
+                a.name.starts_with("gpu"),
+                "{}",
+                a.name
+            );
+        }
+        Ok(())
+    }
 }
