@@ -333,6 +333,13 @@ mod network {
         let timed = format!(
             "[params]\nepoch_duration_s = {epoch_s}                # devnet: timed epochs, audited\ngenesis_time_s = {start}\n"
         );
+        // Provider agents of a debug build prove 16 samples within an epoch (the default 100
+        // takes longer than a 20 s epoch there), with two epochs to land the proof.
+        let timed = if args.no_providers {
+            timed
+        } else {
+            format!("{timed}storage_challenge_k = 16\nstorage_deadline_epochs = 2\n")
+        };
         let ledger_genesis = ledger_genesis.replacen("[params]\n", &timed, 1);
         let genesis = args.dir.join("genesis.toml");
         // The validators' L1 addresses go into the genesis (devnet L1 keys are well-known seeds).
