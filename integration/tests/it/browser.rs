@@ -28,9 +28,6 @@ const EPOCH_S: u64 = 20;
 const INTERVAL_S: u64 = 2;
 /// Seconds from now to the genesis time, enough to start four validators.
 const LEAD_S: u64 = 6;
-use groundtruth_node::production::BUCKET_S;
-/// Readings of epoch 0 before the bucket boundary its window holds (they stay `reported`).
-const BEFORE_BOUNDARY_S: u64 = 4;
 /// Native verifications timed (the fastest is reported).
 const NATIVE_RUNS: usize = 5;
 
@@ -40,25 +37,11 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A genesis time whose epoch-0 window holds a 5-minute bucket boundary, at least `LEAD_S`
-/// from now. The read model raises to `verified` the buckets whose start lies in a verified
-/// epoch's window, so with 20-second epochs only a window holding a boundary verifies a bucket
-/// (the bucket from the boundary on; the few readings before it stay `reported`). Waits up to
-/// five minutes for it.
-fn aligned_genesis() -> u64 {
-    let earliest = unix_now() + LEAD_S;
-    let boundary = (earliest + BEFORE_BOUNDARY_S).div_ceil(BUCKET_S) * BUCKET_S;
-    let genesis = boundary - BEFORE_BOUNDARY_S;
-    let start_net_at = genesis - LEAD_S;
-    let now = unix_now();
-    if start_net_at > now {
-        eprintln!(
-            "browser test: waiting {} s so that epoch 0 holds a 5-minute boundary",
-            start_net_at - now
-        );
-        std::thread::sleep(Duration::from_secs(start_net_at - now));
-    }
-    genesis
+/// A genesis time `LEAD_S` from now. The fleet publishes only epoch 0's readings, so every
+/// 5-minute bucket holding them is covered by epoch 0's window alone and is raised to
+/// `verified` once epoch 0's proofs are verified, wherever the window falls in the bucket.
+fn genesis_time() -> u64 {
+    unix_now() + LEAD_S
 }
 
 fn repo_root() -> PathBuf {
@@ -130,7 +113,7 @@ fn explorer_follows_a_values_trail_and_verifies_its_proof_in_headless_chromium()
         eprintln!("skipped: {why}");
         return Ok(());
     }
-    let genesis_time = aligned_genesis();
+    let genesis_time = genesis_time();
     let spec = FleetSpec {
         seed: 77,
         energy: 3,

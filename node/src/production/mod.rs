@@ -20,10 +20,15 @@
 //!   and `catch_up` over the store's accepted readings restores exactly those.
 //! * **Status.** Every bucket starts `reported`. [`Production::upgrade`] is the seam through which
 //!   the audit loop (attested: the epoch's readings commitment is fixed on the ledger; verified:
-//!   the ledger verified the audit proof; anchored: the epoch commitment is on L1) raises buckets
-//!   with the epoch, proof digest and L1 transaction. Nothing calls it yet: until then every value
-//!   is honestly `reported`. A reading landing in a bucket that was already upgraded is not
-//!   covered by that evidence, so the bucket falls back to `reported` (and may be upgraded again).
+//!   the ledger verified the audit proof; anchored: the epoch commitment is on L1) reports an
+//!   epoch's reading window `[start, end)` for a device, with the epoch, proof digest and L1
+//!   transaction. Epoch windows need not line up with buckets (a 5-minute bucket may span
+//!   several 60-second epochs, or straddle two hourly ones), so a bucket keeps, per status, the
+//!   windows reported for it ([`Coverage`]) and the hull of its readings' intervals: it holds a
+//!   status only once one window of that status (merged with its neighbours) contains every
+//!   reading interval in it. A reading landing in a bucket after its window was reported is not
+//!   in that epoch's commitment (a late reading): its interval is cut out of every window, so
+//!   the bucket falls back to `reported` and stays there unless a later epoch covers it.
 //! * **Regions** are the device's region label when its first reading is recorded (looked up
 //!   through a [`RegionResolver`]). Devices with an empty region count in no region.
 //!
@@ -198,8 +203,129 @@ impl StatusUpgrade {
     }
 }
 
+/// Most disjoint windows kept per status and bucket: with epochs as short as 60 s a 5-minute
+/// bucket spans about six of them, and out-of-order upgrades leave gaps for a while. Past it
+/// the windows farthest from the readings are dropped (the bucket can then only lose status).
+const MAX_COVER_WINDOWS: usize = 8;
+
+/// The epoch windows reported for a bucket at each status above `reported` (attested,
+/// verified, anchored), each a sorted list of disjoint, non-adjacent `[start, end)` ranges,
+/// and the hull of the bucket's reading intervals.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Coverage {
+    /// `[first interval start, last interval end)` over the bucket's readings; `None` for a
+    /// bucket stored before coverage was kept (its stored status stands until its next reading).
+    pub extent: Option<(u64, u64)>,
+    /// Windows per status: index 0 attested, 1 verified, 2 anchored.
+    pub windows: [Vec<(u64, u64)>; 3],
+}
+
+impl Coverage {
+    /// Adds `w` to the windows of `status` and every weaker status above `reported`.
+    fn cover(&mut self, w: (u64, u64), status: Status) {
+        if w.0 >= w.1 {
+            return;
+        }
+        let top = (status as usize).min(3);
+        for list in self.windows.iter_mut().take(top) {
+            let mut merged = w;
+            list.retain(|&(a, b)| {
+                if b < merged.0 || a > merged.1 {
+                    true
+                } else {
+                    merged = (merged.0.min(a), merged.1.max(b));
+                    false
+                }
+            });
+            let at = list.partition_point(|&(a, _)| a < merged.0);
+            list.insert(at, merged);
+            while list.len() > MAX_COVER_WINDOWS {
+                // Drop the window farthest from the readings (or the oldest).
+                let centre = self.extent.map_or(0, |(a, b)| a / 2 + b / 2);
+                let far = list
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, &(a, b))| (a / 2 + b / 2).abs_diff(centre))
+                    .map_or(0, |(i, _)| i);
+                list.remove(far);
+            }
+        }
+    }
+
+    /// Cuts `[s, e)` (a reading that was not in the windows' commitments) out of every window.
+    fn cut(&mut self, s: u64, e: u64) {
+        for list in &mut self.windows {
+            let mut out = Vec::with_capacity(list.len() + 1);
+            for &(a, b) in list.iter() {
+                if b <= s || a >= e {
+                    out.push((a, b));
+                    continue;
+                }
+                if a < s {
+                    out.push((a, s));
+                }
+                if e < b {
+                    out.push((e, b));
+                }
+            }
+            out.truncate(MAX_COVER_WINDOWS);
+            *list = out;
+        }
+    }
+
+    /// The strongest status one of whose windows contains the whole extent.
+    fn status(&self) -> Option<Status> {
+        let (lo, hi) = self.extent?;
+        let mut best = Status::Reported;
+        for (i, list) in self.windows.iter().enumerate() {
+            if list.iter().any(|&(a, b)| a <= lo && hi <= b) {
+                best = match i {
+                    0 => Status::Attested,
+                    1 => Status::Verified,
+                    _ => Status::Anchored,
+                };
+            }
+        }
+        Some(best)
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let (lo, hi) = self.extent.unwrap_or_default();
+        out.push(u8::from(self.extent.is_some()));
+        out.extend_from_slice(&lo.to_be_bytes());
+        out.extend_from_slice(&hi.to_be_bytes());
+        for list in &self.windows {
+            out.push(list.len().min(MAX_COVER_WINDOWS) as u8);
+            for &(a, b) in list.iter().take(MAX_COVER_WINDOWS) {
+                out.extend_from_slice(&a.to_be_bytes());
+                out.extend_from_slice(&b.to_be_bytes());
+            }
+        }
+    }
+
+    fn decode(v: &[u8]) -> Option<Self> {
+        let mut c = Coverage::default();
+        if *v.first()? == 1 {
+            c.extent = Some((u64_at(v, 1)?, u64_at(v, 9)?));
+        }
+        let mut at = 17;
+        for list in &mut c.windows {
+            let n = usize::from(*v.get(at)?);
+            if n > MAX_COVER_WINDOWS {
+                return None;
+            }
+            at += 1;
+            for _ in 0..n {
+                list.push((u64_at(v, at)?, u64_at(v, at + 8)?));
+                at += 16;
+            }
+        }
+        (at == v.len()).then_some(c)
+    }
+}
+
 /// One device's 5-minute bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Bucket {
     /// Energy, Wh (energy meters).
     pub wh: u64,
@@ -209,8 +335,10 @@ pub struct Bucket {
     pub readings: u64,
     /// How far it is established.
     pub status: Status,
-    /// What established it beyond `reported`.
+    /// What established it beyond `reported`: the epoch window that completed its coverage.
     pub evidence: Option<Evidence>,
+    /// The epoch windows reported for it and its readings' extent.
+    pub coverage: Coverage,
 }
 
 /// A bucket as first stored (no L1 block); still read.
@@ -219,8 +347,8 @@ const BUCKET_LEN_V1: usize = 8 + 8 + 8 + 1 + 1 + 8 + 32 + 32;
 const BUCKET_LEN: usize = BUCKET_LEN_V1 + 8;
 
 impl Bucket {
-    fn encode(&self) -> [u8; BUCKET_LEN] {
-        let mut out = [0u8; BUCKET_LEN];
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![0u8; BUCKET_LEN];
         out[0..8].copy_from_slice(&self.wh.to_be_bytes());
         out[8..16].copy_from_slice(&self.gpu_ms.to_be_bytes());
         out[16..24].copy_from_slice(&self.readings.to_be_bytes());
@@ -235,13 +363,16 @@ impl Bucket {
             out[66..98].copy_from_slice(&e.l1_tx.unwrap_or_default());
             out[98..106].copy_from_slice(&e.l1_block.unwrap_or_default().to_be_bytes());
         }
+        self.coverage.encode_into(&mut out);
         out
     }
 
     fn decode(v: &[u8]) -> Option<Self> {
-        if v.len() != BUCKET_LEN && v.len() != BUCKET_LEN_V1 {
-            return None;
-        }
+        let coverage = match v.len() {
+            BUCKET_LEN_V1 | BUCKET_LEN => Coverage::default(),
+            n if n > BUCKET_LEN => Coverage::decode(v.get(BUCKET_LEN..)?)?,
+            _ => return None,
+        };
         let flags = *v.get(25)?;
         let evidence = if flags & 1 == 1 {
             Some(Evidence {
@@ -259,6 +390,7 @@ impl Bucket {
             readings: u64_at(v, 16)?,
             status: Status::from_byte(*v.get(24)?)?,
             evidence,
+            coverage,
         })
     }
 }
@@ -442,6 +574,16 @@ fn contribution(body: &ReadingBody) -> Option<(u64, u64, u64, &'static str)> {
     }
 }
 
+/// A reading's interval `[start, end)`, as the audit loop places it in an epoch window.
+fn reading_interval(body: &ReadingBody) -> Option<(u64, u64)> {
+    let (s, len) = match body {
+        ReadingBody::Energy(e) => (e.interval_start_s, e.interval_len_s),
+        ReadingBody::Gpu(g) => (g.interval_start_s, g.interval_len_s),
+        ReadingBody::Storage(_) => return None,
+    };
+    Some((s, s.saturating_add(u64::from(len))))
+}
+
 /// Looks up a device's region label (the ledger's, or the genesis file's on a node without
 /// consensus); `None` or empty: no region.
 pub type RegionResolver = Arc<dyn Fn(&DeviceId) -> Option<String> + Send + Sync>;
@@ -606,7 +748,7 @@ impl Production {
                         region_tree,
                         &r.device,
                         region.as_deref(),
-                        bucket,
+                        reading_interval(&r.body).unwrap_or((bucket, bucket + BUCKET_S)),
                         wh,
                         gpu_ms,
                     )?;
@@ -714,10 +856,12 @@ impl Production {
         Ok(n)
     }
 
-    /// **The audit loop's seam.** Raises every bucket of `device` whose start lies in
-    /// `[window.0, window.1)` (Unix seconds: the epoch's reading window) to the upgrade's status
-    /// with its evidence (epoch; proof digest; L1 transaction), and moves the device's readings
-    /// in its region's buckets to that status. Never lowers a status. Returns the buckets changed.
+    /// **The audit loop's seam.** Records that `device`'s readings with intervals inside
+    /// `[window.0, window.1)` (Unix seconds: the epoch's reading window) reached the upgrade's
+    /// status, with its evidence (epoch; proof digest; L1 transaction), in every bucket the
+    /// window touches; a bucket whose readings are then all covered at a stronger status is
+    /// raised to it (and the device's readings in its region's buckets move with it). Never
+    /// lowers a status. Returns the buckets raised.
     pub fn upgrade(
         &self,
         device: &DeviceId,
@@ -737,7 +881,7 @@ impl Production {
         let prefix = region_prefix(&region);
         let keys: Vec<sled::IVec> = self
             .buckets
-            .range(device_key(device, window.0)..device_key(device, window.1))
+            .range(device_key(device, bucket_of(window.0))..device_key(device, window.1))
             .keys()
             .collect::<std::result::Result<_, _>>()?;
         let changed = (&self.buckets, &self.regions)
@@ -752,11 +896,23 @@ impl Production {
                         continue;
                     }
                     let from = b.status;
-                    b.status = target;
+                    b.coverage.cover(window, target);
+                    // A bucket stored before coverage was kept: its readings are the ones
+                    // whose interval starts in it.
+                    let to = match b.coverage.status() {
+                        Some(s) => s,
+                        None if window.0 <= u64_at(k, 32).unwrap_or(0) => target,
+                        None => from,
+                    };
+                    if to <= from {
+                        buckets.insert(k, &b.encode()[..])?;
+                        continue;
+                    }
+                    b.status = to;
                     b.evidence = Some(evidence);
                     buckets.insert(k, &b.encode()[..])?;
                     if let (Some(p), Some(start)) = (&prefix, u64_at(k, 32)) {
-                        move_region_readings(regions, p, start, from, target, b.readings)?;
+                        move_region_readings(regions, p, start, from, to, b.readings)?;
                     }
                     changed += 1;
                 }
@@ -841,6 +997,7 @@ impl Production {
                         readings: r.readings(),
                         status: r.status(),
                         evidence: None,
+                        coverage: Coverage::default(),
                     },
                 ))
             }),
@@ -941,10 +1098,11 @@ fn add_bucket(
     regions: &TransactionalTree,
     device: &DeviceId,
     region: Option<&str>,
-    bucket: u64,
+    interval: (u64, u64),
     wh: u64,
     gpu_ms: u64,
 ) -> TxResult<()> {
+    let bucket = bucket_of(interval.0);
     let overflow =
         || ConflictableTransactionError::Abort(ProductionError::Overflow(device.to_string()));
     let bk = device_key(device, bucket);
@@ -962,6 +1120,15 @@ fn add_bucket(
     b.readings = b.readings.checked_add(1).ok_or_else(overflow)?;
     b.status = Status::Reported;
     b.evidence = None;
+    // Not in any window already reported (its epoch's commitment was fixed without it), and
+    // part of what a window must now cover.
+    b.coverage.cut(interval.0, interval.1);
+    b.coverage.extent = Some(match b.coverage.extent {
+        Some((lo, hi)) => (lo.min(interval.0), hi.max(interval.1)),
+        // A bucket stored before coverage was kept: its earlier readings started in it.
+        None if before > 0 => (bucket.min(interval.0), (bucket + BUCKET_S).max(interval.1)),
+        None => interval,
+    });
     buckets.insert(&bk[..], &b.encode()[..])?;
     if let Some(prefix) = region.and_then(region_prefix) {
         let rk = region_key(&prefix, bucket);

@@ -548,3 +548,56 @@ fn only_anchored_buckets_are_certified_and_anchors_may_arrive_out_of_order() -> 
     assert_eq!(p.l1_anchor(1)?.map(|a| a.block), Some(101));
     Ok(())
 }
+
+/// Epoch windows shorter than a bucket: a 5-minute bucket of 60-second readings is attested
+/// only once windows covering all its readings were reported (in any order), and a reading
+/// that arrives after its window was reported (so outside that epoch's commitment) drops the
+/// bucket back to `reported`.
+#[test]
+fn a_bucket_spanning_several_epochs_is_raised_only_when_every_reading_is_covered() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = open(dir.path())?;
+    let k = key(3);
+    let d = k.device_id();
+    // Readings at DAY + 0, 60, 120, 180 (seq 0..4); the one at DAY + 240 comes late.
+    let readings: Vec<Reading> = (0..4u64).map(|i| energy(&k, i, DAY + i * 60, 5)).collect();
+    p.record(&readings)?;
+    let status = |p: &Production| -> std::result::Result<Status, Box<dyn std::error::Error>> {
+        let page = p.device_series(&d, DAY, DAY + 300, 300, 10)?;
+        Ok(page.points.first().map(|x| x.status).unwrap_or_default())
+    };
+    let attest = |e: u64| StatusUpgrade::Attested { epoch: e };
+    // 60-second epochs, reported out of order: 1, 0, 3 leave a gap at epoch 2.
+    assert_eq!(p.upgrade(&d, (DAY + 60, DAY + 120), attest(1))?, 0);
+    assert_eq!(p.upgrade(&d, (DAY, DAY + 60), attest(0))?, 0);
+    assert_eq!(p.upgrade(&d, (DAY + 180, DAY + 240), attest(3))?, 0);
+    assert_eq!(status(&p)?, Status::Reported);
+    assert_eq!(p.upgrade(&d, (DAY + 120, DAY + 180), attest(2))?, 1);
+    assert_eq!(status(&p)?, Status::Attested);
+    // Verified for epochs 0..3 only: still attested.
+    for e in 0..3u64 {
+        let w = (DAY + e * 60, DAY + (e + 1) * 60);
+        p.upgrade(
+            &d,
+            w,
+            StatusUpgrade::Verified {
+                epoch: e,
+                proof: [1; 32],
+            },
+        )?;
+    }
+    assert_eq!(status(&p)?, Status::Attested);
+    // A reading of epoch 2's window arriving after epoch 2 was attested: not covered.
+    p.record(&[energy(&k, 9, DAY + 150, 5)])?;
+    assert_eq!(status(&p)?, Status::Reported);
+    // Epoch 4 covering the rest does not cover it.
+    p.upgrade(&d, (DAY + 240, DAY + 300), attest(4))?;
+    assert_eq!(status(&p)?, Status::Reported);
+    // The bucket survives a restart with its coverage.
+    drop(p);
+    let p = open(dir.path())?;
+    assert_eq!(status(&p)?, Status::Reported);
+    let page = p.device_series(&d, DAY, DAY + 300, 300, 10)?;
+    assert_eq!(page.points.first().map(|x| x.readings), Some(5));
+    Ok(())
+}
