@@ -619,6 +619,9 @@ mod network {
         (lines, newest)
     }
 
+    /// The provider agents' device ids (hex), once started.
+    static PROVIDER_DEVICES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
     /// Provider audit outcomes the ledger recorded so far (settled epochs, from `api`'s
     /// metrics), and the provider devices suspended or slashed.
     fn provider_line(api: &str) -> Option<String> {
@@ -662,11 +665,25 @@ mod network {
                     .count()
             })
             .unwrap_or(0);
+        let devices = PROVIDER_DEVICES
+            .get()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let suspended = devices
+            .iter()
+            .filter(|d| {
+                d.parse::<groundtruth_api::Hex32>()
+                    .ok()
+                    .and_then(|h| c.device(&h).ok().flatten())
+                    .is_some_and(|v| v.status == groundtruth_api::DeviceStatusView::Suspended)
+            })
+            .count();
         Some(format!(
-            "  providers (settled epochs): storage proofs {}; spot retrievals {}; GPU capacity {}; provider slashes {slashes}",
+            "  providers (settled epochs): storage proofs {}; spot retrievals {}; GPU capacity {}; suspended {suspended} of {} agents; provider slashes {slashes}",
             kind("storage_proof"),
             kind("retrieval"),
             kind("gpu_capacity"),
+            devices.len(),
         ))
     }
 
@@ -704,6 +721,16 @@ mod network {
         // Fund each owner from the devnet provider seed 100 (stake + fees).
         let funder = keys::load(&dir.join("..").join("keys").join("provider-0.key"))
             .map(|k| ed25519_dalek::SigningKey::from_bytes(&k.seed()));
+        let _ = PROVIDER_DEVICES.set(
+            agents
+                .iter()
+                .map(|a| {
+                    DeviceKey::from_seed(&[a.device_seed; 32])
+                        .device_id()
+                        .to_string()
+                })
+                .collect(),
+        );
         let exe = std::env::current_exe()?;
         let mut out = Vec::new();
         for a in agents {
