@@ -39,6 +39,12 @@ fn every_config_file_parses() {
                     toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_eq!(fleet.faults.len(), 6);
             }
+            "provider-storage.toml" | "provider-gpu.toml" => {
+                let text = std::fs::read_to_string(&path).expect("readable");
+                let c: groundtruth_provider::ProviderConfig =
+                    toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                c.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
             other => panic!("configs/{other} has no parser test: add one here"),
         }
         seen.push(name);
