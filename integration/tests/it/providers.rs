@@ -426,11 +426,17 @@ fn gpu_providers_are_challenged_and_checked_with_freivalds() -> Result<()> {
     // Registered during epoch 0 or 1; challenged from the next sealed epoch; decided within the
     // report window; counted once settled.
     wait_epoch(&net, 7, &mut agents)?;
-    // Every round of the wrong product fails, its first included, each slashing its owner.
+    // The wrong product's first round fails: its owner is slashed once and the device is
+    // suspended (no longer challenged, so never slashed again for the same fault).
     let s = provider_slashes(&net, &specs[1].owner())?;
     ensure!(
-        !s.is_empty() && s.iter().all(|s| s["reason"] == "failed_gpu_challenge"),
+        s.len() == 1 && s.iter().all(|s| s["reason"] == "failed_gpu_challenge"),
         "the wrong product's owner: {s:?}"
+    );
+    ensure!(
+        device_status(&net, &wrong)? == "suspended",
+        "the wrong product's device is {}",
+        device_status(&net, &wrong)?
     );
     let w = outcomes(&net, 0, &wrong)?;
     ensure!(

@@ -114,7 +114,10 @@ fn register_spec(
 enum Consequence {
     None,
     Fault(Box<FaultPlan>),
-    Slash(Box<SlashPlan>),
+    /// The slash, and the device (its current key) suspended with it: a GPU that returned a
+    /// wrong product is no longer challenged (nor slashed again each epoch) until its owner
+    /// registers it anew.
+    SlashAndSuspend(Box<SlashPlan>, DeviceId),
 }
 
 fn check_report(
@@ -139,6 +142,7 @@ fn check_report(
     }
     let seal = st.seals.get(&epoch).ok_or(out_of_window)?;
     let d = st.device_by_any_key(device).ok_or(TxError::UnknownDevice)?;
+    let device_id = d.id;
     if d.kind != kind.device_kind() {
         return Err(TxError::WrongDeviceKind {
             expected: kind.device_kind(),
@@ -227,21 +231,24 @@ fn check_report(
                         };
                         Consequence::Fault(Box::new(plan_fault(stage, key, fault, None, ctx)?))
                     }
-                    ProviderAuditKind::GpuCapacity => Consequence::Slash(Box::new(plan_slash(
-                        stage,
-                        Offender::Provider(owner),
-                        SlashReason::FailedGpuChallenge,
-                        st.params.slash_failed_gpu_bp,
-                        LEDGER_REPORTER,
-                        SlashEvidence::ProviderAudit {
-                            epoch,
-                            device: key,
-                            kind,
-                            seed: *seed,
-                            reports: agreeing,
-                        },
-                        ctx,
-                    )?)),
+                    ProviderAuditKind::GpuCapacity => Consequence::SlashAndSuspend(
+                        Box::new(plan_slash(
+                            stage,
+                            Offender::Provider(owner),
+                            SlashReason::FailedGpuChallenge,
+                            st.params.slash_failed_gpu_bp,
+                            LEDGER_REPORTER,
+                            SlashEvidence::ProviderAudit {
+                                epoch,
+                                device: key,
+                                kind,
+                                seed: *seed,
+                                reports: agreeing,
+                            },
+                            ctx,
+                        )?),
+                        device_id,
+                    ),
                 };
             }
         }
@@ -269,7 +276,15 @@ fn check_report(
         match consequence {
             Consequence::None => {}
             Consequence::Fault(plan) => plan.commit(st, ev),
-            Consequence::Slash(plan) => plan.commit(st, ev),
+            Consequence::SlashAndSuspend(plan, id) => {
+                plan.commit(st, ev);
+                if let Some(d) = st.devices.get_mut(&id) {
+                    if d.status == DeviceStatus::Active {
+                        d.status = DeviceStatus::Suspended;
+                        ev.push(Event::DeviceSuspended { device: id });
+                    }
+                }
+            }
         }
     }))
 }

@@ -237,6 +237,9 @@ fn a_wrong_gpu_product_needs_two_thirds_and_slashes_once() {
     let s = st.slashes().last().unwrap();
     assert_eq!(s.amount, cut);
     assert_eq!(s.reporter, LEDGER_REPORTER);
+    // The device is suspended with the slash, so it is not challenged (and slashed) again.
+    assert_eq!(st.device(&gpu()).unwrap().status, DeviceStatus::Suspended);
+    assert!(st.gpu_challenge(0, &gpu()).is_none());
     match &s.evidence {
         SlashEvidence::ProviderAudit {
             epoch,
@@ -251,11 +254,13 @@ fn a_wrong_gpu_product_needs_two_thirds_and_slashes_once() {
         }
         other => panic!("unexpected evidence {other:?}"),
     }
-    // A fourth report is recorded and changes nothing else: no second slash.
+    // A fourth report is refused (the suspended device is no longer challenged): no second
+    // slash, and the decided round keeps its three reports.
     let r = st.accept(&report(&st, &n, 3, 0, gpu(), g, false, 0));
+    assert!(r.failed.is_some());
     assert_eq!(decided(&r), None);
     assert_eq!(gpu_slashes(&st, &n), 1);
-    assert_eq!(st.provider_audit(0, &gpu(), g).unwrap().reports.len(), 4);
+    assert_eq!(st.provider_audit(0, &gpu(), g).unwrap().reports.len(), 3);
     // The state with a round and a slash round-trips.
     assert_eq!(State::from_snapshot(&st.snapshot()).unwrap(), st);
     assert_eq!(
