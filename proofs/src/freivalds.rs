@@ -321,6 +321,18 @@ impl FieldStream {
     }
 }
 
+/// The seed a committee member's challenge matrices derive from: `blake3::derive_key`
+/// (domain `groundtruth gpu-challenge member v1`) over `ledger_seed ‖ nonce`, where `nonce` is
+/// the member's own, drawn when it sends the challenge. The ledger's seed is public from the
+/// end of the epoch; without the nonce a provider could compute the product before it is
+/// asked (or have it computed elsewhere) and look faster than it is.
+pub fn member_seed(ledger_seed: &[u8; 32], nonce: &[u8; 32]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("groundtruth gpu-challenge member v1");
+    h.update(ledger_seed);
+    h.update(nonce);
+    *h.finalize().as_bytes()
+}
+
 /// The challenge matrices `(A, B)` for a seed and dimension: deterministic, uniform over F_p,
 /// from a Blake3 XOF in derive-key mode (domain `groundtruth gpu-challenge matrices v1`) over
 /// `seed ‖ n (u32 LE)`; A takes the first n² elements of the stream and B the next n².

@@ -81,7 +81,16 @@ impl ProviderService for Service {
                     Err(_) => Some(ProviderResponse::Refused(ProviderRefusal::NoSuchChunk)),
                 }
             }
-            (ProviderRequest::GpuChallenge { epoch, seed, n }, ProviderKind::Gpu) => {
+            (
+                ProviderRequest::GpuChallenge {
+                    epoch,
+                    seed,
+                    nonce,
+                    n,
+                },
+                ProviderKind::Gpu,
+            ) => {
+                let seed = freivalds::member_seed(&seed, &nonce);
                 let started = Instant::now();
                 if let Fault::GpuSlow { delay } = &self.fault {
                     std::thread::sleep(*delay);

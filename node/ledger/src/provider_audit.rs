@@ -52,10 +52,12 @@
 //!
 //! # Limits
 //!
-//! The GPU seed is public from the seal on, so a provider can start computing before a member
-//! asks: a wrong product is still caught (Freivalds' false-accept bound is `(1/p)^rounds` with
-//! the member's private rounds seed), but a slow GPU that precomputed can look fast. A member
-//! nonce committed before the seal and revealed with the challenge would close this.
+//! The GPU seed is public from the seal on. Members therefore do not challenge with it
+//! directly: each mixes in a fresh nonce of its own when it asks
+//! (`groundtruth_proofs::freivalds::member_seed`), so the product cannot be computed before
+//! the request. The ledger does not see the nonce (it cannot recheck a member's timing either:
+//! that is why a committee decides); a wrong product is caught with Freivalds' false-accept
+//! bound `(1/p)^rounds` under the member's private rounds seed.
 //! Weights are the members' powers in the epoch's seal.
 
 use groundtruth_device_sdk::DeviceId;

@@ -71,8 +71,12 @@ pub enum ProviderRequest {
     GpuChallenge {
         /// The epoch the challenge is for.
         epoch: u64,
-        /// The seed both matrices derive from.
+        /// The ledger's seed for the epoch and device.
         seed: [u8; 32],
+        /// The asking validator's fresh nonce: both matrices derive from
+        /// `groundtruth_proofs::freivalds::member_seed(seed, nonce)`, so the product cannot be
+        /// computed before the request.
+        nonce: [u8; 32],
         /// Matrix dimension.
         n: u32,
     },
@@ -846,6 +850,7 @@ mod tests {
                 ProviderRequest::GpuChallenge {
                     epoch: 1,
                     seed: [1; 32],
+                    nonce: [2; 32],
                     n: 64,
                 },
             )
@@ -859,6 +864,7 @@ mod tests {
                 ProviderRequest::GpuChallenge {
                     epoch: 1,
                     seed: [1; 32],
+                    nonce: [2; 32],
                     n: 65,
                 },
             )
@@ -871,6 +877,7 @@ mod tests {
                 ProviderRequest::GpuChallenge {
                     epoch: 1,
                     seed: [1; 32],
+                    nonce: [2; 32],
                     n: 3,
                 },
             )

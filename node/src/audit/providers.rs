@@ -388,10 +388,21 @@ async fn audit(net: ProviderNetHandle, work: Work, config: ProviderAuditSection)
                     if !connected(&net, peer, Duration::from_secs(5)).await {
                         why = "provider not connected".into();
                     } else {
+                        // A fresh nonce of ours: the product cannot be computed before we ask.
+                        let mut nonce = [0u8; 32];
+                        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
                         let started = Instant::now();
                         let answer = tokio::time::timeout(
                             config.request_timeout,
-                            net.request(peer, ProviderRequest::GpuChallenge { epoch, seed, n }),
+                            net.request(
+                                peer,
+                                ProviderRequest::GpuChallenge {
+                                    epoch,
+                                    seed,
+                                    nonce,
+                                    n,
+                                },
+                            ),
                         )
                         .await;
                         elapsed = started.elapsed();
@@ -405,7 +416,10 @@ async fn audit(net: ProviderNetHandle, work: Work, config: ProviderAuditSection)
                                     if c.n() != n {
                                         return Err(format!("product is {}×{0}, asked {n}", c.n()));
                                     }
-                                    let (a, b) = freivalds::challenge_matrices(&seed, n);
+                                    let (a, b) = freivalds::challenge_matrices(
+                                        &freivalds::member_seed(&seed, &nonce),
+                                        n,
+                                    );
                                     let mut private = [0u8; 32];
                                     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut private);
                                     let ok = freivalds::check(&a, &b, &c, rounds, &private);
