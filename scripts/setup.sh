@@ -22,6 +22,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 # chromium: the headless browser of the explorer's browser test (integration/tests/it/browser.rs).
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+# iproute2: network namespaces of the partition test (integration/tests/it/partition.rs).
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian packages"
