@@ -15,7 +15,7 @@
 //! bound. `K` stays small because proving runs in the test's debug build; the spot checks carry
 //! most of the detection.
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use ed25519_dalek::Signer;
 use ed25519_dalek::SigningKey;
 use groundtruth_integration::{
@@ -160,6 +160,17 @@ fn provider_slashes(net: &TestNet, owner: &str) -> Result<Vec<Value>> {
         .collect())
 }
 
+/// An account's liquid balance on validator 1.
+fn balance(net: &TestNet, owner: &str) -> Result<u64> {
+    let (_, v) = net
+        .node(1)
+        .api()
+        .get_json(&format!("/state/account/{owner}"))?;
+    v["balance"]
+        .as_u64()
+        .with_context(|| format!("no balance for {owner}: {v}"))
+}
+
 /// `groundtruth_provider_ledger_outcomes_total` for a device (16 hex) on validator `i`:
 /// `(kind, outcome) → count`.
 fn outcomes(net: &TestNet, i: usize, device: &str) -> Result<Vec<(String, String, u64)>> {
@@ -251,6 +262,7 @@ fn storage_providers_are_proven_spot_checked_and_the_cheaters_suspended_then_sla
     // is recorded (proof deadlines D later, retrievals within the report window).
     let suspended_by = LOSS_EPOCH + E + DEADLINE.max(WINDOW) + 1;
     wait_epoch(&net, suspended_by, &mut agents)?;
+    let honest_balance = balance(&net, &specs[0].owner())?;
     ensure!(
         device_status(&net, &deleter)? == "suspended",
         "the deleter is {} at epoch {suspended_by}; outcomes {:?}\n{}",
@@ -364,6 +376,12 @@ fn storage_providers_are_proven_spot_checked_and_the_cheaters_suspended_then_sla
     // (the liar's fail reports were outvoted).
     ensure!(device_status(&net, &honest)? == "active");
     ensure!(provider_slashes(&net, &specs[0].owner())?.is_empty());
+    // It earns: its settled, passed epochs share the work pool (more than its proofs' fees).
+    let later = balance(&net, &specs[0].owner())?;
+    ensure!(
+        later > honest_balance,
+        "the honest provider's owner earned nothing: {honest_balance} then {later}"
+    );
     for i in 0..4 {
         let o = outcomes(&net, i, &honest)?;
         let proofs = count(&o, "storage_proof", "passed");
@@ -426,6 +444,7 @@ fn gpu_providers_are_challenged_and_checked_with_freivalds() -> Result<()> {
     // Registered during epoch 0 or 1; challenged from the next sealed epoch; decided within the
     // report window; counted once settled.
     wait_epoch(&net, 7, &mut agents)?;
+    let honest_balance = balance(&net, &specs[0].owner())?;
     // The wrong product's first round fails: its owner is slashed once and the device is
     // suspended (no longer challenged, so never slashed again for the same fault).
     let s = provider_slashes(&net, &specs[1].owner())?;
@@ -464,6 +483,13 @@ fn gpu_providers_are_challenged_and_checked_with_freivalds() -> Result<()> {
     );
     ensure!(provider_slashes(&net, &specs[2].owner())?.is_empty());
     ensure!(device_status(&net, &honest)? == "active");
+    // The honest GPU's owner earns as its passed rounds settle.
+    wait_epoch(&net, 9, &mut agents)?;
+    let later = balance(&net, &specs[0].owner())?;
+    ensure!(
+        later > honest_balance,
+        "the honest GPU's owner earned nothing: {honest_balance} then {later}"
+    );
     drop(agents);
     Ok(())
 }

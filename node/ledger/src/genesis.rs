@@ -142,6 +142,15 @@ pub struct Params {
     /// Chunks a committee member fetches per storage device and epoch in a spot retrieval
     /// (1..=64).
     pub retrieval_spot_chunks: u32,
+    /// Work units a storage device earns per committed 1 KiB chunk for a settled epoch it
+    /// passed (a ledger-verified retrievability proof and no decided spot-retrieval failure);
+    /// they share the epoch's work pool with metered output (see
+    /// [`crate::apply::end_epoch`]). 0: storage earns nothing.
+    pub storage_work_units_per_chunk: u64,
+    /// Work units a GPU device earns per registered GPU for an epoch whose capacity challenge
+    /// the committee decided passed (scaled by measured/claimed throughput when below spec).
+    /// 0: GPU capacity earns nothing.
+    pub gpu_work_units_per_gpu: u64,
 }
 
 impl Default for Params {
@@ -183,6 +192,8 @@ impl Default for Params {
             provider_committee_size: 16,
             gpu_challenge_n: 256,
             retrieval_spot_chunks: 4,
+            storage_work_units_per_chunk: 1,
+            gpu_work_units_per_gpu: 1_000,
         }
     }
 }
@@ -339,7 +350,9 @@ impl Params {
             .u32(self.max_storage_proof_bytes)
             .u8(self.provider_committee_size)
             .u32(self.gpu_challenge_n)
-            .u32(self.retrieval_spot_chunks);
+            .u32(self.retrieval_spot_chunks)
+            .u64(self.storage_work_units_per_chunk)
+            .u64(self.gpu_work_units_per_gpu);
     }
 
     pub(crate) fn decode(
@@ -378,6 +391,8 @@ impl Params {
             provider_committee_size: r.u8()?,
             gpu_challenge_n: r.u32()?,
             retrieval_spot_chunks: r.u32()?,
+            storage_work_units_per_chunk: r.u64()?,
+            gpu_work_units_per_gpu: r.u64()?,
         })
     }
 }

@@ -19,8 +19,9 @@ use super::*;
 ///
 /// Rewards: `R = params.reward_for_epoch(epoch)`; `auditor_share_bp` of it is split among
 /// the validators that recorded audits during the epoch, pro rata to their number of audits;
-/// the rest among the owners of subjects that passed, pro rata to `work_units`. Shares are
-/// rounded down and only what is paid is minted, so `minted` is exact.
+/// the rest among the owners of subjects that passed, pro rata to `work_units`, and of
+/// providers whose audits settled as passed with this epoch (see [`provider_work`]). Shares
+/// are rounded down and only what is paid is minted, so `minted` is exact.
 pub fn end_epoch(state: &mut State) -> Vec<Event> {
     let mut events = Vec::new();
     let epoch = state.epoch;
@@ -63,6 +64,7 @@ pub fn end_epoch(state: &mut State) -> Vec<Event> {
             }
         }
     }
+    provider_work(state, epoch, &mut workers);
     let reward = state.params.reward_for_epoch(epoch);
     let auditor_pool = fraction(reward, state.params.auditor_share_bp);
     let work_pool = reward - auditor_pool;
@@ -188,5 +190,79 @@ fn seal_epoch(state: &State) -> EpochSeal {
         committee,
         state_root: root,
         commitment: None,
+    }
+}
+
+/// Providers' work settled at the end of `epoch`, added to `workers` (owner → units):
+///
+/// * **storage**: challenged epoch `x = epoch − max(storage_deadline_epochs,
+///   attestation_window_epochs)`, whose proof window and spot-retrieval report window have
+///   both closed: a device whose proof for `x` verified (`StorageOutcome::Passed`), with no
+///   decided spot-retrieval failure for `x`, still active and not slashed, earns
+///   `num_chunks · storage_work_units_per_chunk`;
+/// * **GPU**: epoch `y = epoch − attestation_window_epochs`, whose report window has closed: a
+///   capacity round the committee decided passed earns `count · gpu_work_units_per_gpu`,
+///   scaled by `median measured / claimed` when below spec.
+///
+/// Each (epoch, device) settles at exactly one boundary, so nothing is paid twice. What a
+/// provider earns rests on the ledger's own check (the STARK) or on ≥ 2/3 of a committee.
+pub(super) fn provider_work(state: &State, epoch: Epoch, workers: &mut BTreeMap<Address, u128>) {
+    use crate::provider_audit::ProviderAuditKind;
+    use crate::storage::StorageOutcome;
+    let p = &state.params;
+    let (lo, hi) = (DeviceId([0; 32]), DeviceId([0xff; 32]));
+    let active = |key: &DeviceId| {
+        state
+            .device_by_any_key(key)
+            .is_some_and(|d| d.status == DeviceStatus::Active)
+    };
+    let settle = p.storage_deadline_epochs.max(p.attestation_window_epochs);
+    if let (Some(x), true) = (
+        epoch.checked_sub(settle),
+        p.storage_work_units_per_chunk > 0,
+    ) {
+        for ((_, key), audit) in state.storage_audits.range((x, lo)..=(x, hi)) {
+            if audit.outcome != StorageOutcome::Passed || !active(key) {
+                continue;
+            }
+            let spot_failed = state
+                .provider_audits
+                .get(&(x, *key, ProviderAuditKind::Retrieval))
+                .and_then(|r| r.decision)
+                .is_some_and(|d| !d.passed);
+            let Some(rec) = state.storage.get(key).filter(|r| !r.slashed) else {
+                continue;
+            };
+            if spot_failed {
+                continue;
+            }
+            let units = u128::from(rec.num_chunks) * u128::from(p.storage_work_units_per_chunk);
+            *workers.entry(rec.owner).or_default() += units;
+        }
+    }
+    if let (Some(y), true) = (
+        epoch.checked_sub(p.attestation_window_epochs),
+        p.gpu_work_units_per_gpu > 0,
+    ) {
+        let range = (y, lo, ProviderAuditKind::Retrieval)..=(y, hi, ProviderAuditKind::GpuCapacity);
+        for ((_, key, kind), round) in state.provider_audits.range(range) {
+            if *kind != ProviderAuditKind::GpuCapacity || !active(key) {
+                continue;
+            }
+            let (Some(d), Some(spec)) = (
+                round.decision.filter(|d| d.passed),
+                state.gpu_specs.get(key),
+            ) else {
+                continue;
+            };
+            let full = u128::from(spec.count) * u128::from(p.gpu_work_units_per_gpu);
+            let units = if d.below_spec {
+                full * u128::from(d.median_measured_per_s.min(spec.claimed_mac_per_s))
+                    / u128::from(spec.claimed_mac_per_s.max(1))
+            } else {
+                full
+            };
+            *workers.entry(round.owner).or_default() += units;
+        }
     }
 }

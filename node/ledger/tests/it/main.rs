@@ -768,9 +768,11 @@ fn configs_genesis_parses() {
         (
             p.provider_committee_size,
             p.gpu_challenge_n,
-            p.retrieval_spot_chunks
+            p.retrieval_spot_chunks,
+            p.storage_work_units_per_chunk,
+            p.gpu_work_units_per_gpu
         ),
-        (16, 256, 4)
+        (16, 256, 4, 1, 1000)
     );
     st.check_invariants().unwrap();
 }

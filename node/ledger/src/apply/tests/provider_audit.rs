@@ -269,6 +269,49 @@ fn a_wrong_gpu_product_needs_two_thirds_and_slashes_once() {
     );
 }
 
+/// A GPU round decided passed pays its owner from the work pool once its report window has
+/// closed (the end of epoch `0 + attestation_window_epochs`), once; a round decided below spec
+/// pays in proportion to the measured throughput.
+#[test]
+fn a_passed_gpu_round_earns_work_rewards_once_settled() {
+    let (n, mut st) = gpu_net();
+    let g = ProviderAuditKind::GpuCapacity;
+    let owner = address(&n.users[0]);
+    for i in 0..3 {
+        let r = st.accept(&report(&st, &n, i, 0, gpu(), g, true, CLAIM));
+        assert_eq!(r.failed, None);
+    }
+    // Epoch 1's round: below spec, half the claim.
+    advance_to_epoch(&mut st, 2);
+    for i in 0..3 {
+        let r = st.accept(&report(&st, &n, i, 1, gpu(), g, true, CLAIM / 2));
+        assert_eq!(r.failed, None);
+    }
+    let w = st.params().attestation_window_epochs;
+    let before = st.account(&owner).balance;
+    advance_to_epoch(&mut st, w + 3);
+    let paid = |e: Epoch| -> Amount {
+        st.rewards_for_epoch(e)
+            .iter()
+            .filter(|(a, _)| *a == owner)
+            .map(|(_, x)| *x)
+            .sum()
+    };
+    // The owner is the only worker either time, so both rounds take the whole work pool:
+    // a single worker's share does not depend on its units (the scaling shows against others).
+    assert!(paid(w) > 0 && paid(w + 1) > 0);
+    assert_eq!(paid(w - 1) + paid(w + 2), 0);
+    assert_eq!(st.account(&owner).balance, before + paid(w) + paid(w + 1));
+    // The units: count · gpu_work_units_per_gpu, halved for the round at half the claim.
+    let units = |e: Epoch| {
+        let mut m = std::collections::BTreeMap::new();
+        super::super::epochs::provider_work(&st, e, &mut m);
+        m.get(&owner).copied().unwrap_or(0)
+    };
+    let full = u128::from(st.params().gpu_work_units_per_gpu);
+    assert_eq!((units(w), units(w + 1)), (full, full / 2));
+}
+
 #[test]
 fn conflicting_reports_decide_nothing() {
     let (n, mut st) = gpu_net();

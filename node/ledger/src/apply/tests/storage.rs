@@ -189,6 +189,22 @@ fn honest_provider_passes_every_epoch() {
     assert_eq!(st.device(&dev).unwrap().status, DeviceStatus::Active);
     assert!(st.slashes().is_empty());
     assert_eq!(st.provider(&address(owner)).unwrap().stake, 1_000);
+    // Rewards: epoch x settles at the end of epoch x + max(storage_deadline_epochs = 1,
+    // attestation_window_epochs = 2): epochs 0, 1, 2 were paid at the ends of 2, 3, 4, each
+    // from the work pool (the only worker), and nothing before.
+    let paid = |e: Epoch| -> Amount {
+        st.rewards_for_epoch(e)
+            .iter()
+            .filter(|(a, _)| *a == address(owner))
+            .map(|(_, x)| *x)
+            .sum()
+    };
+    assert_eq!(paid(0) + paid(1), 0);
+    let pool = st.params().reward_for_epoch(2)
+        - st.params().reward_for_epoch(2) * Amount::from(st.params().auditor_share_bp) / 10_000;
+    for e in 2..=4 {
+        assert_eq!(paid(e), pool, "epoch {e}");
+    }
     st.check_invariants().unwrap();
 }
 
