@@ -215,8 +215,9 @@ pub fn split_frames(bytes: &[u8]) -> Result<Vec<SignedReading>, VerifyError> {
 /// The metered fields of signed readings given device after device (each in sequence order),
 /// as the validators' audit batches bind them: an energy reading its signed register, a GPU
 /// reading the running total of its device's readings in the list; storage heartbeats are
-/// skipped. This is the rule of `groundtruth_node::audit::reading_fields`; the browser test
-/// checks the two agree on a real devnet's batches (a drift makes every in-page check fail).
+/// skipped. The validators' audit loop uses this same function
+/// (`groundtruth_node::audit::reading_fields` re-exports it), so the page and the network
+/// cannot drift apart.
 pub fn reading_fields(readings: &[SignedReading]) -> Vec<ReadingFields> {
     let mut out = Vec::with_capacity(readings.len());
     let mut running = 0u64;

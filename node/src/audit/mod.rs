@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use groundtruth_device_sdk::{ReadingBody, SignedReading};
 use groundtruth_ledger::{Address, BatchCommitment, DeviceId, Epoch, State, TxBody};
 use groundtruth_proofs::{
-    metered::readings_commitment, runs_from_readings, DeviceSeries, ReadingFields, SecurityLevel,
+    metered::readings_commitment, runs_from_readings, DeviceSeries, SecurityLevel,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -141,53 +141,11 @@ pub fn proof_epoch(state: &State, epoch: Epoch) -> Option<groundtruth_proofs::Ep
     })
 }
 
-/// The metered fields of a stored reading (`None` for storage heartbeats). GPU readings carry
-/// no signed register: the running total over the window stands in for it.
-fn fields(r: &SignedReading, gpu_running: &mut u64) -> Option<ReadingFields> {
-    let device = r.reading.device.0;
-    let seq = r.reading.seq;
-    match &r.reading.body {
-        ReadingBody::Energy(e) => Some(ReadingFields {
-            device,
-            seq,
-            interval_start_s: e.interval_start_s,
-            interval_len_s: e.interval_len_s,
-            value: e.energy_wh,
-            register: e.register_wh,
-        }),
-        ReadingBody::Gpu(g) => {
-            *gpu_running = gpu_running.saturating_add(g.gpu_ms);
-            Some(ReadingFields {
-                device,
-                seq,
-                interval_start_s: g.interval_start_s,
-                interval_len_s: g.interval_len_s,
-                value: g.gpu_ms,
-                register: *gpu_running,
-            })
-        }
-        ReadingBody::Storage(_) => None,
-    }
-}
-
 /// The metered fields of signed readings given device after device (each in sequence order),
 /// as the audit batches bind them: energy readings their signed register, GPU readings the
-/// running total of the device's readings in the list. Storage heartbeats are skipped.
-pub fn reading_fields(readings: &[SignedReading]) -> Vec<ReadingFields> {
-    let mut out = Vec::with_capacity(readings.len());
-    let mut running = 0u64;
-    let mut current: Option<DeviceId> = None;
-    for r in readings {
-        if current != Some(r.reading.device) {
-            current = Some(r.reading.device);
-            running = 0;
-        }
-        if let Some(f) = fields(r, &mut running) {
-            out.push(f);
-        }
-    }
-    out
-}
+/// running total of the device's readings in the list; storage heartbeats are skipped. One
+/// rule for the validators and the in-browser verifier, which runs this same function.
+pub use groundtruth_verifier_wasm::reading_fields;
 
 /// A device's accepted readings whose interval lies in `[start, end)`, in sequence order, each
 /// with its frame as stored.
