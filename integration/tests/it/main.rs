@@ -2,6 +2,7 @@
 
 mod acceptance;
 mod audit;
+mod brokers;
 mod browser;
 mod byzantine;
 mod crash;
@@ -9,5 +10,6 @@ mod faults;
 mod ingest;
 mod ledger;
 mod ledger_ingest;
+mod oracle;
 mod partition;
 mod providers;

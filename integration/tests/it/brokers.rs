@@ -1,0 +1,1 @@
+//! The multi-broker layout: validators each embedding a broker, devices spread over them.
