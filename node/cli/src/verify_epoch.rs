@@ -7,6 +7,9 @@
 //! statement, and (with `--api`) each device's cap compared with its registered capacity, the
 //! statement's totals with the ledger's verified totals, and the epoch commitment's roots and
 //! digest recomputed from what was checked.
+//!
+//! The per-batch checks are `groundtruth_verifier_wasm::verify_batch`, the function the
+//! explorer runs in the browser as WebAssembly: the CLI and the page apply one rule.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,12 +17,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, ensure, Context};
 use groundtruth_api::ApiClient;
-use groundtruth_device_sdk::SignedReading;
 use groundtruth_ledger::{
     proofs_root, totals_root, Address, AuditKind, DeviceKind, EpochCommitment,
 };
-use groundtruth_node::audit::reading_fields;
-use groundtruth_proofs::{metered::readings_commitment, runs_from_readings, MeteredStatement};
+use groundtruth_proofs::MeteredStatement;
 
 /// What `verify` checks in the audit modes.
 #[derive(Debug, Clone, clap::Args)]
@@ -47,65 +48,14 @@ pub struct AuditCheckArgs {
     pub contract: Option<String>,
 }
 
-/// Splits `(u32 BE len ‖ frame)*`.
-fn split_frames(bytes: &[u8]) -> anyhow::Result<Vec<SignedReading>> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        ensure!(rest.len() >= 4, "truncated frame length");
-        let (len, tail) = rest.split_at(4);
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        ensure!(tail.len() >= len, "truncated frame");
-        let (frame, tail) = tail.split_at(len);
-        let r = SignedReading::decode_frame(frame)
-            .map_err(|e| anyhow::anyhow!("frame {}: {e:?}", out.len()))?;
-        out.push(r);
-        rest = tail;
-    }
-    Ok(out)
-}
-
-/// One batch rechecked: the proof's statement once everything held.
-fn check_batch(frames: &[u8], proof: &[u8]) -> anyhow::Result<MeteredStatement> {
-    let readings = split_frames(frames)?;
-    for (i, r) in readings.iter().enumerate() {
-        r.verify().map_err(|e| {
-            anyhow::anyhow!(
-                "frame {i} (device {} seq {}): signature does not verify: {e:?}",
-                r.reading.device,
-                r.reading.seq
-            )
-        })?;
-    }
-    let envelope = groundtruth_proofs::ProofEnvelope::from_bytes(proof)
-        .map_err(|e| anyhow::anyhow!("proof envelope: {e}"))?;
-    let statement = groundtruth_proofs::verify_metered(&envelope)
-        .map_err(|e| anyhow::anyhow!("proof does not verify: {e}"))?;
-    let caps: BTreeMap<([u8; 32], u32), u64> = statement
-        .devices
-        .iter()
-        .map(|d| ((d.id, d.interval_len), d.cap))
-        .collect();
-    let fields = reading_fields(&readings);
-    let series = runs_from_readings(&fields, |id, len| {
-        caps.get(&(*id, len)).copied().unwrap_or(0)
-    })
-    .map_err(|e| anyhow::anyhow!("frames do not form the batch: {e}"))?;
-    let commitment = readings_commitment(&statement.epoch, &series)
-        .map_err(|e| anyhow::anyhow!("recomputing the commitment: {e}"))?;
-    ensure!(
-        commitment == statement.commitment,
-        "the frames' commitment {} is not the proof's {}",
-        hex::encode(commitment),
-        hex::encode(statement.commitment)
-    );
-    ensure!(
-        fields.len() as u64 == statement.num_readings,
-        "{} frames, the proof covers {} readings",
-        fields.len(),
-        statement.num_readings
-    );
-    Ok(statement)
+/// One batch rechecked with the explorer's verifier (`groundtruth_verifier_wasm::verify_batch`,
+/// the function the page runs compiled to WebAssembly), so the CLI and the browser apply one
+/// rule: every signature, the recomputed commitment and reading count, the STARK. Returns the
+/// proof's digest and statement once everything held.
+fn check_batch(frames: &[u8], proof: &[u8]) -> anyhow::Result<([u8; 32], MeteredStatement)> {
+    let verdict = groundtruth_verifier_wasm::verify_batch(proof, frames, None)
+        .map_err(|e| anyhow::anyhow!("{} check failed: {e}", e.check()))?;
+    Ok((verdict.proof_digest, verdict.statement))
 }
 
 fn print_statement(s: &MeteredStatement) {
@@ -135,7 +85,7 @@ pub fn run(args: &AuditCheckArgs) -> anyhow::Result<Option<ExitCode>> {
         let frames =
             std::fs::read(frames).with_context(|| format!("reading {}", frames.display()))?;
         let proof = std::fs::read(proof).with_context(|| format!("reading {}", proof.display()))?;
-        let s = check_batch(&frames, &proof)?;
+        let (_, s) = check_batch(&frames, &proof)?;
         println!("VALID batch: every signature, the recomputed commitment and the proof hold");
         print_statement(&s);
         for (id, total) in device_totals(&s) {
@@ -263,12 +213,13 @@ fn check_epoch(epoch: u64, api: &str) -> anyhow::Result<ExitCode> {
         }
         let digest = hex32(&b["audit"]["proof_digest"], "proof digest")?;
         let proof = get_bytes(&client, &format!("/v1/epochs/{epoch}/proofs/{auditor}"))?;
+        let frames = get_bytes(&client, &format!("/v1/epochs/{epoch}/frames/{auditor}"))?;
+        let (served, s) =
+            check_batch(&frames, &proof).with_context(|| format!("batch {auditor}"))?;
         ensure!(
-            *blake3::hash(&proof).as_bytes() == digest,
+            served == digest,
             "batch {auditor}: the served proof is not the one the ledger verified"
         );
-        let frames = get_bytes(&client, &format!("/v1/epochs/{epoch}/frames/{auditor}"))?;
-        let s = check_batch(&frames, &proof).with_context(|| format!("batch {auditor}"))?;
         ensure!(
             s.commitment == hex32(&b["commitment"], "batch commitment")?,
             "batch {auditor}: the proof is of another commitment than the agreed one"
@@ -342,4 +293,111 @@ fn check_epoch(epoch: u64, api: &str) -> anyhow::Result<ExitCode> {
         hex::encode(digest)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use groundtruth_device_sdk::{DeviceKey, EnergyReading, Reading, ReadingBody, SignedReading};
+    use groundtruth_proofs::{prove_metered, runs_from_readings, Epoch, SecurityLevel};
+
+    use super::*;
+
+    const START: u64 = 1_714_521_600;
+    const LEN: u32 = 300;
+
+    /// One meter's four signed readings (10, 11, 12, 13 Wh).
+    fn signed_readings() -> Vec<SignedReading> {
+        let key = DeviceKey::from_seed(&[9; 32]);
+        let mut register = 5_000;
+        (0..4u64)
+            .map(|seq| {
+                let wh = 10 + seq;
+                register += wh;
+                let start = START + seq * u64::from(LEN);
+                key.sign(Reading {
+                    device: key.device_id(),
+                    seq,
+                    timestamp_ms: start * 1000,
+                    body: ReadingBody::Energy(EnergyReading {
+                        interval_start_s: start,
+                        interval_len_s: LEN,
+                        energy_wh: wh,
+                        register_wh: register,
+                    }),
+                })
+            })
+            .collect()
+    }
+
+    /// `(u32 BE len ‖ frame)*`, as the API serves a batch's frames.
+    fn frames_of(readings: &[SignedReading]) -> Vec<u8> {
+        let mut frames = Vec::new();
+        for r in readings {
+            let mut buf = vec![0u8; r.frame_len()];
+            let n = r.encode_frame(&mut buf).unwrap();
+            frames.extend_from_slice(&u32::try_from(n).unwrap().to_be_bytes());
+            frames.extend_from_slice(&buf[..n]);
+        }
+        frames
+    }
+
+    fn prove(readings: &[SignedReading]) -> Vec<u8> {
+        let fields = groundtruth_verifier_wasm::reading_fields(readings);
+        let series = runs_from_readings(&fields, |_, _| 1_000).unwrap();
+        let epoch = Epoch {
+            number: 3,
+            start_s: START,
+            end_s: START + 86_400,
+        };
+        prove_metered(&epoch, &series, SecurityLevel::Default100)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_signed_proven_batch_verifies_with_the_explorers_rule() {
+        let readings = signed_readings();
+        let (frames, proof) = (frames_of(&readings), prove(&readings));
+        let (digest, s) = check_batch(&frames, &proof).unwrap();
+        assert_eq!(digest, *blake3::hash(&proof).as_bytes());
+        assert_eq!(s.num_readings, 4);
+        let totals: Vec<u64> = device_totals(&s).into_values().collect();
+        assert_eq!(totals, vec![10 + 11 + 12 + 13]);
+
+        // The same through the command's file mode.
+        let dir = tempfile::tempdir().unwrap();
+        let (fp, pp) = (dir.path().join("frames.bin"), dir.path().join("proof.bin"));
+        std::fs::write(&fp, &frames).unwrap();
+        std::fs::write(&pp, &proof).unwrap();
+        let args = AuditCheckArgs {
+            frames: Some(fp),
+            proof: Some(pp),
+            epoch: None,
+            api: None,
+            l1: None,
+            contract: None,
+        };
+        assert_eq!(run(&args).unwrap(), Some(ExitCode::SUCCESS));
+    }
+
+    #[test]
+    fn a_forged_signature_or_a_missing_frame_is_refused() {
+        let readings = signed_readings();
+        let (frames, proof) = (frames_of(&readings), prove(&readings));
+
+        // Flip the last byte of the first frame (inside its signature).
+        let mut forged = frames.clone();
+        let first = usize::try_from(u32::from_be_bytes(forged[..4].try_into().unwrap())).unwrap();
+        forged[4 + first - 1] ^= 1;
+        let err = check_batch(&forged, &proof).unwrap_err().to_string();
+        assert!(err.starts_with("signature check failed"), "{err}");
+
+        // Drop the last frame: the frames no longer recompute the proof's commitment.
+        let short = frames_of(&readings[..3]);
+        let err = check_batch(&short, &proof).unwrap_err().to_string();
+        assert!(err.starts_with("commitment check failed"), "{err}");
+    }
 }
