@@ -34,28 +34,6 @@ pub struct ChunkStore {
     empty: Vec<Digest4>,
 }
 
-/// The files under `path` in commitment order, with their lengths.
-fn files_of(path: &Path) -> Result<Vec<(PathBuf, u64)>> {
-    fn walk(p: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<()> {
-        let meta = std::fs::metadata(p)?;
-        if meta.is_file() {
-            out.push((p.to_path_buf(), meta.len()));
-        } else if meta.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
-                .map(|e| e.map(|e| e.path()))
-                .collect::<std::io::Result<_>>()?;
-            entries.sort();
-            for e in entries {
-                walk(&e, out)?;
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    walk(path, &mut out)?;
-    Ok(out)
-}
-
 /// Smallest tree depth (at least 1) whose leaves hold `num_chunks`.
 pub fn depth_for(num_chunks: u64) -> u8 {
     let mut d = 1u8;
@@ -74,7 +52,7 @@ impl ChunkStore {
         depth: Option<u8>,
         progress: Option<&dyn Fn(u64, u64)>,
     ) -> Result<Self> {
-        let files = files_of(path)?;
+        let files = por::files_of(path)?;
         let data_len = files
             .iter()
             .try_fold(0u64, |a, (_, l)| a.checked_add(*l))

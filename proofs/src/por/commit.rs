@@ -103,12 +103,14 @@ impl StreamingTree {
     }
 }
 
-/// Ordered list of regular files under `path` (or `path` itself), and their total size.
-fn files_of(path: &Path) -> Result<(Vec<PathBuf>, u64)> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// The regular files under `path` (or `path` itself when it is a file) in commitment order
+/// (sorted path order, depth first), each with its length: the data [`commit_path`] and
+/// [`respond_path`] read, and what a provider maps chunk offsets onto.
+pub fn files_of(path: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    fn walk(p: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<()> {
         let meta = std::fs::metadata(p)?;
         if meta.is_file() {
-            out.push(p.to_path_buf());
+            out.push((p.to_path_buf(), meta.len()));
         } else if meta.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
                 .map(|e| e.map(|e| e.path()))
@@ -120,13 +122,18 @@ fn files_of(path: &Path) -> Result<(Vec<PathBuf>, u64)> {
         }
         Ok(())
     }
-    let mut files = Vec::new();
-    walk(path, &mut files)?;
-    let mut total = 0u64;
-    for f in &files {
-        total = total.saturating_add(std::fs::metadata(f)?.len());
-    }
-    Ok((files, total))
+    let mut out = Vec::new();
+    walk(path, &mut out)?;
+    Ok(out)
+}
+
+/// [`files_of`] as paths, and their total size.
+fn files_and_total(path: &Path) -> Result<(Vec<PathBuf>, u64)> {
+    let files = files_of(path)?;
+    let total = files
+        .iter()
+        .fold(0u64, |acc, (_, len)| acc.saturating_add(*len));
+    Ok((files.into_iter().map(|(f, _)| f).collect(), total))
 }
 
 /// Reads `reader` to the end in chunks, calling `on_chunk(index, bytes)` for each full or final
@@ -252,7 +259,7 @@ pub fn commit_path(
     depth: u8,
     progress: Option<&dyn Fn(u64, u64)>,
 ) -> Result<DataCommitment> {
-    let (files, total) = files_of(path)?;
+    let (files, total) = files_and_total(path)?;
     let cb = progress.map(|p| move |b: u64| p(b, total));
     let cb_ref = cb.as_ref().map(|c| c as &dyn Fn(u64));
     let pass = run_pass(
@@ -326,7 +333,7 @@ pub fn respond_path(
     challenge: &Challenge,
     progress: Option<&dyn Fn(u64, u64)>,
 ) -> Result<Response> {
-    let (files, total) = files_of(path)?;
+    let (files, total) = files_and_total(path)?;
     let cb = progress.map(|p| move |b: u64| p(b, total));
     let cb_ref = cb.as_ref().map(|c| c as &dyn Fn(u64));
     respond_with(&mut *file_readers(files), challenge, cb_ref)
@@ -420,5 +427,30 @@ mod tests {
             ch.check_response(&bad),
             Err(ProofError::OpeningMismatch { sample: 1, .. })
         ));
+    }
+
+    #[test]
+    fn files_of_lists_files_depth_first_in_sorted_order_with_lengths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("m")).unwrap();
+        std::fs::write(dir.path().join("z.bin"), [1u8; 3]).unwrap();
+        std::fs::write(dir.path().join("m/b.bin"), [2u8; 5]).unwrap();
+        std::fs::write(dir.path().join("a.bin"), [3u8; 7]).unwrap();
+        let files = files_of(dir.path()).unwrap();
+        let names: Vec<(String, u64)> = files
+            .iter()
+            .map(|(p, len)| {
+                let rel = p.strip_prefix(dir.path()).unwrap();
+                (rel.to_string_lossy().into_owned(), *len)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [("a.bin", 7), ("m/b.bin", 5), ("z.bin", 3)].map(|(n, l)| (n.to_string(), l))
+        );
+        // A file is its own list; a missing path is an error.
+        let one = dir.path().join("a.bin");
+        assert_eq!(files_of(&one).unwrap(), vec![(one.clone(), 7)]);
+        assert!(files_of(&dir.path().join("missing")).is_err());
     }
 }

@@ -12,7 +12,9 @@ mod tests;
 
 #[cfg(feature = "prover")]
 pub use commit::progress_bar;
-pub use commit::{commit_path, commit_reader, respond_path, respond_reader, DataCommitment};
+pub use commit::{
+    commit_path, commit_reader, files_of, respond_path, respond_reader, DataCommitment,
+};
 
 use serde::{Deserialize, Serialize};
 use winter_crypto::{hashers::Rp64_256, ElementHasher, Hasher};
