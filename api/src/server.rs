@@ -22,7 +22,7 @@ use crate::config::ApiConfig;
 use crate::model::{Origin, ReadError, ReadModel, Rejection, RejectionKind};
 use crate::problem::{method_not_allowed, not_found, reason, Problem};
 use crate::ratelimit::RateLimiter;
-use crate::views::{BatchItem, HealthView, Hex32, RejectedView};
+use crate::views::{AccountView, BatchItem, HealthView, Hex32, RejectedView};
 use crate::FORWARDED_HEADER;
 
 pub(crate) struct Inner {
@@ -471,7 +471,21 @@ async fn status(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn account(
+/// An account: balance, nonce, its validator and provider records, and the rewards the ledger
+/// paid it (total, epochs paid, the latest 16 payouts).
+#[utoipa::path(
+    get,
+    path = "/state/account/{address}",
+    tag = "network",
+    params(("address" = String, Path, description = "Account address, 64 hex characters")),
+    responses(
+        (status = 200, description = "The account (an unknown one reads as zero)", body = AccountView),
+        (status = 400, description = "bad_key: the address is not 32 hex bytes", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_served (no ledger)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "rate_limited (Retry-After)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn account(
     State(state): State<AppState>,
     p: Result<Path<String>, PathRejection>,
 ) -> Response {

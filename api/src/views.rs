@@ -76,7 +76,7 @@ pub struct StatusView {
 }
 
 /// A validator's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ValidatorStatusView {
     /// In the set (`"active"`).
@@ -88,7 +88,7 @@ pub enum ValidatorStatusView {
 }
 
 /// The validator record of an account (`GET /state/account/…`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountValidatorView {
     /// Key it signs consensus votes with.
     pub consensus_key: Hex32,
@@ -101,7 +101,7 @@ pub struct AccountValidatorView {
 }
 
 /// The provider record of an account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProviderView {
     /// Bonded stake.
     pub stake: u64,
@@ -109,8 +109,33 @@ pub struct ProviderView {
     pub data_root: Hex32,
 }
 
+/// Payouts listed in [`AccountRewardsView::recent`]: the latest this many.
+pub const ACCOUNT_RECENT_REWARDS: usize = 16;
+
+/// One epoch's reward paid to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EpochRewardView {
+    /// The epoch whose end paid it.
+    pub epoch: u64,
+    /// Amount minted to the account's balance.
+    pub amount: u64,
+}
+
+/// Rewards the ledger paid an account: at each epoch end, the auditor share (for audits the
+/// account's validator recorded) and the work share (for verified work of the devices and
+/// storage/GPU rounds it owns) together, as the ledger records them per (epoch, account).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AccountRewardsView {
+    /// Sum of every payout since genesis (already part of `balance` when paid).
+    pub total: u64,
+    /// Epochs whose end paid the account something.
+    pub epochs: u64,
+    /// The latest payouts (at most 16), newest first.
+    pub recent: Vec<EpochRewardView>,
+}
+
 /// `GET /state/account/<hex>` (an unknown account has zero balance and nonce).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountView {
     /// The address asked for.
     pub address: Hex32,
@@ -122,6 +147,9 @@ pub struct AccountView {
     pub validator: Option<AccountValidatorView>,
     /// Its provider record, if it is one.
     pub provider: Option<ProviderView>,
+    /// Rewards paid to it (zeros and an empty list when none).
+    #[serde(default)]
+    pub rewards: AccountRewardsView,
 }
 
 /// A device's status.
@@ -571,12 +599,28 @@ mod tests {
                 jail_count: 1,
             }),
             provider: None,
+            rewards: AccountRewardsView {
+                total: 30,
+                epochs: 2,
+                recent: vec![
+                    EpochRewardView {
+                        epoch: 4,
+                        amount: 10,
+                    },
+                    EpochRewardView {
+                        epoch: 2,
+                        amount: 20,
+                    },
+                ],
+            },
         };
         assert_eq!(
             serde_json::to_value(&acc)?,
             json!({"address": zs, "balance": 5, "nonce": 1, "provider": null,
                    "validator": {"consensus_key": zs, "stake": 9,
-                                 "status": {"jailed_until_epoch": 3}, "jail_count": 1}})
+                                 "status": {"jailed_until_epoch": 3}, "jail_count": 1},
+                   "rewards": {"total": 30, "epochs": 2,
+                               "recent": [{"epoch": 4, "amount": 10}, {"epoch": 2, "amount": 20}]}})
         );
         assert_eq!(
             serde_json::to_value(ValidatorStatusView::Active)?,

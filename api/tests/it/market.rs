@@ -277,6 +277,7 @@ async fn market_routes_are_in_the_openapi_document() -> TestResult {
         ("/v1/slashes", "get"),
         ("/v1/providers", "get"),
         ("/v1/proofs/verify", "post"),
+        ("/state/account/{address}", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -291,6 +292,20 @@ async fn market_routes_are_in_the_openapi_document() -> TestResult {
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
+    // An account shows the rewards the ledger paid it: total, epochs, latest payouts.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["AccountView"]["properties"]["rewards"]["$ref"],
+        "#/components/schemas/AccountRewardsView"
+    );
+    let rewards = &schemas["AccountRewardsView"]["properties"];
+    for field in ["total", "epochs", "recent"] {
+        assert!(rewards[field].is_object(), "AccountRewardsView.{field}");
+    }
+    assert_eq!(
+        rewards["recent"]["items"]["$ref"],
+        "#/components/schemas/EpochRewardView"
+    );
     let names: Vec<&str> = doc["paths"]["/v1/certificates"]["get"]["parameters"]
         .as_array()
         .ok_or("parameters")?

@@ -61,6 +61,7 @@ impl ReadModel for Model {
             nonce: 3,
             validator: None,
             provider: None,
+            rewards: Default::default(),
         })
     }
 

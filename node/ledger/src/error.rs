@@ -411,6 +411,10 @@ pub enum InvariantError {
     /// kept under another key than its own.
     #[error("storage record broken for {0}")]
     StorageIndex(DeviceId),
+    /// The rewards-by-recipient index disagrees with the rewards paid (for this recipient, or
+    /// in the number of entries).
+    #[error("reward index broken for {0:?}")]
+    RewardIndex(Option<Address>),
 }
 
 /// Why a state snapshot or a persisted state cannot be loaded.

@@ -80,7 +80,7 @@ pub use provider_audit::{
     GpuChallenge, GpuSpec, ProviderAuditDecision, ProviderAuditKind, ProviderAuditReport,
     ProviderAuditRound,
 };
-pub use state::{State, STATE_ROOT_CONTEXT};
+pub use state::{AccountRewards, State, STATE_ROOT_CONTEXT};
 pub use storage::{
     StorageAudit, StorageCommitment, StorageFault, StorageFaultKind, StorageOutcome,
 };

@@ -53,6 +53,8 @@ pub struct State {
     pub(crate) slashes: Vec<SlashRecord>,
     /// Rewards paid: (epoch, recipient) → amount.
     pub(crate) rewards: Tracked<(Epoch, Address), Amount>,
+    /// Derived index of `rewards` by recipient: its total and its payouts by epoch. Not hashed.
+    pub(crate) rewards_by_account: BTreeMap<Address, RewardHistory>,
     /// Seals of ended epochs: beacon and committee (see [`crate::sampling`]).
     pub(crate) seals: Tracked<Epoch, EpochSeal>,
     /// Readings attestations of epochs still inside their attestation window, by (epoch,
@@ -72,6 +74,24 @@ pub struct State {
     pub(crate) provider_audits: Tracked<(Epoch, DeviceId, ProviderAuditKind), ProviderAuditRound>,
     /// The authenticated map over all of the above (derived; see [`crate::commitment`]).
     pub(crate) commitment: Commitment,
+}
+
+/// A recipient's rewards in the derived index: its payouts by epoch and their sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RewardHistory {
+    pub(crate) total: Amount,
+    pub(crate) epochs: BTreeMap<Epoch, Amount>,
+}
+
+/// Rewards paid to one account ([`State::rewards_of`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountRewards {
+    /// Sum of every payout since genesis.
+    pub total: Amount,
+    /// Epochs whose end paid it something.
+    pub epochs: u64,
+    /// The latest payouts asked for, newest first: (epoch, amount).
+    pub recent: Vec<(Epoch, Amount)>,
 }
 
 impl State {
@@ -98,6 +118,7 @@ impl State {
             audits: Tracked::default(),
             slashes: Vec::new(),
             rewards: Tracked::default(),
+            rewards_by_account: BTreeMap::new(),
             seals: Tracked::default(),
             attestations: Tracked::default(),
             fixed_readings: Tracked::default(),
@@ -381,6 +402,39 @@ impl State {
             .range((epoch, Address([0; 32]))..=(epoch, Address([0xff; 32])))
             .map(|((_, a), v)| (*a, *v))
             .collect()
+    }
+
+    /// Rewards paid to `address` since genesis (audit and work shares together, as
+    /// [`crate::apply::end_epoch`] pays them): the total, how many epochs paid it, and its
+    /// `recent` latest payouts, newest first. Reads the derived index: O(recent · log n).
+    pub fn rewards_of(&self, address: &Address, recent: usize) -> AccountRewards {
+        let Some(h) = self.rewards_by_account.get(address) else {
+            return AccountRewards::default();
+        };
+        AccountRewards {
+            total: h.total,
+            epochs: u64::try_from(h.epochs.len()).unwrap_or(u64::MAX),
+            recent: h
+                .epochs
+                .iter()
+                .rev()
+                .take(recent)
+                .map(|(e, a)| (*e, *a))
+                .collect(),
+        }
+    }
+
+    /// Records a reward paid at the end of `epoch` (the hashed table and its index).
+    pub(crate) fn record_reward(&mut self, epoch: Epoch, to: Address, amount: Amount) {
+        let old = self.rewards.insert((epoch, to), amount);
+        let h = self.rewards_by_account.entry(to).or_default();
+        h.epochs.insert(epoch, amount);
+        // The index's total is a sum of paid rewards, each under the supply: it cannot
+        // saturate while the supply fits.
+        h.total = h
+            .total
+            .saturating_sub(old.unwrap_or(0))
+            .saturating_add(amount);
     }
 
     /// The seal of an ended epoch: its sampling beacon and the committee that served in it.
@@ -719,6 +773,19 @@ impl State {
             }
             if v.status == ValidatorStatus::Removed && v.stake != 0 {
                 return Err(InvariantError::RemovedWithStake(v.operator));
+            }
+        }
+        let indexed: usize = self
+            .rewards_by_account
+            .values()
+            .map(|h| h.epochs.len())
+            .sum();
+        if indexed != self.rewards.len() {
+            return Err(InvariantError::RewardIndex(None));
+        }
+        for ((e, a), v) in self.rewards.iter() {
+            if self.rewards_by_account.get(a).and_then(|h| h.epochs.get(e)) != Some(v) {
+                return Err(InvariantError::RewardIndex(Some(*a)));
             }
         }
         for (id, d) in &self.devices {
@@ -1267,6 +1334,12 @@ impl State {
     }
 
     fn rebuild_indexes(&mut self) {
+        self.rewards_by_account.clear();
+        for ((e, a), v) in self.rewards.iter() {
+            let h = self.rewards_by_account.entry(*a).or_default();
+            h.epochs.insert(*e, *v);
+            h.total = h.total.saturating_add(*v);
+        }
         for v in self.validators.values() {
             self.consensus_keys.insert(v.consensus_key, v.operator);
         }

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use groundtruth_api::{
-    AccountValidatorView, AccountView, ApiConfig, BlockTxView, BlockView, CheckView,
-    DeviceStatusView, DeviceView, HealthView, Hex32, OffenderView, Origin, ProviderView, ReadError,
-    ReadModel, Rejection, SetMemberView, SlashView, StatusView, Submitted, TxOutcomeView,
-    ValidatorStatusView, ValidatorView, ValidatorsView,
+    AccountRewardsView, AccountValidatorView, AccountView, ApiConfig, BlockTxView, BlockView,
+    CheckView, DeviceStatusView, DeviceView, EpochRewardView, HealthView, Hex32, OffenderView,
+    Origin, ProviderView, ReadError, ReadModel, Rejection, SetMemberView, SlashView, StatusView,
+    Submitted, TxOutcomeView, ValidatorStatusView, ValidatorView, ValidatorsView,
+    ACCOUNT_RECENT_REWARDS,
 };
 use groundtruth_ledger::{
     tx::MAX_TX_LEN, Address, DeviceId, DeviceStatus, Offender, ValidatorStatus,
@@ -318,6 +319,39 @@ fn series_page(page: ProductionPage) -> SeriesPage {
     }
 }
 
+/// `GET /state/account/{address}` from a committed state: balance, nonce, validator and
+/// provider records, and the rewards the ledger paid (total, epochs, the latest
+/// [`ACCOUNT_RECENT_REWARDS`]).
+fn account_view(state: &groundtruth_ledger::State, address: &Hex32) -> AccountView {
+    let a = Address(address.0);
+    let acc = state.account(&a);
+    let rewards = state.rewards_of(&a, ACCOUNT_RECENT_REWARDS);
+    AccountView {
+        address: *address,
+        balance: acc.balance,
+        nonce: acc.nonce,
+        validator: state.validator(&a).map(|v| AccountValidatorView {
+            consensus_key: Hex32(v.consensus_key.0),
+            stake: v.stake,
+            status: validator_status(v.status),
+            jail_count: v.jail_count,
+        }),
+        provider: state.provider(&a).map(|p| ProviderView {
+            stake: p.stake,
+            data_root: Hex32(p.data_root),
+        }),
+        rewards: AccountRewardsView {
+            total: rewards.total,
+            epochs: rewards.epochs,
+            recent: rewards
+                .recent
+                .into_iter()
+                .map(|(epoch, amount)| EpochRewardView { epoch, amount })
+                .collect(),
+        },
+    }
+}
+
 impl ReadModel for NodeReadModel {
     fn device_production(
         &self,
@@ -490,24 +524,8 @@ impl ReadModel for NodeReadModel {
 
     fn account(&self, address: &Hex32) -> Result<AccountView, ReadError> {
         let core = self.core()?;
-        let a = Address(address.0);
         let l = core.shared.read();
-        let acc = l.state.account(&a);
-        Ok(AccountView {
-            address: *address,
-            balance: acc.balance,
-            nonce: acc.nonce,
-            validator: l.state.validator(&a).map(|v| AccountValidatorView {
-                consensus_key: Hex32(v.consensus_key.0),
-                stake: v.stake,
-                status: validator_status(v.status),
-                jail_count: v.jail_count,
-            }),
-            provider: l.state.provider(&a).map(|p| ProviderView {
-                stake: p.stake,
-                data_root: Hex32(p.data_root),
-            }),
-        })
+        Ok(account_view(&l.state, address))
     }
 
     fn device(&self, id: &Hex32) -> Result<Option<DeviceView>, ReadError> {
@@ -926,6 +944,98 @@ mod tests {
         .await??;
         server.abort();
         Ok(())
+    }
+
+    /// An account's rewards as the API serves them come from the ledger's record: a GPU
+    /// owner paid for two committee-passed rounds shows both payouts (newest first), their
+    /// total (its balance's growth) and the count; an account never paid shows zeros.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn account_view_shows_the_rewards_the_ledger_paid() {
+        use groundtruth_ledger::testkit::{address, device_id, key, sign_tx, TestNet, GPU_DEVICE};
+        use groundtruth_ledger::{Epoch, ProviderAuditKind, TxBody};
+        let n = TestNet::new(4, 4);
+        let mut st = n.state().unwrap();
+        let gpu = device_id(&key(GPU_DEVICE));
+        let owner = address(&n.users[0]);
+        let claim = 50_000_000;
+        let spec = TxBody::RegisterGpuSpec {
+            device: gpu,
+            model: "H200".into(),
+            count: 1,
+            claimed_mac_per_s: claim,
+        };
+        let tx = sign_tx(&st, &n.users[0], 0, spec);
+        n.block(&mut st, vec![tx]).unwrap();
+        let advance = |st: &mut groundtruth_ledger::State, to: Epoch| {
+            while st.epoch() < to {
+                n.block(st, vec![]).unwrap();
+            }
+        };
+        // Rounds of epochs 0 and 1, each passed by 3 of the 4 equal validators.
+        for e in [0, 1] {
+            advance(&mut st, e + 1);
+            let kind = ProviderAuditKind::GpuCapacity;
+            let seed = st.provider_audit_seed(e, &gpu, kind).unwrap();
+            let txs = (0..3)
+                .map(|i| {
+                    sign_tx(
+                        &st,
+                        &n.operators[i],
+                        0,
+                        TxBody::ReportProviderAudit {
+                            epoch: e,
+                            device: gpu,
+                            kind,
+                            passed: true,
+                            seed,
+                            response_digest: [7; 32],
+                            elapsed_ms: 100,
+                            measured_per_s: claim,
+                        },
+                    )
+                })
+                .collect();
+            n.block(&mut st, txs).unwrap();
+        }
+        let before = st.account(&owner).balance;
+        let w = st.params().attestation_window_epochs;
+        advance(&mut st, w + 3);
+        let paid = |e: Epoch| -> u64 {
+            st.rewards_for_epoch(e)
+                .iter()
+                .filter(|(a, _)| *a == owner)
+                .map(|(_, x)| *x)
+                .sum()
+        };
+        let (first, second) = (paid(w), paid(w + 1));
+        assert!(first > 0 && second > 0, "both rounds paid");
+
+        let v = account_view(&st, &Hex32(owner.0));
+        assert_eq!(v.balance, st.account(&owner).balance);
+        assert_eq!(v.rewards.total, first + second);
+        assert_eq!(v.rewards.total, v.balance - before);
+        assert_eq!(v.rewards.epochs, 2);
+        assert_eq!(
+            v.rewards.recent,
+            vec![
+                EpochRewardView {
+                    epoch: w + 1,
+                    amount: second
+                },
+                EpochRewardView {
+                    epoch: w,
+                    amount: first
+                },
+            ]
+        );
+        assert!(v.provider.is_some());
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["rewards"]["total"], first + second);
+        assert_eq!(json["rewards"]["recent"][0]["epoch"], w + 1);
+
+        let never = account_view(&st, &Hex32(address(&n.users[3]).0));
+        assert_eq!(never.rewards, AccountRewardsView::default());
     }
 
     #[test]

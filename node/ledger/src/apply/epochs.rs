@@ -99,7 +99,7 @@ pub fn end_epoch(state: &mut State) -> Vec<Event> {
             // Each balance is at most the total supply, which fits, so this cannot saturate.
             let acct = state.accounts.entry(addr).or_default();
             acct.balance = acct.balance.saturating_add(amount);
-            state.rewards.insert((epoch, addr), amount);
+            state.record_reward(epoch, addr, amount);
             events.push(Event::RewardPaid {
                 epoch,
                 to: addr,
