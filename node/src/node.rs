@@ -145,12 +145,19 @@ pub async fn run(
         } else {
             None
         };
+        let oversized = Counter::default();
+        telemetry.registry.register(
+            "groundtruth_broker_oversized_packets",
+            "Packets over the embedded broker's size limit (each closed its connection before reaching ingest)",
+            oversized.clone(),
+        );
         broker::start(&BrokerConfig {
             listen: config.mqtt.listen,
             max_payload_bytes: config.mqtt.max_payload_bytes,
             max_inflight: 1000,
             max_connections: 10_000,
             auth,
+            oversized: broker::OversizeMeter::new(oversized),
         })
         .map_err(|e| NodeError::Io("embedded broker", e))?;
         tracing::info!(target: "node::broker", listen = %config.mqtt.listen, auth = config.mqtt.auth, "embedded MQTT broker listening");

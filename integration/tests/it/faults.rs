@@ -370,8 +370,10 @@ fn hostile_requests(rng: &mut impl rand::Rng) -> Vec<(String, Vec<u8>)> {
 ///   (`unknown_device`), another device's frame on the honest device's topic
 ///   (`topic_mismatch`), and a replay storm of one of the honest device's own frames
 ///   (`duplicate`, never `rate_limited`);
-/// * payloads over `mqtt.max_payload_bytes` (the broker closes the connection, so ingest
-///   never sees them) and raw non-MQTT bytes on the broker port;
+/// * payloads over `mqtt.max_payload_bytes`: a little over reach ingest (`oversize`); over the
+///   broker's packet limit (`ingest::broker::packet_limit`), the broker closes the connection
+///   and counts each in `groundtruth_broker_oversized_packets_total`; and raw non-MQTT bytes on
+///   the broker port (those whose header announces a packet over the limit are counted too);
 /// * hostile HTTP: malformed JSON, 6 MiB bodies, bad paths and parameters, and 2,000 requests
 ///   from 8 threads.
 ///
@@ -402,6 +404,7 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
     const MISMATCH: usize = 200;
     const STORM: usize = 3000;
     const OVERSIZE: usize = 20;
+    const NEAR_LIMIT: usize = 20;
     const JUNK_CONNECTIONS: usize = 50;
     let seed = fault_seed("hostile input");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -451,6 +454,13 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
         .map(|_| (0..rng.gen_range(200..900)).map(|_| rng.gen()).collect())
         .collect();
     hostile.push((honest_topic.clone(), long));
+    // Over the node's payload limit but within the broker's packet limit: ingest refuses them.
+    let max_payload = groundtruth_node::config::MqttSection::default().max_payload_bytes;
+    let packet_limit = groundtruth_node::ingest::broker::packet_limit(max_payload);
+    hostile.push((
+        honest_topic.clone(),
+        vec![vec![5u8; max_payload + 100]; NEAR_LIMIT],
+    ));
     let forged_frames: Vec<Vec<u8>> = (0..FORGED)
         .map(|i| {
             let mut f = energy_frame(&honest, 20_000 + i as u64, 100, (i as u64 + 1) * 100);
@@ -470,8 +480,15 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
         honest_topic.clone(),
         vec![energy_frame(&honest, 0, 100, 100); STORM],
     ));
-    let reaching_ingest =
-        HONEST as usize + RANDOM + TRUNCATED + LONG + FORGED + UNKNOWN + MISMATCH + STORM;
+    let reaching_ingest = HONEST as usize
+        + RANDOM
+        + TRUNCATED
+        + LONG
+        + NEAR_LIMIT
+        + FORGED
+        + UNKNOWN
+        + MISMATCH
+        + STORM;
 
     // The honest device publishes in small batches throughout the attack.
     let honest_thread = std::thread::spawn({
@@ -501,11 +518,8 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
             })
         })
         .collect();
-    // Over the broker's payload limit: the broker drops the connection; nothing reaches ingest.
-    // Known gap: no metric counts these refusals (rumqttd drops the connection inside its
-    // protocol reader, before the node's ACL wrapper or ingest), and ingest's own `oversize`
-    // reason cannot be reached behind the embedded broker, whose packet limit is the same
-    // `max_payload_bytes`. The test checks they were refused and never reached ingest.
+    // Over the broker's packet limit: the broker drops the connection; nothing reaches ingest,
+    // and the broker counts each one.
     let oversize_thread = std::thread::spawn({
         let topic = honest_topic.clone();
         move || -> Result<usize> {
@@ -522,10 +536,25 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
             Ok(refused)
         }
     });
+    let junk: Vec<Vec<u8>> = (0..JUNK_CONNECTIONS)
+        .map(|_| (0..4096).map(|_| rng.gen()).collect())
+        .collect();
+    // Junk whose fixed header (remaining length: a 1-4 byte varint after the first byte)
+    // announces more than the limit is refused, and counted, as an oversized packet.
+    let oversized_junk = junk
+        .iter()
+        .filter(|j| {
+            let mut len = 0usize;
+            for (i, b) in j.iter().skip(1).take(4).enumerate() {
+                len += usize::from(b & 0x7f) << (7 * i);
+                if b & 0x80 == 0 {
+                    return len > packet_limit;
+                }
+            }
+            false
+        })
+        .count();
     let junk_thread = std::thread::spawn({
-        let junk: Vec<Vec<u8>> = (0..JUNK_CONNECTIONS)
-            .map(|_| (0..4096).map(|_| rng.gen()).collect())
-            .collect();
         move || {
             for j in junk {
                 if let Ok(mut s) = std::net::TcpStream::connect(broker) {
@@ -596,6 +625,22 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
         "{refused_oversize} of {OVERSIZE} oversized publishes were refused by the broker"
     );
     let m = node.wait_received(reaching_ingest as u64, Duration::from_secs(60))?;
+    let oversized_series = "groundtruth_broker_oversized_packets_total";
+    let broker_oversized = node
+        .wait_metrics(Duration::from_secs(10), |m| {
+            m.get(oversized_series) as usize >= OVERSIZE + oversized_junk
+        })
+        .or_else(|_| node.metrics())?
+        .get(oversized_series) as usize;
+    eprintln!(
+        "broker: {broker_oversized} oversized packets refused ({OVERSIZE} publishes, \
+         {oversized_junk} junk headers)"
+    );
+    ensure!(
+        broker_oversized == OVERSIZE + oversized_junk,
+        "the broker counted {broker_oversized} oversized packets; {OVERSIZE} publishes and \
+         {oversized_junk} junk headers were over its limit"
+    );
     let peak = net.node(0).proc()?.peak_rss_kib().context("VmHWM")?;
     let rss_after = net.node(0).proc()?.rss_kib().context("VmRSS")?;
     eprintln!(
@@ -613,6 +658,7 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
         ("duplicate", STORM),
         ("rate_limited", 0),
         ("malformed", RANDOM + TRUNCATED + LONG),
+        ("oversize", NEAR_LIMIT),
         ("bad_signature", FORGED),
         ("unknown_device", UNKNOWN),
         ("topic_mismatch", MISMATCH),

@@ -24,6 +24,7 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
         max_inflight: 1000,
         max_connections: 10_000,
         auth: None,
+        oversized: Default::default(),
     })?;
     tracing::info!(target: "node::broker", listen = %args.listen, "MQTT broker listening");
     loop {

@@ -15,6 +15,13 @@
 //!   validators subscribe to readings and publish resend requests; retained messages and wills
 //!   are refused everywhere. A refused
 //!   packet closes the connection (MQTT 3.1.1 has no per-packet refusal) and is counted.
+//! - **How big** a packet may be: the broker's packet limit is [`packet_limit`], a little above
+//!   `max_payload_bytes`, so a publish whose payload is only somewhat over the node's limit
+//!   reaches ingest and is refused there as `oversize` (counted and acknowledged like any other
+//!   rejection). A larger packet is refused by rumqttd as soon as its fixed header announces
+//!   the size, before its body is buffered, and the connection is closed; [`SizeGuard`] sees
+//!   that refusal (rumqttd's alerts and meters do not report it) and counts it in
+//!   [`OversizeMeter`], logging at most one line per [`OVERSIZE_LOG_EVERY`].
 
 use groundtruth_device_sdk::{topics, verify_login, DeviceId};
 use prometheus_client::metrics::counter::Counter;
@@ -23,7 +30,8 @@ use rumqttd::protocol::{Error as ProtocolError, Packet, Protocol};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::registry::SharedRegistry;
 
@@ -32,12 +40,30 @@ pub const VALIDATOR_USER_PREFIX: &str = "validator:";
 /// Username prefix of fleet gateways.
 pub const GATEWAY_USER_PREFIX: &str = "gateway:";
 
+/// Room the embedded broker's packet limit leaves above `max_payload_bytes`: the readings
+/// topic (81 bytes), its length prefix and the packet id take 85 of it, so a payload up to
+/// 171 bytes over the node's limit still reaches ingest, which refuses and counts it as
+/// `oversize`. It stays below the 512 bytes of headroom the node's own MQTT client allows on
+/// incoming packets (`node.rs`), so nothing the broker accepts can be too large for the node's
+/// connection (which would fail, reconnect and be redelivered the same message forever).
+pub const PACKET_HEADROOM: usize = 256;
+
+/// The embedded broker's limit on a packet's remaining length (everything after the fixed
+/// header: topic, packet id and payload) for a node limit of `max_payload_bytes`.
+pub const fn packet_limit(max_payload_bytes: usize) -> usize {
+    max_payload_bytes.saturating_add(PACKET_HEADROOM)
+}
+
+/// At most one log line per this interval about packets over the broker's size limit.
+pub const OVERSIZE_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Settings of the embedded broker.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// TCP listen address.
     pub listen: SocketAddr,
-    /// Largest payload a client may publish, bytes.
+    /// Largest payload a client may publish, bytes. The broker itself refuses only packets
+    /// over [`packet_limit`] of this; ingest refuses payloads in between as `oversize`.
     pub max_payload_bytes: usize,
     /// QoS 1 messages a publishing client may have unacknowledged.
     pub max_inflight: usize,
@@ -45,6 +71,103 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Authentication and authorisation; `None` runs an open broker (tests, benchmarks).
     pub auth: Option<BrokerAuth>,
+    /// Counts packets refused for their size (open or authenticated broker alike).
+    pub oversized: OversizeMeter,
+}
+
+/// Packets the broker refused for being over its size limit: counted (each closed its
+/// connection, so this is also the number of connections closed for it) and logged at most
+/// once per [`OVERSIZE_LOG_EVERY`], each line saying how many refusals it covers.
+#[derive(Clone, Debug, Default)]
+pub struct OversizeMeter {
+    refused: Counter,
+    log: Arc<Mutex<LogWindow>>,
+}
+
+impl OversizeMeter {
+    /// A meter counting into `refused` (registered by the caller).
+    pub fn new(refused: Counter) -> Self {
+        Self {
+            refused,
+            log: Arc::default(),
+        }
+    }
+
+    /// Packets refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.get()
+    }
+
+    /// Counts one refused packet of `packet_bytes` (remaining length) over `limit`.
+    fn record(&self, packet_bytes: usize, limit: usize) {
+        self.refused.inc();
+        tracing::debug!(target: "node::broker", packet_bytes, limit, "MQTT packet over the size limit; connection closed");
+        let covered = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .note(Instant::now(), OVERSIZE_LOG_EVERY);
+        if let Some(refusals) = covered {
+            tracing::warn!(target: "node::broker", packet_bytes, limit, refusals, total = self.refused.get(), "MQTT packets over the broker's size limit refused, each closing its connection (refusals: since the previous line)");
+        }
+    }
+}
+
+/// When to write a rate-limited log line.
+#[derive(Debug, Default)]
+struct LogWindow {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl LogWindow {
+    /// Notes one incident at `now`. Returns how many incidents a line written now covers
+    /// (this one and those since the previous line), or `None` within `every` of that line.
+    fn note(&mut self, now: Instant, every: Duration) -> Option<u64> {
+        self.unlogged = self.unlogged.saturating_add(1);
+        if self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < every)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
+/// A protocol wrapper that counts packets refused for their size: rumqttd's v4 reader returns
+/// `PayloadSizeLimitExceeded` as soon as a fixed header announces more than the limit (before
+/// the body is read), and the connection is then closed.
+#[derive(Clone)]
+pub struct SizeGuard<P> {
+    inner: P,
+    meter: OversizeMeter,
+}
+
+impl<P> SizeGuard<P> {
+    /// Wraps `inner` (rumqttd's `V4`, or [`Acl`]).
+    pub fn new(inner: P, meter: OversizeMeter) -> Self {
+        Self { inner, meter }
+    }
+}
+
+impl<P: Protocol> Protocol for SizeGuard<P> {
+    fn read_mut(
+        &mut self,
+        stream: &mut bytes::BytesMut,
+        max_size: usize,
+    ) -> Result<Packet, ProtocolError> {
+        let read = self.inner.read_mut(stream, max_size);
+        if let Err(ProtocolError::PayloadSizeLimitExceeded(packet_bytes)) = &read {
+            self.meter.record(*packet_bytes, max_size);
+        }
+        read
+    }
+
+    fn write(&self, packet: Packet, write: &mut bytes::BytesMut) -> Result<usize, ProtocolError> {
+        self.inner.write(packet, write)
+    }
 }
 
 /// Who may log in to the embedded broker.
@@ -347,7 +470,7 @@ fn now_unix() -> u64 {
 pub fn start(config: &BrokerConfig) -> std::io::Result<()> {
     let mut connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 10_000,
-        max_payload_size: config.max_payload_bytes,
+        max_payload_size: packet_limit(config.max_payload_bytes),
         max_inflight_count: config.max_inflight,
         auth: None,
         external_auth: None,
@@ -392,6 +515,7 @@ pub fn start(config: &BrokerConfig) -> std::io::Result<()> {
     };
     let router_tx = rumqttd::Router::new(0, router).spawn();
     let authorise = config.auth.is_some();
+    let oversized = config.oversized.clone();
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
@@ -407,11 +531,12 @@ pub fn start(config: &BrokerConfig) -> std::io::Result<()> {
             };
             let result = runtime.block_on(async move {
                 if authorise {
-                    rumqttd::Server::new(server, router_tx, Acl::new(refused_packets))
+                    let protocol = SizeGuard::new(Acl::new(refused_packets), oversized);
+                    rumqttd::Server::new(server, router_tx, protocol)
                         .start(rumqttd::LinkType::Remote)
                         .await
                 } else {
-                    rumqttd::Server::new(server, router_tx, V4)
+                    rumqttd::Server::new(server, router_tx, SizeGuard::new(V4, oversized))
                         .start(rumqttd::LinkType::Remote)
                         .await
                 }
@@ -500,6 +625,160 @@ mod tests {
                 .is_err(),
             "one user's secret does not open another"
         );
+    }
+
+    /// A v4 PUBLISH packet (QoS 0) of `payload_len` bytes on `topic`, as sent on the wire.
+    fn publish_bytes(topic: &str, payload_len: usize) -> bytes::BytesMut {
+        let publish =
+            rumqttd::protocol::Publish::new(topic.to_string(), "x".repeat(payload_len), false);
+        let mut out = bytes::BytesMut::new();
+        let written = V4.write(Packet::Publish(publish, None), &mut out);
+        assert!(written.is_ok(), "{written:?}");
+        out
+    }
+
+    #[test]
+    fn size_guard_counts_each_packet_refused_for_its_size_and_nothing_else() {
+        let meter = OversizeMeter::default();
+        let mut guard = SizeGuard::new(V4, meter.clone());
+        let limit = packet_limit(1024);
+        let topic = topics::readings_topic(&DeviceKey::from_seed(&[1; 32]).device_id());
+        // Remaining length = 2 + topic + payload (QoS 0: no packet id).
+        let largest = limit - 2 - topic.len();
+        let mut at_limit = publish_bytes(&topic, largest);
+        assert!(matches!(
+            guard.read_mut(&mut at_limit, limit),
+            Ok(Packet::Publish(..))
+        ));
+        // A packet whose body has not arrived yet is not a refusal.
+        let mut partial = publish_bytes(&topic, largest);
+        partial.truncate(20);
+        assert!(matches!(
+            guard.read_mut(&mut partial, limit),
+            Err(ProtocolError::InsufficientBytes(_))
+        ));
+        assert_eq!(meter.refused(), 0);
+        // One byte over: refused from its fixed header alone, before the body is buffered.
+        let mut over = publish_bytes(&topic, largest + 1);
+        over.truncate(5);
+        assert!(matches!(
+            guard.read_mut(&mut over, limit),
+            Err(ProtocolError::PayloadSizeLimitExceeded(n)) if n == limit + 1
+        ));
+        assert_eq!(meter.refused(), 1);
+        // Other protocol errors are not counted as oversized.
+        let mut junk = bytes::BytesMut::from(&[0xf0u8, 0x00][..]);
+        assert!(guard.read_mut(&mut junk, limit).is_err());
+        assert_eq!(meter.refused(), 1);
+        // Through the ACL too (the authenticated broker's wrapper).
+        let mut acl = SizeGuard::new(Acl::new(Counter::default()), meter.clone());
+        let mut big = publish_bytes(&topic, 4096);
+        assert!(acl.read_mut(&mut big, limit).is_err());
+        assert_eq!(meter.refused(), 2);
+    }
+
+    #[test]
+    fn oversize_log_lines_are_rate_limited_and_cover_every_refusal() {
+        let mut window = LogWindow::default();
+        let t0 = Instant::now();
+        let every = Duration::from_secs(10);
+        assert_eq!(window.note(t0, every), Some(1));
+        assert_eq!(window.note(t0 + Duration::from_secs(1), every), None);
+        assert_eq!(window.note(t0 + Duration::from_secs(9), every), None);
+        // The next line covers the two refusals it held back and its own.
+        assert_eq!(window.note(t0 + Duration::from_secs(10), every), Some(3));
+        assert_eq!(window.note(t0 + Duration::from_secs(11), every), None);
+    }
+
+    /// The real broker: a publish just under its packet limit reaches a subscriber with the
+    /// node's own client limit (and ingest refuses it as `oversize`); one byte more closes the
+    /// publisher's connection, is counted once and reaches nobody.
+    #[test]
+    fn the_embedded_broker_passes_near_limit_payloads_to_ingest_and_counts_larger_ones() {
+        use rumqttc::{Client, Event, MqttOptions, Packet as P, QoS};
+        const MAX_PAYLOAD: usize = 1024;
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let listen = free.local_addr().expect("its address");
+        drop(free);
+        let meter = OversizeMeter::default();
+        let started = start(&BrokerConfig {
+            listen,
+            max_payload_bytes: MAX_PAYLOAD,
+            max_inflight: 100,
+            max_connections: 100,
+            auth: None,
+            oversized: meter.clone(),
+        });
+        assert!(started.is_ok(), "{started:?}");
+        let client = |id: &str| {
+            let mut o = MqttOptions::new(id, listen.ip().to_string(), listen.port());
+            // The node's own client limit (`node.rs`): 512 bytes over the payload limit.
+            o.set_max_packet_size(MAX_PAYLOAD + 512, 64 * 1024);
+            Client::new(o, 10)
+        };
+        let (sub, mut sub_conn) = client("validator:v0:test:0");
+        assert!(sub.subscribe("gt/v1/readings/#", QoS::AtLeastOnce).is_ok());
+        let wait_for = |conn: &mut rumqttc::Connection, want: &dyn Fn(&Event) -> bool| {
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until {
+                match conn.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Ok(e)) if want(&e) => return true,
+                    Ok(Err(_)) => return false,
+                    _ => {}
+                }
+            }
+            false
+        };
+        assert!(wait_for(&mut sub_conn, &|e| matches!(
+            e,
+            Event::Incoming(P::SubAck(_))
+        )));
+        let key = DeviceKey::from_seed(&[1; 32]);
+        let topic = topics::readings_topic(&key.device_id());
+        // QoS 1: remaining length = 2 + topic + 2 (packet id) + payload.
+        let largest = packet_limit(MAX_PAYLOAD) - topic.len() - 4;
+        assert!(largest > MAX_PAYLOAD);
+        let (publisher, mut pub_conn) = client("near-limit");
+        assert!(publisher
+            .publish(topic.clone(), QoS::AtLeastOnce, false, vec![7u8; largest])
+            .is_ok());
+        assert!(wait_for(&mut pub_conn, &|e| matches!(
+            e,
+            Event::Incoming(P::PubAck(_))
+        )));
+        let delivered = std::cell::Cell::new(None);
+        assert!(wait_for(&mut sub_conn, &|e| {
+            if let Event::Incoming(P::Publish(p)) = e {
+                delivered.set(Some(p.payload.len()));
+            }
+            delivered.get().is_some()
+        }));
+        assert_eq!(delivered.get(), Some(largest));
+        let registry = crate::ingest::registry::Registry::from_records(std::iter::empty());
+        let payload = vec![7u8; largest];
+        assert_eq!(
+            crate::ingest::precheck(&topic, &payload, MAX_PAYLOAD, &registry).err(),
+            Some(crate::ingest::Rejection::Oversize)
+        );
+        assert_eq!(meter.refused(), 0);
+        // One byte more: the broker closes the connection without a PUBACK.
+        let (publisher, mut pub_conn) = client("over-limit");
+        assert!(publisher
+            .publish(topic, QoS::AtLeastOnce, false, vec![7u8; largest + 1])
+            .is_ok());
+        assert!(!wait_for(&mut pub_conn, &|e| matches!(
+            e,
+            Event::Incoming(P::PubAck(_))
+        )));
+        let until = Instant::now() + Duration::from_secs(5);
+        while meter.refused() == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(meter.refused(), 1);
+        assert!(!wait_for(&mut sub_conn, &|e| matches!(
+            e,
+            Event::Incoming(P::Publish(_))
+        )));
     }
 
     #[test]

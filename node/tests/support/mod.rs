@@ -56,6 +56,7 @@ pub fn start_broker(listen: SocketAddr, devices: &[&DeviceKey]) -> Refusals {
             refused_logins: refusals.logins.clone(),
             refused_packets: refusals.packets.clone(),
         }),
+        oversized: Default::default(),
     })
     .expect("broker starts");
     refusals
