@@ -12,8 +12,8 @@ use groundtruth_consensus::{
     ValidatorInfo,
 };
 use groundtruth_ledger::{
-    apply_raw_block, select_payable, DoubleSignEvidence, Evidence as LedgerEvidence, SignedTx,
-    State, TxBody,
+    apply_raw_block, select_payable, BlockOutcome, DoubleSignEvidence, Event,
+    Evidence as LedgerEvidence, SignedTx, State, TxBody,
 };
 use tokio::sync::mpsc;
 
@@ -62,6 +62,23 @@ fn touches_devices(tx: &[u8]) -> bool {
             | TxBody::RetireDevice { .. }
             | TxBody::SubmitEvidence(LedgerEvidence::DeviceEquivocation { .. }))
     )
+}
+
+/// Whether ingest's device registry must be rebuilt after this block: a device transaction
+/// took effect, a device was suspended (by a transaction: a decided GPU or retrieval round, a
+/// storage fault; or at the epoch boundary: a missed storage deadline), or an epoch ended
+/// (whatever the boundary changed is seen at once, not at the next device transaction).
+fn registry_stale(txs: &[Bytes], outcome: &BlockOutcome) -> bool {
+    let suspended = |events: &[Event]| {
+        events
+            .iter()
+            .any(|e| matches!(e, Event::DeviceSuspended { .. }))
+    };
+    outcome.epoch_ended.is_some()
+        || suspended(&outcome.end_block_events)
+        || txs.iter().zip(&outcome.results).any(|(tx, r)| {
+            matches!(r, Ok(rc) if (rc.failed.is_none() && touches_devices(tx)) || suspended(&rc.events))
+        })
 }
 
 /// The mempool's door: the ledger's [`groundtruth_ledger::PendingPool`] over the committed
@@ -139,12 +156,7 @@ impl Application for ChainApp {
         };
         ledger.root = outcome.state_root;
         let next_set = set_of(&ledger.state);
-        let devices_changed = block
-            .txs
-            .iter()
-            .zip(&outcome.results)
-            .any(|(tx, r)| matches!(r, Ok(rc) if rc.failed.is_none()) && touches_devices(tx));
-        let registry = devices_changed.then(|| registry_of(&ledger.state));
+        let registry = registry_stale(&block.txs, &outcome).then(|| registry_of(&ledger.state));
         drop(ledger);
         // Keep every audit proof the block carried (verified or the evidence of a slash), so
         // the API can serve it; same database as the state, made durable with it below.
@@ -255,7 +267,13 @@ mod tests {
     use std::sync::{Mutex, RwLock};
 
     fn app(dir: &std::path::Path) -> (ChainApp, tokio::sync::watch::Receiver<Option<String>>) {
-        let state = TestNet::new(4, 4).state().expect("genesis");
+        app_over(dir, TestNet::new(4, 4).state().expect("genesis"))
+    }
+
+    fn app_over(
+        dir: &std::path::Path,
+        state: State,
+    ) -> (ChainApp, tokio::sync::watch::Receiver<Option<String>>) {
         let store = StateStore::open(dir).expect("store");
         store.init(&state).expect("init");
         let root = state.state_root();
@@ -333,5 +351,53 @@ mod tests {
         assert_eq!(back.height(), 1);
         assert_eq!(back.state_root(), root);
         assert_eq!(back.account(&address(&n.users[3])).balance, 1_000_009);
+    }
+
+    /// A storage device suspended at an epoch boundary (its proof for epoch 0 missed the
+    /// deadline, recorded when epoch 1 ends; no transaction in that block) leaves ingest's
+    /// registry with that block, not at the next device transaction.
+    #[test]
+    fn a_suspension_at_an_epoch_boundary_refreshes_the_registry() {
+        use groundtruth_ledger::testkit::{device_id, key, STORAGE_DEVICE};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut n = TestNet::new(4, 4);
+        n.genesis.params.storage_deadline_epochs = 1;
+        n.genesis.params.storage_faults_to_suspend = 1;
+        let (mut app, _halt) = app_over(dir.path(), n.state().expect("genesis"));
+        let dev = device_id(&key(STORAGE_DEVICE));
+        let data = vec![7u8; 10_000];
+        let c = groundtruth_proofs::por::commit_reader(&data[..], 4, None).expect("commit");
+        let st = app.shared.read().state.clone();
+        let tx = sign_tx(
+            &st,
+            &n.users[0],
+            0,
+            TxBody::CommitStorage {
+                device: dev,
+                root: c.root,
+                depth: c.depth,
+                num_chunks: c.num_chunks,
+            },
+        );
+        app.commit(&block(1, vec![Bytes::from(tx.encode())]))
+            .expect("commit");
+        let in_registry = |app: &ChainApp| app.shared.registry.load().get(&dev).is_some();
+        assert!(in_registry(&app));
+        let epoch_length = st.params().epoch_length;
+        let mut height = 1;
+        // Empty blocks up to the end of epoch 1, where epoch 0's missed proof suspends it.
+        while app.shared.read().state.epoch() < 2 {
+            height += 1;
+            app.commit(&block(height, Vec::new())).expect("commit");
+            let suspended = app
+                .shared
+                .read()
+                .state
+                .device(&dev)
+                .is_some_and(|d| d.status == groundtruth_ledger::DeviceStatus::Suspended);
+            assert_eq!(in_registry(&app), !suspended, "height {height}");
+        }
+        assert_eq!(height, 2 * epoch_length);
+        assert!(!in_registry(&app), "suspended at the boundary");
     }
 }
