@@ -11,6 +11,7 @@
 mod api;
 mod fleet;
 mod genesis;
+mod l1;
 mod ledger_tx;
 pub mod mqtt;
 mod net;
@@ -21,6 +22,7 @@ mod providers;
 pub use api::{Api, Metrics, Response};
 pub use fleet::{DeviceTotal, FleetSpec, Manifest, MeteredKind};
 pub use genesis::{devnet_genesis_path, seed_address, Genesis};
+pub use l1::{l1_unavailable, AnchoredLog, L1};
 pub use ledger_tx::{address_of, operator_key};
 pub use net::{Broker, Node, TestNet, TestNetBuilder};
 pub use netns::Netns;
@@ -112,6 +114,20 @@ pub fn wait_listening(addr: SocketAddr, timeout: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     bail!("nothing listening on {addr} after {timeout:?}")
+}
+
+/// The seed of a randomised scenario: `GROUNDTRUTH_FAULT_SEED`, else the clock; printed.
+pub fn fault_seed(what: &str) -> u64 {
+    let seed = std::env::var("GROUNDTRUTH_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("{what}: seed {seed} (GROUNDTRUTH_FAULT_SEED={seed} replays it)");
+    seed
 }
 
 /// Writes a `groundtruth keygen`-format key file for the seed, owner-only.

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use crate::api::{Api, Metrics};
 use crate::fleet::{FleetSpec, Manifest};
 use crate::genesis::Genesis;
+use crate::l1::L1;
 use crate::netns::Netns;
 use crate::proc::Proc;
 use crate::{free_addr, free_addrs, groundtruth, groundtruth_bin, wait_listening, write_key_file};
@@ -61,6 +62,7 @@ pub struct TestNetBuilder {
     node_env: Vec<(usize, String, String)>,
     netns: bool,
     configure: Vec<Configure>,
+    l1: bool,
 }
 
 impl std::fmt::Debug for TestNetBuilder {
@@ -89,6 +91,7 @@ impl Default for TestNetBuilder {
             node_env: Vec::new(),
             netns: false,
             configure: Vec::new(),
+            l1: false,
         }
     }
 }
@@ -167,6 +170,15 @@ impl TestNetBuilder {
         self
     }
 
+    /// Runs a real L1 ([`crate::L1`]): anvil with the oracle contract deployed for the
+    /// validators' devnet L1 keys (written into the genesis), and every validator's `[oracle]`
+    /// service enabled with short polls and failover (needs consensus and anvil, see
+    /// [`crate::l1_unavailable`]; not with `netns` or `run_as`).
+    pub fn l1(mut self, on: bool) -> Self {
+        self.l1 = on;
+        self
+    }
+
     /// Edits validator `i`'s config after the builder filled it in.
     pub fn configure(mut self, f: impl Fn(usize, &mut NodeConfig) + 'static) -> Self {
         self.configure.push(Box::new(f));
@@ -219,6 +231,23 @@ impl TestNetBuilder {
                 std::fs::write(&genesis_path, g.to_toml()?)?;
             }
         }
+
+        // The L1 (before any validator starts: they read its contract from their config).
+        let l1 = if self.l1 {
+            ensure!(
+                self.consensus && self.run_as.is_none() && !self.netns,
+                "an L1 needs consensus, and neither run_as nor netns"
+            );
+            let dirs: Vec<PathBuf> = (0..self.validators)
+                .map(|i| root.join(format!("v{i}")))
+                .collect();
+            for d in &dirs {
+                std::fs::create_dir_all(d)?;
+            }
+            Some(L1::start(&genesis_path, &dirs)?)
+        } else {
+            None
+        };
 
         let (external, broker_proc) = match self.broker {
             Broker::Mosquitto => {
@@ -321,6 +350,9 @@ impl TestNetBuilder {
                 c.mempool_max_txs = self.mempool_max_txs;
                 cfg.p2p.listen = multiaddr(&swarm[i]);
                 cfg.p2p.bootstrap = others(&swarm, &multiaddr);
+                if let Some(l1) = &l1 {
+                    cfg.oracle = l1.oracle_section(&vdir, others(&apis, &|a| a.to_string()));
+                }
             }
             for f in &self.configure {
                 f(i, &mut cfg);
@@ -367,6 +399,7 @@ impl TestNetBuilder {
             fleet: self.fleet,
             dir: Some(dir),
             netns,
+            l1,
         };
         for node in &net.nodes {
             node.wait_ready()?;
@@ -387,6 +420,8 @@ pub struct TestNet {
     // Dropped after the validators (cleared first in `drop`): a namespace outlives its
     // processes.
     netns: Option<Netns>,
+    // Stopped after the validators.
+    l1: Option<L1>,
 }
 
 impl std::fmt::Debug for TestNet {
@@ -443,6 +478,11 @@ impl TestNet {
             .as_ref()
             .context("not built with netns(true)")?
             .heal(i)
+    }
+
+    /// The L1 (built with [`TestNetBuilder::l1`]).
+    pub fn l1(&self) -> Result<&L1> {
+        self.l1.as_ref().context("not built with l1(true)")
     }
 
     /// Validator `i`.

@@ -21,6 +21,8 @@
 //! A validator whose ledger record lacks its L1 key (or holds another) registers it with
 //! `SetL1Key` and the key's proof of possession.
 
+pub mod devnet;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -19,7 +19,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use groundtruth_device_sdk::{topics, DeviceKey};
 use groundtruth_integration::mqtt::{energy_frames, publish_all};
-use groundtruth_integration::{Broker, Genesis, Node, TestNet};
+use groundtruth_integration::{fault_seed, Broker, Genesis, Node, TestNet};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -699,20 +699,6 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
         honest_stored.len()
     );
     Ok(())
-}
-
-/// The seed of a randomised scenario: `GROUNDTRUTH_FAULT_SEED`, else the clock; printed.
-fn fault_seed(what: &str) -> u64 {
-    let seed = std::env::var("GROUNDTRUTH_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    eprintln!("{what}: seed {seed} (GROUNDTRUTH_FAULT_SEED={seed} replays it)");
-    seed
 }
 
 /// Accepted readings a node holds, from its metrics (0 when unreachable).
