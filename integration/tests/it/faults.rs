@@ -391,9 +391,10 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
     use rand::{Rng, SeedableRng};
     /// Growth of resident memory allowed over the node's size before the attack: sled's page
     /// cache (64 MiB cap, `ingest::store`) can fill with what the attack makes it read and
-    /// write, the ingest queues hold at most 8,192 messages of ≤ 1 KiB (8 MiB), and the
-    /// broker's log for this attack's few MB; 128 MiB leaves room for allocator slack and
-    /// still fails on anything that keeps a copy per hostile message or request.
+    /// write, the ingest queues hold at most 8,192 messages of ≤ 1.25 KiB (the broker's packet
+    /// limit, 10 MiB), and the broker's log for this attack's few MB; 128 MiB leaves room for
+    /// allocator slack and still fails on anything that keeps a copy per hostile message or
+    /// request.
     const RSS_BOUND_MIB: u64 = 128;
     const HONEST: u64 = 300;
     const RANDOM: usize = 1500;
