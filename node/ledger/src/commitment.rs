@@ -34,10 +34,15 @@ impl jmt::SimpleHasher for Blake3 {
 /// A map that remembers which keys were written since the last [`Tracked::clear_dirty`].
 /// Reads go through `Deref` to the `BTreeMap`; every write goes through a method here, so no
 /// write can escape the commitment.
+///
+/// A value that stands for several entries of the tree (an epoch's audit records) is dropped
+/// with [`Tracked::prune`], which keeps it aside until the next [`Tracked::clear_dirty`] so
+/// the state can delete each of its entries from the tree ([`Tracked::pruned`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Tracked<K: Ord + Clone, V> {
     map: BTreeMap<K, V>,
     dirty: BTreeSet<K>,
+    pruned: BTreeMap<K, V>,
 }
 
 impl<K: Ord + Clone, V> Default for Tracked<K, V> {
@@ -45,6 +50,7 @@ impl<K: Ord + Clone, V> Default for Tracked<K, V> {
         Self {
             map: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            pruned: BTreeMap::new(),
         }
     }
 }
@@ -93,6 +99,23 @@ impl<K: Ord + Clone, V> Tracked<K, V> {
         self.map.remove(k)
     }
 
+    /// Removes `k`, keeping its value aside (see [`Tracked::pruned`]) until the next
+    /// [`Tracked::clear_dirty`]. Returns whether it was present.
+    pub fn prune(&mut self, k: &K) -> bool {
+        let Some(v) = self.map.remove(k) else {
+            return false;
+        };
+        self.dirty.insert(k.clone());
+        // The first value pruned since the last commit is the one the tree may hold.
+        self.pruned.entry(k.clone()).or_insert(v);
+        true
+    }
+
+    /// The value [`Tracked::prune`] removed under `k` since the last [`Tracked::clear_dirty`].
+    pub fn pruned(&self, k: &K) -> Option<&V> {
+        self.pruned.get(k)
+    }
+
     /// Replaces the whole map (every old and new key is written).
     pub fn replace(&mut self, map: BTreeMap<K, V>) {
         self.dirty.extend(self.map.keys().cloned());
@@ -105,9 +128,10 @@ impl<K: Ord + Clone, V> Tracked<K, V> {
         &self.dirty
     }
 
-    /// Forgets the written keys (after a full rebuild).
+    /// Forgets the written keys and the pruned values (after a commit or a full rebuild).
     pub fn clear_dirty(&mut self) {
         self.dirty.clear();
+        self.pruned.clear();
     }
 }
 

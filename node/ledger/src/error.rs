@@ -411,8 +411,9 @@ pub enum InvariantError {
     /// kept under another key than its own.
     #[error("storage record broken for {0}")]
     StorageIndex(DeviceId),
-    /// The rewards-by-recipient index disagrees with the rewards paid (for this recipient, or
-    /// in the number of entries).
+    /// The per-account reward totals disagree with the rewards paid: a recipient's entries
+    /// still held exceed its total or its count of paid epochs, or the totals do not add up to
+    /// the supply minted (`None`).
     #[error("reward index broken for {0:?}")]
     RewardIndex(Option<Address>),
 }

@@ -39,6 +39,10 @@ use crate::types::{Address, Amount, DeviceKind};
 /// Basis points in one whole (100 %).
 pub const BP_ONE: u16 = 10_000;
 
+/// Default [`Params::history_epochs`]: 16 epochs (16 minutes of the devnet's 60-second epochs),
+/// above the `2·audit_deadline_epochs + 1 = 5` the default deadline needs.
+pub const DEFAULT_HISTORY_EPOCHS: u64 = 16;
+
 /// Chain parameters. Every field has a default, so a genesis file names only what it changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -151,6 +155,14 @@ pub struct Params {
     /// the committee decided passed (scaled by measured/claimed throughput when below spec).
     /// 0: GPU capacity earns nothing.
     pub gpu_work_units_per_gpu: u64,
+    /// Epochs of per-epoch history the ledger keeps: at the end of epoch `E` the audit records
+    /// and the per-(epoch, recipient) reward entries of epochs `≤ E − history_epochs` are
+    /// dropped from the state (and its root), so the state holds those of the last
+    /// `history_epochs` ended epochs. Each account's running reward total is kept for good
+    /// (see [`crate::State::rewards_of`]). Above `2·audit_deadline_epochs + 1`: the epoch
+    /// boundary reads audits that far back (rewards, and the commitment recorded when an
+    /// epoch's reassignment window closes).
+    pub history_epochs: u64,
 }
 
 impl Default for Params {
@@ -194,6 +206,7 @@ impl Default for Params {
             retrieval_spot_chunks: 4,
             storage_work_units_per_chunk: 1,
             gpu_work_units_per_gpu: 1_000,
+            history_epochs: DEFAULT_HISTORY_EPOCHS,
         }
     }
 }
@@ -250,6 +263,13 @@ impl Params {
         }
         if self.audit_deadline_epochs == 0 {
             return bad("audit_deadline_epochs must be positive");
+        }
+        let reach = self
+            .audit_deadline_epochs
+            .saturating_mul(2)
+            .saturating_add(1);
+        if self.history_epochs <= reach {
+            return bad("history_epochs must be above 2·audit_deadline_epochs + 1");
         }
         if self.timed_epochs() && self.epoch_window(1 << 32).is_none() {
             return bad("genesis_time_s + epoch_duration_s · 2^32 overflows");
@@ -352,7 +372,8 @@ impl Params {
             .u32(self.gpu_challenge_n)
             .u32(self.retrieval_spot_chunks)
             .u64(self.storage_work_units_per_chunk)
-            .u64(self.gpu_work_units_per_gpu);
+            .u64(self.gpu_work_units_per_gpu)
+            .u64(self.history_epochs);
     }
 
     pub(crate) fn decode(
@@ -393,6 +414,7 @@ impl Params {
             retrieval_spot_chunks: r.u32()?,
             storage_work_units_per_chunk: r.u64()?,
             gpu_work_units_per_gpu: r.u64()?,
+            history_epochs: r.u64()?,
         })
     }
 }

@@ -87,6 +87,6 @@ pub use storage::{
 pub use tx::{possession_sign_bytes, Block, SignedTx, Tx, TxBody};
 pub use types::{
     Account, Address, Amount, AuditKind, AuditRecord, AuditResult, AuditSubject, ConsensusKey,
-    Device, DeviceKind, DeviceStatus, Epoch, Height, Offender, Provider, SlashReason, SlashRecord,
-    StakeRole, Supply, UnbondingEntry, Validator, ValidatorStatus, MAX_REGION_LEN,
+    Device, DeviceKind, DeviceStatus, Epoch, Height, Offender, Provider, RewardTotal, SlashReason,
+    SlashRecord, StakeRole, Supply, UnbondingEntry, Validator, ValidatorStatus, MAX_REGION_LEN,
 };

@@ -13,8 +13,8 @@ use crate::provider_audit::{GpuChallenge, GpuSpec, ProviderAuditKind, ProviderAu
 use crate::storage::{StorageAudit, StorageCommitment};
 use crate::types::{
     check_region, Account, Address, Amount, AuditKind, AuditRecord, AuditSubject, ConsensusKey,
-    Device, DeviceStatus, Epoch, Height, Offender, Provider, SlashRecord, Supply, UnbondingEntry,
-    Validator, ValidatorStatus,
+    Device, DeviceStatus, Epoch, Height, Offender, Provider, RewardTotal, SlashRecord, Supply,
+    UnbondingEntry, Validator, ValidatorStatus,
 };
 
 /// Key under which the state root is derived (blake3 `derive_key` context).
@@ -49,12 +49,14 @@ pub struct State {
     pub(crate) close_votes: std::collections::BTreeSet<Address>,
     /// Delegated stake: (validator operator, delegator) → amount (never zero).
     pub(crate) delegations: Tracked<(Address, Address), Amount>,
+    /// Audit records by audited epoch, of the last `history_epochs` epochs (older ones are
+    /// pruned at each epoch boundary).
     pub(crate) audits: Tracked<Epoch, BTreeMap<(AuditSubject, AuditKind), AuditRecord>>,
     pub(crate) slashes: Vec<SlashRecord>,
-    /// Rewards paid: (epoch, recipient) → amount.
+    /// Rewards paid: (epoch, recipient) → amount, of the last `history_epochs` epochs.
     pub(crate) rewards: Tracked<(Epoch, Address), Amount>,
-    /// Derived index of `rewards` by recipient: its total and its payouts by epoch. Not hashed.
-    pub(crate) rewards_by_account: BTreeMap<Address, RewardHistory>,
+    /// Every recipient's rewards since genesis (total, paid epochs), kept for good.
+    pub(crate) reward_totals: Tracked<Address, RewardTotal>,
     /// Seals of ended epochs: beacon and committee (see [`crate::sampling`]).
     pub(crate) seals: Tracked<Epoch, EpochSeal>,
     /// Readings attestations of epochs still inside their attestation window, by (epoch,
@@ -76,13 +78,6 @@ pub struct State {
     pub(crate) commitment: Commitment,
 }
 
-/// A recipient's rewards in the derived index: its payouts by epoch and their sum.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct RewardHistory {
-    pub(crate) total: Amount,
-    pub(crate) epochs: BTreeMap<Epoch, Amount>,
-}
-
 /// Rewards paid to one account ([`State::rewards_of`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountRewards {
@@ -90,7 +85,8 @@ pub struct AccountRewards {
     pub total: Amount,
     /// Epochs whose end paid it something.
     pub epochs: u64,
-    /// The latest payouts asked for, newest first: (epoch, amount).
+    /// The latest payouts asked for, newest first: (epoch, amount), among those of the last
+    /// `history_epochs` epochs (the ledger keeps no older per-epoch entries).
     pub recent: Vec<(Epoch, Amount)>,
 }
 
@@ -118,7 +114,7 @@ impl State {
             audits: Tracked::default(),
             slashes: Vec::new(),
             rewards: Tracked::default(),
-            rewards_by_account: BTreeMap::new(),
+            reward_totals: Tracked::default(),
             seals: Tracked::default(),
             attestations: Tracked::default(),
             fixed_readings: Tracked::default(),
@@ -378,7 +374,21 @@ impl State {
             .collect()
     }
 
-    /// Audits of an epoch (by the epoch audited), ordered by subject and kind.
+    /// The oldest epoch whose audit records and reward entries the state still holds: those of
+    /// older epochs were pruned (see [`Params::history_epochs`]).
+    pub fn history_floor(&self) -> Epoch {
+        self.epoch.saturating_sub(self.params.history_epochs)
+    }
+
+    /// Whether `epoch`'s audit records and reward entries were pruned from the state
+    /// ([`State::history_floor`]): then [`State::audits_for_epoch`] and
+    /// [`State::rewards_for_epoch`] read empty whatever the epoch held.
+    pub fn history_pruned(&self, epoch: Epoch) -> bool {
+        epoch < self.history_floor()
+    }
+
+    /// Audits of an epoch (by the epoch audited), ordered by subject and kind. Empty for an
+    /// epoch older than [`State::history_floor`].
     pub fn audits_for_epoch(&self, epoch: Epoch) -> Vec<&AuditRecord> {
         self.audits
             .get(&epoch)
@@ -396,7 +406,8 @@ impl State {
         self.audits.get(&epoch)?.get(&(*subject, kind))
     }
 
-    /// Rewards paid at the end of `epoch`, by recipient.
+    /// Rewards paid at the end of `epoch`, by recipient. Empty for an epoch older than
+    /// [`State::history_floor`].
     pub fn rewards_for_epoch(&self, epoch: Epoch) -> Vec<(Address, Amount)> {
         self.rewards
             .range((epoch, Address([0; 32]))..=(epoch, Address([0xff; 32])))
@@ -405,36 +416,72 @@ impl State {
     }
 
     /// Rewards paid to `address` since genesis (audit and work shares together, as
-    /// [`crate::apply::end_epoch`] pays them): the total, how many epochs paid it, and its
-    /// `recent` latest payouts, newest first. Reads the derived index: O(recent · log n).
+    /// [`crate::apply::end_epoch`] pays them): the total and how many epochs paid it (from the
+    /// running totals, exact after pruning), and its `recent` latest payouts, newest first,
+    /// among the epochs still held (the last `history_epochs`). O(epochs held · log n).
     pub fn rewards_of(&self, address: &Address, recent: usize) -> AccountRewards {
-        let Some(h) = self.rewards_by_account.get(address) else {
+        let Some(t) = self.reward_totals.get(address) else {
             return AccountRewards::default();
         };
+        // Walk the epochs that hold any reward entry, newest first.
+        let mut out = Vec::new();
+        let mut below = self.rewards.keys().next_back().map(|(e, _)| *e);
+        while let Some(e) = below {
+            if out.len() >= recent {
+                break;
+            }
+            if let Some(v) = self.rewards.get(&(e, *address)) {
+                out.push((e, *v));
+            }
+            below = e.checked_sub(1).and_then(|prev| {
+                self.rewards
+                    .range(..=(prev, Address([0xff; 32])))
+                    .next_back()
+                    .map(|((x, _), _)| *x)
+            });
+        }
         AccountRewards {
-            total: h.total,
-            epochs: u64::try_from(h.epochs.len()).unwrap_or(u64::MAX),
-            recent: h
-                .epochs
-                .iter()
-                .rev()
-                .take(recent)
-                .map(|(e, a)| (*e, *a))
-                .collect(),
+            total: t.total,
+            epochs: t.epochs,
+            recent: out,
         }
     }
 
-    /// Records a reward paid at the end of `epoch` (the hashed table and its index).
+    /// Records a reward paid at the end of `epoch` (once per recipient and epoch): the
+    /// per-epoch entry and the recipient's running total.
     pub(crate) fn record_reward(&mut self, epoch: Epoch, to: Address, amount: Amount) {
         let old = self.rewards.insert((epoch, to), amount);
-        let h = self.rewards_by_account.entry(to).or_default();
-        h.epochs.insert(epoch, amount);
-        // The index's total is a sum of paid rewards, each under the supply: it cannot
-        // saturate while the supply fits.
-        h.total = h
+        let t = self.reward_totals.entry(to).or_default();
+        // A sum of paid rewards, each minted under the supply: it cannot saturate while the
+        // supply fits.
+        t.total = t
             .total
             .saturating_sub(old.unwrap_or(0))
             .saturating_add(amount);
+        if old.is_none() {
+            t.epochs = t.epochs.saturating_add(1);
+        }
+    }
+
+    /// Drops the audit records and reward entries of every epoch before `floor` (through the
+    /// tracked maps, so the tree deletes their entries with the next commit). Returns how
+    /// many audit records and reward entries went.
+    pub(crate) fn prune_history(&mut self, floor: Epoch) -> (usize, usize) {
+        let epochs: Vec<Epoch> = self.audits.range(..floor).map(|(e, _)| *e).collect();
+        let mut audits = 0usize;
+        for e in epochs {
+            audits = audits.saturating_add(self.audits.get(&e).map_or(0, BTreeMap::len));
+            self.audits.prune(&e);
+        }
+        let rewards: Vec<(Epoch, Address)> = self
+            .rewards
+            .range(..(floor, Address([0; 32])))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &rewards {
+            self.rewards.remove(k);
+        }
+        (audits, rewards.len())
     }
 
     /// The seal of an ended epoch: its sampling beacon and the committee that served in it.
@@ -775,17 +822,27 @@ impl State {
                 return Err(InvariantError::RemovedWithStake(v.operator));
             }
         }
-        let indexed: usize = self
-            .rewards_by_account
+        let totals: u128 = self
+            .reward_totals
             .values()
-            .map(|h| h.epochs.len())
+            .map(|t| u128::from(t.total))
             .sum();
-        if indexed != self.rewards.len() {
+        if totals != u128::from(self.supply.minted) {
             return Err(InvariantError::RewardIndex(None));
         }
-        for ((e, a), v) in self.rewards.iter() {
-            if self.rewards_by_account.get(a).and_then(|h| h.epochs.get(e)) != Some(v) {
-                return Err(InvariantError::RewardIndex(Some(*a)));
+        let mut held: BTreeMap<Address, (u128, u64)> = BTreeMap::new();
+        for ((_, a), v) in self.rewards.iter() {
+            let h = held.entry(*a).or_default();
+            h.0 = h.0.saturating_add(u128::from(*v));
+            h.1 = h.1.saturating_add(1);
+        }
+        for (a, (sum, n)) in held {
+            let fits = self
+                .reward_totals
+                .get(&a)
+                .is_some_and(|t| u128::from(t.total) >= sum && t.epochs >= n);
+            if !fits {
+                return Err(InvariantError::RewardIndex(Some(a)));
             }
         }
         for (id, d) in &self.devices {
@@ -901,6 +958,7 @@ impl State {
         self.delegations.clear_dirty();
         self.audits.clear_dirty();
         self.rewards.clear_dirty();
+        self.reward_totals.clear_dirty();
         self.seals.clear_dirty();
         self.attestations.clear_dirty();
         self.fixed_readings.clear_dirty();
@@ -932,9 +990,8 @@ impl State {
     /// unbonding id), 1 accounts, 2 validators, 3 validator set, 4 providers, 5 devices,
     /// 6 unbonding entries, 7 audits, 8 slashes, 9 rewards, 10 delegations, 11 epoch seals,
     /// 12 readings attestations, 13 fixed readings roots, 14 flagged attestations, 15 storage
-    /// commitments, 16 storage audits, 17 GPU specs, 18 provider audit rounds. What the state
-    /// root
-    /// commits to, and what the node persists ([`State::from_entries`] reads it back).
+    /// commitments, 16 storage audits, 17 GPU specs, 18 provider audit rounds, 19 reward totals.
+    /// What the state root commits to, and what the node persists ([`State::from_entries`] reads it back).
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = vec![(entry_key::header(), self.header_bytes())];
         for (a, acc) in self.accounts.iter() {
@@ -1005,6 +1062,9 @@ impl State {
         }
         for ((e, d, k), a) in self.provider_audits.iter() {
             out.push((entry_key::provider_audit(*e, d, *k), enc(|w| a.encode(w))));
+        }
+        for (a, t) in self.reward_totals.iter() {
+            out.push((entry_key::reward_total(a), enc(|w| t.encode(w))));
         }
         out
     }
@@ -1082,10 +1142,17 @@ impl State {
             let v = self.unbonding.get(id).map(|x| enc(|w| x.encode(w)));
             put(entry_key::unbonding(*id), v);
         }
-        // Audits are only ever added: re-put the records of every epoch written.
+        // Within an epoch audits are only ever added: re-put the records of every epoch
+        // written, and delete those of an epoch pruned as a whole.
         for e in self.audits.dirty() {
-            for a in self.audits.get(e).into_iter().flat_map(BTreeMap::values) {
+            let now = self.audits.get(e);
+            for a in now.into_iter().flat_map(BTreeMap::values) {
                 put(entry_key::audit(a), Some(enc(|w| a.encode(w))));
+            }
+            for a in self.audits.pruned(e).into_iter().flat_map(BTreeMap::values) {
+                if !now.is_some_and(|m| m.contains_key(&(a.subject, a.kind))) {
+                    put(entry_key::audit(a), None);
+                }
             }
         }
         for s in self
@@ -1142,6 +1209,10 @@ impl State {
         for k in self.provider_audits.dirty() {
             let v = self.provider_audits.get(k).map(|x| enc(|w| x.encode(w)));
             put(entry_key::provider_audit(k.0, &k.1, k.2), v);
+        }
+        for a in self.reward_totals.dirty() {
+            let v = self.reward_totals.get(a).map(|x| enc(|w| x.encode(w)));
+            put(entry_key::reward_total(a), v);
         }
         out
     }
@@ -1302,6 +1373,10 @@ impl State {
                     }
                     st.provider_audits.insert((e, d, k), a);
                 }
+                19 => {
+                    let a = Address::decode(&mut kr)?;
+                    st.reward_totals.insert(a, RewardTotal::decode(&mut r)?);
+                }
                 _ => return Err(SnapshotError::Entry("unknown table")),
             }
             r.finish()?;
@@ -1334,12 +1409,6 @@ impl State {
     }
 
     fn rebuild_indexes(&mut self) {
-        self.rewards_by_account.clear();
-        for ((e, a), v) in self.rewards.iter() {
-            let h = self.rewards_by_account.entry(*a).or_default();
-            h.epochs.insert(*e, *v);
-            h.total = h.total.saturating_add(*v);
-        }
         for v in self.validators.values() {
             self.consensus_keys.insert(v.consensus_key, v.operator);
         }
@@ -1534,6 +1603,16 @@ impl State {
             self.provider_audits.values(),
             |w, a| a.encode(w),
         );
+        table(
+            sink,
+            19,
+            self.reward_totals.len(),
+            self.reward_totals.iter(),
+            |w, (a, t)| {
+                a.encode(w);
+                t.encode(w);
+            },
+        );
     }
 
     fn read_canonical(r: &mut Reader<'_>) -> core::result::Result<Self, TxError> {
@@ -1705,6 +1784,13 @@ impl State {
             st.provider_audits.insert((a.epoch, a.device, a.kind), a);
             Ok(())
         })?;
+        let mut last = None;
+        table(r, 19, |r| {
+            let a = Address::decode(r)?;
+            ascending(&mut last, a)?;
+            st.reward_totals.insert(a, RewardTotal::decode(r)?);
+            Ok(())
+        })?;
         Ok(st)
     }
 }
@@ -1813,5 +1899,8 @@ mod entry_key {
             encode_device(d, w);
             w.u8(k.tag());
         })
+    }
+    pub fn reward_total(a: &Address) -> Vec<u8> {
+        key(19, |w| a.encode(w))
     }
 }

@@ -119,6 +119,29 @@ impl Account {
     }
 }
 
+/// An account's rewards since genesis, kept for good in the hashed state (table 19) while the
+/// per-(epoch, recipient) entries are kept only for `history_epochs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RewardTotal {
+    /// Sum of every payout.
+    pub total: Amount,
+    /// Epochs whose end paid it something.
+    pub epochs: u64,
+}
+
+impl RewardTotal {
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.u64(self.total).u64(self.epochs);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        Ok(Self {
+            total: r.u64()?,
+            epochs: r.u64()?,
+        })
+    }
+}
+
 /// Where a validator stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValidatorStatus {

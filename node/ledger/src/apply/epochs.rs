@@ -14,8 +14,9 @@ use super::*;
 /// The epoch boundary, run after the last block of an epoch: seals the epoch (its sampling
 /// beacon and its committee, see [`seal_epoch`]), pays the epoch's audit rewards, releases
 /// matured unbonding entries, moves to the next epoch, recomputes the validator set from
-/// bonded stake, and drops the attestations of epochs whose attestation window closed (fixed
-/// roots and flags stay). Cannot fail.
+/// bonded stake, drops the attestations of epochs whose attestation window closed (fixed
+/// roots and flags stay), and drops the audit records and reward entries of epochs that left
+/// the `history_epochs` window ([`State::history_floor`]). Cannot fail.
 ///
 /// Rewards: `R = params.reward_for_epoch(epoch)`; `auditor_share_bp` of it is split among
 /// the validators that recorded audits during the epoch, pro rata to their number of audits;
@@ -158,6 +159,13 @@ pub fn end_epoch(state: &mut State) -> Vec<Event> {
     for k in closed {
         state.attestations.remove(&k);
     }
+    // 5. Per-epoch history past `history_epochs`: the audit records and reward entries of
+    // epochs ≤ epoch − history_epochs go (the state keeps the last `history_epochs` ended
+    // epochs; each account's reward total stays). The farthest back any reader of the ledger
+    // looks is `2·audit_deadline_epochs + 1` (step 1 above), which `Params::validate` keeps
+    // below `history_epochs`.
+    let floor = state.history_floor();
+    state.prune_history(floor);
     events.push(Event::EpochEnded {
         epoch,
         minted: paid,

@@ -973,3 +973,186 @@ fn a_timed_state_survives_snapshot_and_entries() {
         State::from_entries(st.entries()).unwrap().state_root()
     );
 }
+
+/// Two states that go through the same blocks, and a store of entries kept from genesis
+/// by each block's write set (what a node persists).
+struct Replicas {
+    a: State,
+    b: State,
+    db: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Replicas {
+    fn new(n: &TestNet) -> Self {
+        let a = n.state().unwrap();
+        let db = a.entries().into_iter().collect();
+        Self {
+            b: n.state().unwrap(),
+            a,
+            db,
+        }
+    }
+
+    /// Applies one block of `txs` to both states (every transaction included and passed) and
+    /// its writes to the store; the two roots agree.
+    fn block(&mut self, n: &TestNet, txs: Vec<SignedTx>) -> BlockOutcome {
+        let o = n.block(&mut self.a, txs.clone()).unwrap();
+        for r in &o.results {
+            assert_eq!(r.as_ref().map(|r| r.failed.clone()), Ok(None));
+        }
+        let ob = n.block(&mut self.b, txs).unwrap();
+        assert_eq!(o.state_root, ob.state_root);
+        assert_eq!(self.a.state_root(), o.state_root);
+        for (k, v) in &o.writes {
+            match v {
+                Some(v) => self.db.insert(k.clone(), v.clone()),
+                None => self.db.remove(k),
+            };
+        }
+        o
+    }
+
+    /// Closes the current epoch on both states.
+    fn close(&mut self, n: &TestNet) -> BlockOutcome {
+        let votes = n.close_votes(&self.a, &[0, 1, 2, 3]);
+        let o = self.block(n, votes);
+        assert!(o.epoch_ended.is_some());
+        o
+    }
+
+    /// Audits epoch `e` (the states are in `e + 1`): its readings agreed by three validators
+    /// and every batch proved by its auditor, one transaction per block.
+    fn audit(&mut self, n: &TestNet, e: Epoch) {
+        let batches = audit_batches(&self.a, e, &series(&self.a, e, &READINGS)).unwrap();
+        let commitments: Vec<BatchCommitment> = batches.iter().map(|(b, _)| *b).collect();
+        for i in [0, 1, 2] {
+            let body = TxBody::AttestReadings {
+                epoch: e,
+                batches: commitments.clone(),
+            };
+            let tx = sign_tx(&self.a, &n.operators[i], 0, body);
+            self.block(n, vec![tx]);
+        }
+        for (b, devs) in &batches {
+            let proof = prove(&self.a, e, devs);
+            let tx = submit(&self.a, operator(n, &b.auditor), e, b.auditor, proof);
+            self.block(n, vec![tx]);
+        }
+        assert_eq!(self.a.audits_for_epoch(e).len(), READINGS.len());
+    }
+}
+
+/// `history_epochs` must leave room for the farthest read back (`2·audit_deadline_epochs + 1`).
+#[test]
+fn history_must_cover_the_audit_reassignment_window() {
+    let mut p = TestNet::timed_params();
+    let reach = 2 * p.audit_deadline_epochs + 1;
+    p.history_epochs = reach;
+    assert!(p.validate().is_err());
+    p.history_epochs = reach + 1;
+    p.validate().unwrap();
+}
+
+/// Audits and rewards of every epoch for twice the history window: the records and the
+/// per-epoch reward entries of epochs past the window leave the state (and its tree: a tree
+/// rebuilt from the surviving entries, or from a node's store kept by the blocks' write sets,
+/// has the same root), the recent ones stay whole, the per-epoch tables stay bounded, and each
+/// account's reward total still equals its balance growth, also after a snapshot reload.
+#[test]
+fn per_epoch_history_is_pruned_deterministically_and_reward_totals_stay_exact() {
+    let mut n = TestNet::new_timed(4, 4);
+    let reach = 2 * n.genesis.params.audit_deadline_epochs + 1;
+    let h = reach + 1;
+    n.genesis.params.history_epochs = h;
+    let mut r = Replicas::new(&n);
+    let accounts: Vec<Address> = r.a.accounts().map(|(a, _)| *a).collect();
+    let before: BTreeMap<Address, Amount> = accounts
+        .iter()
+        .map(|a| (*a, r.a.account(a).balance))
+        .collect();
+    r.close(&n);
+    // What each epoch's end paid, read while the ledger still holds it.
+    let mut paid: BTreeMap<Address, (Amount, u64)> = BTreeMap::new();
+    let mut max_held = 0usize;
+    for e in 0..2 * h {
+        r.audit(&n, e);
+        let ended = r.close(&n).epoch_ended.unwrap();
+        assert_eq!(ended, e + 1);
+        let rewards = r.a.rewards_for_epoch(ended);
+        assert!(!rewards.is_empty(), "epoch {ended} paid its auditors");
+        for (a, x) in rewards {
+            let p = paid.entry(a).or_default();
+            p.0 += x;
+            p.1 += 1;
+        }
+        let entries = r.a.entries();
+        let of = |tag: u8| entries.iter().filter(|(k, _)| k[0] == tag).count();
+        let held = (0..r.a.epoch())
+            .filter(|x| !r.a.audits_for_epoch(*x).is_empty())
+            .count();
+        assert!(held as u64 <= h, "epoch {e}: {held} epochs of audits held");
+        assert!(of(7) <= h as usize * READINGS.len());
+        assert!(of(9) <= h as usize * accounts.len());
+        max_held = max_held.max(of(7) + of(9));
+    }
+    let st = &r.a;
+    let floor = st.history_floor();
+    assert_eq!(floor, st.epoch() - h);
+    assert!(floor > h, "ran past the window twice");
+    // Old epochs: gone; the window: whole (the current epoch's predecessor is not audited yet).
+    for e in 0..floor {
+        assert!(st.history_pruned(e));
+        assert!(st.audits_for_epoch(e).is_empty(), "epoch {e}");
+        assert!(st.rewards_for_epoch(e).is_empty(), "epoch {e}");
+    }
+    for e in floor..st.epoch() - 1 {
+        assert!(!st.history_pruned(e));
+        assert_eq!(st.audits_for_epoch(e).len(), READINGS.len(), "epoch {e}");
+    }
+    for e in floor + 1..st.epoch() {
+        assert!(!st.rewards_for_epoch(e).is_empty(), "epoch {e}");
+    }
+    // Bounded: the last epochs held as many entries as the steady state allows.
+    assert!(max_held <= h as usize * (READINGS.len() + accounts.len()));
+
+    // The tree dropped exactly what the maps dropped.
+    let rebuilt = State::from_entries(st.entries()).unwrap();
+    assert_eq!(rebuilt.state_root(), st.state_root());
+    let stored = State::from_entries(r.db.clone()).unwrap();
+    assert_eq!(stored.state_root(), st.state_root());
+    assert_eq!(&stored, st);
+    let back = State::from_snapshot(&st.snapshot()).unwrap();
+    assert_eq!(back.state_root(), st.state_root());
+    assert_eq!(&back, st);
+    assert_eq!(r.b.state_root(), st.state_root());
+
+    // Totals: exact after pruning and after reloads; `recent` lists only the window.
+    assert!(!paid.is_empty());
+    for (a, (total, epochs)) in &paid {
+        let got = st.rewards_of(a, 1_000);
+        assert_eq!(got.total, *total, "{a:?}");
+        assert_eq!(got.epochs, *epochs, "{a:?}");
+        assert_eq!(got.total, st.account(a).balance - before[a], "{a:?}");
+        assert!(got.recent.len() as u64 <= h);
+        assert!(got.recent.iter().all(|(e, _)| *e >= floor));
+        assert!(
+            got.recent.windows(2).all(|w| w[0].0 > w[1].0),
+            "newest first"
+        );
+        let held: Vec<(Epoch, Amount)> = (floor..st.epoch())
+            .rev()
+            .filter_map(|e| {
+                st.rewards_for_epoch(e)
+                    .into_iter()
+                    .find(|(x, _)| x == a)
+                    .map(|(_, v)| (e, v))
+            })
+            .collect();
+        assert_eq!(got.recent, held);
+        assert_eq!(back.rewards_of(a, 1_000), got);
+        assert_eq!(stored.rewards_of(a, 1_000), got);
+    }
+    let minted: Amount = paid.values().map(|(t, _)| t).sum();
+    assert_eq!(st.supply().minted, minted);
+    st.check_invariants().unwrap();
+}
