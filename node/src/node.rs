@@ -267,7 +267,10 @@ pub async fn run(
             .set_clean_session(false)
             .set_manual_acks(true)
             .set_keep_alive(config.mqtt.keep_alive)
-            .set_max_packet_size(config.mqtt.max_payload_bytes + 512, 4096)
+            .set_max_packet_size(
+                ingest::mqtt::client_packet_limit(config.mqtt.max_payload_bytes),
+                4096,
+            )
             .set_inflight(config.mqtt.max_inflight);
         let (client, eventloop) = AsyncClient::new(options, config.ingest.queue_capacity);
         let generation = Arc::new(AtomicU64::new(0));

@@ -43,10 +43,12 @@ pub const GATEWAY_USER_PREFIX: &str = "gateway:";
 /// Room the embedded broker's packet limit leaves above `max_payload_bytes`: the readings
 /// topic (81 bytes), its length prefix and the packet id take 85 of it, so a payload up to
 /// 171 bytes over the node's limit still reaches ingest, which refuses and counts it as
-/// `oversize`. It stays below the 512 bytes of headroom the node's own MQTT client allows on
-/// incoming packets (`node.rs`), so nothing the broker accepts can be too large for the node's
-/// connection (which would fail, reconnect and be redelivered the same message forever).
+/// `oversize`. It stays below the headroom the node's own MQTT connections allow on incoming
+/// packets ([`super::mqtt::CLIENT_PACKET_HEADROOM`]), with room for the 2-byte packet id a
+/// delivery may add, so nothing the broker accepts can be too large for the node's connection
+/// (which would fail, reconnect and be redelivered the same message forever).
 pub const PACKET_HEADROOM: usize = 256;
+const _: () = assert!(PACKET_HEADROOM + 2 < super::mqtt::CLIENT_PACKET_HEADROOM);
 
 /// The embedded broker's limit on a packet's remaining length (everything after the fixed
 /// header: topic, packet id and payload) for a node limit of `max_payload_bytes`.
@@ -712,8 +714,11 @@ mod tests {
         assert!(started.is_ok(), "{started:?}");
         let client = |id: &str| {
             let mut o = MqttOptions::new(id, listen.ip().to_string(), listen.port());
-            // The node's own client limit (`node.rs`): 512 bytes over the payload limit.
-            o.set_max_packet_size(MAX_PAYLOAD + 512, 64 * 1024);
+            // The node's own client limit (`node.rs`).
+            o.set_max_packet_size(
+                crate::ingest::mqtt::client_packet_limit(MAX_PAYLOAD),
+                64 * 1024,
+            );
             Client::new(o, 10)
         };
         let (sub, mut sub_conn) = client("validator:v0:test:0");

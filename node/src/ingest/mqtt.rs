@@ -8,6 +8,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Room the node's MQTT connections allow above `max_payload_bytes` in an incoming packet's
+/// remaining length (topic, packet id, payload). A broker must never deliver more: the
+/// connection would fail on that message and, its session being persistent, be redelivered it
+/// after every reconnect. The embedded broker's own limit stays below this
+/// ([`super::broker::PACKET_HEADROOM`]); an external broker's must be set to match.
+pub const CLIENT_PACKET_HEADROOM: usize = 512;
+
+/// Largest remaining length the node's MQTT connections accept, for `max_payload_bytes`.
+pub const fn client_packet_limit(max_payload_bytes: usize) -> usize {
+    max_payload_bytes.saturating_add(CLIENT_PACKET_HEADROOM)
+}
+
 /// Reads one MQTT connection into the ingest queue until ingest stops.
 pub async fn read_loop(
     connection: usize,
