@@ -28,7 +28,9 @@
 //! in the order the requests were handed to it; the task keeps a FIFO of what it handed over to
 //! pair them, then maps PUBACK packet ids back to sequence numbers. Only this task sends
 //! requests, and only between CONNACK and the next connection error, so no request from an old
-//! connection can reach a new one and shift that pairing. The task never cancels rumqttc's
+//! connection can reach a new one and shift that pairing; events rumqttc had buffered when a
+//! connection failed (a publish it numbered whose write then failed) are settled against the
+//! old connection right after the error, never paired with the next one's. The task never cancels rumqttc's
 //! `poll` future (which could lose a half-written packet); it keeps it pinned and waits for new
 //! readings beside it.
 //!
@@ -144,6 +146,12 @@ pub struct PublisherConfig {
     pub broker_host: String,
     /// Broker port (1883 for plain MQTT, 8883 for MQTT over TLS by convention).
     pub broker_port: u16,
+    /// Further brokers (host, port), tried in this order after the first when a connection
+    /// attempt fails: e.g. other validators' embedded brokers, so that a device whose broker
+    /// died keeps delivering (PROTOCOL.md, "Several brokers"). Empty by default. After a
+    /// connection drops, the same broker is tried once more before moving on; the device stays
+    /// on whichever broker accepts it. Every one gets the same login, TLS and session settings.
+    pub fallback_brokers: Vec<(String, u16)>,
     /// MQTT client id; `None` (the default, and the protocol's rule) uses the device id in
     /// lower-case hex. A second connection with the same id takes the session over.
     pub client_id: Option<String>,
@@ -182,6 +190,7 @@ impl PublisherConfig {
         Self {
             broker_host: broker_host.into(),
             broker_port,
+            fallback_brokers: Vec::new(),
             client_id: None,
             credentials: Credentials::DeviceToken,
             resend_limits: ResendLimits::default(),
@@ -201,7 +210,18 @@ impl PublisherConfig {
         self.client_id.clone().unwrap_or_else(|| device.to_string())
     }
 
-    fn mqtt_options(&self, device: &DeviceId) -> Result<MqttOptions> {
+    /// Connection options for the first broker, then each fallback, in order.
+    fn endpoint_options(&self, device: &DeviceId) -> Result<Vec<MqttOptions>> {
+        std::iter::once((self.broker_host.as_str(), self.broker_port))
+            .chain(self.fallback_brokers.iter().map(|(h, p)| (h.as_str(), *p)))
+            .map(|(host, port)| self.mqtt_options(device, host, port))
+            .collect()
+    }
+
+    fn mqtt_options(&self, device: &DeviceId, host: &str, port: u16) -> Result<MqttOptions> {
+        if host.is_empty() {
+            return Err(Error::Config("broker host must not be empty".into()));
+        }
         if !self.keep_alive.is_zero() && self.keep_alive < Duration::from_secs(1) {
             return Err(Error::Config(
                 "keep_alive must be zero or at least one second".into(),
@@ -216,7 +236,7 @@ impl PublisherConfig {
                 "with Credentials::DeviceToken the client id must be the device id in hex".into(),
             ));
         }
-        let mut o = MqttOptions::new(&client_id, &self.broker_host, self.broker_port);
+        let mut o = MqttOptions::new(&client_id, host, port);
         o.set_keep_alive(self.keep_alive)
             .set_inflight(self.inflight.get())
             // Non-empty client id (checked above), so rumqttc accepts a persistent session.
@@ -321,7 +341,11 @@ impl Publisher {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Config("Publisher::start needs a tokio runtime".into()))?;
         let device = key.device_id();
-        let options = config.mqtt_options(&device)?;
+        let endpoints = config.endpoint_options(&device)?;
+        let options = endpoints
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::Config("no broker".into()))?;
         let queue = OfflineQueue::open(QueueConfig {
             dir: config.queue_dir.clone(),
             max_entries: config.max_queue_entries,
@@ -357,6 +381,8 @@ impl Publisher {
             resend_topic: topics::resend_topic(&device),
             window,
             reconnect_delay: config.reconnect_delay,
+            endpoints,
+            endpoint: 0,
             connected: false,
             failed_attempts: 0,
             sent_next: status.acked_next,
@@ -502,6 +528,10 @@ struct Driver {
     resend_topic: String,
     window: usize,
     reconnect_delay: Duration,
+    /// Connection options of every broker, the configured one first, then the fallbacks.
+    endpoints: Vec<MqttOptions>,
+    /// Which of `endpoints` the event loop connects to now.
+    endpoint: usize,
     connected: bool,
     /// Connection attempts failed since the last CONNACK (the first is logged at `warn`).
     failed_attempts: u32,
@@ -552,7 +582,20 @@ impl Driver {
                         tracing::debug!(target: "device_sdk::publisher", error = %e, attempts = self.failed_attempts, "broker still unreachable");
                     }
                     self.failed_attempts = self.failed_attempts.saturating_add(1);
+                    // A connection attempt failed (not a live connection dropped, which gets one
+                    // more try on the same broker): move on to the next broker, if any.
+                    if !self.connected {
+                        self.next_endpoint(&mut eventloop.mqtt_options);
+                    }
                     self.set_connected(false);
+                    // Events rumqttc buffered before the error (a publish it numbered whose
+                    // write then failed, a PUBACK read just before) belong to the dead
+                    // connection. Left in its buffer they would come first after the next
+                    // CONNACK and pair the new connection's publishes with old packet ids,
+                    // so that a reading is never counted as acknowledged: settle them now.
+                    while let Some(event) = eventloop.state.events.pop_front() {
+                        self.on_event(event);
+                    }
                     // The queue is the only retransmission state: drop rumqttc's replay list
                     // (publishes it would resend if the broker resumes the session).
                     eventloop.pending.clear();
@@ -562,6 +605,20 @@ impl Driver {
                     }
                 }
             }
+        }
+    }
+
+    /// Switches the event loop's next connection to the next broker in the list (no-op with
+    /// a single broker).
+    fn next_endpoint(&mut self, options: &mut MqttOptions) {
+        if self.endpoints.len() < 2 {
+            return;
+        }
+        self.endpoint = self.endpoint.saturating_add(1) % self.endpoints.len();
+        if let Some(next) = self.endpoints.get(self.endpoint) {
+            *options = next.clone();
+            let (host, port) = next.broker_address();
+            tracing::info!(target: "device_sdk::publisher", broker = %format!("{host}:{port}"), "trying the next broker");
         }
     }
 

@@ -169,6 +169,95 @@ async fn resend_request_republishes_retained_readings() {
     p.shutdown().await;
 }
 
+/// A device given two brokers: while the first is reachable everything goes there; once it
+/// dies (connection cut, then refused) the device moves to the second, delivers every reading
+/// not yet acknowledged and those it makes from then on, in order, and answers resend
+/// requests that reach it there (a validator behind the second broker asking for readings the
+/// first had acknowledged but never delivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_next_broker_and_answers_resends_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = test_key(6).device_id();
+    let (a, b) = (start_broker(), start_broker());
+    let gate_a = Gate::new(a);
+    gate_a.open().await;
+    let mut sub_a = Subscriber::connect(a, &topics::readings_topic(&device)).await;
+    let mut sub_b = Subscriber::connect(b, &topics::readings_topic(&device)).await;
+    let p = Publisher::start(test_key(6), {
+        let mut c = publisher_config(gate_a.port, dir.path());
+        c.fallback_brokers = vec![("127.0.0.1".into(), b.port())];
+        c
+    })
+    .unwrap();
+    wait_connected(&p).await;
+    let first = publish_n(&p, 0..10);
+    assert_eq!(sub_a.take_seqs(10).await, (0..10).collect::<Vec<_>>());
+    assert!(p.flush(Duration::from_secs(5)).await);
+    assert!(
+        sub_b
+            .next_reading(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "nothing goes to the fallback while the first broker is up"
+    );
+
+    // The first broker dies with readings on their way (some handed to it, some not yet
+    // acknowledged): its connection is cut and nothing listens on its port any more.
+    publish_n(&p, 10..15);
+    gate_a.close().await;
+    publish_n(&p, 15..20);
+    assert!(
+        p.flush(Duration::from_secs(10)).await,
+        "readings made after the first broker died are acknowledged by the second"
+    );
+    // What the first broker acknowledged before it died is not sent again; everything else
+    // reaches the second, in order (first arrivals), so together they hold every reading.
+    let mut on_a = std::collections::BTreeSet::new();
+    while let Some(s) = sub_a.next_reading(Duration::from_millis(200)).await {
+        on_a.insert(s.reading.seq);
+    }
+    let mut on_b = Vec::new();
+    while let Some(s) = sub_b.next_reading(Duration::from_millis(500)).await {
+        if !on_b.contains(&s.reading.seq) {
+            on_b.push(s.reading.seq);
+        }
+    }
+    assert!(
+        on_b.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {on_b:?}"
+    );
+    let all: std::collections::BTreeSet<u64> = on_a.iter().chain(&on_b).copied().collect();
+    assert_eq!(
+        all,
+        (10..20).collect(),
+        "first broker {on_a:?}, second {on_b:?}"
+    );
+    assert!(
+        on_b.contains(&19),
+        "the second broker got the latest reading: {on_b:?}"
+    );
+
+    // A resend request on the second broker is answered there, byte for byte.
+    sub_b
+        .client
+        .publish(
+            topics::resend_topic(&device),
+            QoS::AtLeastOnce,
+            false,
+            topics::encode_resend_request(5).to_vec(),
+        )
+        .await
+        .unwrap();
+    for expected in &first[5..10] {
+        let got = sub_b.next_reading(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            &got, expected,
+            "byte-identical resend through the fallback broker"
+        );
+    }
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn full_queue_refuses_new_readings_without_using_a_seq() {
     let dir = tempfile::tempdir().unwrap();
