@@ -304,7 +304,7 @@ pub async fn run(
             EVIDENCE_RESUBMIT_INTERVAL,
         ));
     }
-    let replicate = match &chain {
+    let links = match &chain {
         Some(c) => {
             c.start_swarm(&config.p2p, store.clone(), swarm_tx, swarm_metrics)
                 .await?
@@ -320,7 +320,8 @@ pub async fn run(
         clients,
         generations,
         evidence: chain.as_ref().map(|c| c.evidence_sender()),
-        replicate,
+        replicate: links.as_ref().map(|l| l.replicate.clone()),
+        gap_fill: links.map(|l| l.gap_fill),
     };
     let threads = ingest::spawn_with_production(ctx, rx, Some(production))
         .map_err(|e| NodeError::Io("ingest threads", e))?;

@@ -752,6 +752,7 @@ mod tests {
             generations: vec![Arc::new(AtomicU64::new(0))],
             evidence: None,
             replicate: None,
+            gap_fill: None,
         };
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         Ok((tx, crate::ingest::spawn(ctx, rx)?))

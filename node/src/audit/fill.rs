@@ -223,6 +223,43 @@ impl PeerFill {
         report
     }
 
+    /// Fetches one device's sequence gap `from..=to` (at most [`MAX_SEQ_SLACK`] seqs; ingest
+    /// asks again for the rest) from up to [`MAX_PEERS`] connected peers in turn, until they
+    /// have served the whole range, and hands the frames to ingest (checked there like
+    /// replicated gossip). Ingest asks for this whenever it asks a device to resend
+    /// ([`crate::ingest::GapFill`]): with several brokers the device may be on another
+    /// validator's broker, so only the peers hold what this node missed (while it was down, or
+    /// when gossip dropped it). Returns how many frames it handed on; never fails.
+    pub async fn fill_gap(&self, device: DeviceId, from: u64, to: u64) -> u64 {
+        if to < from {
+            return 0;
+        }
+        let to = to.min(from.saturating_add(MAX_SEQ_SLACK - 1));
+        let want = to - from + 1;
+        let peers = match self.p2p.connected_peers().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(target: "node::ingest", error = %e, "cannot list peers to fill a gap from");
+                return 0;
+            }
+        };
+        let entry = InventoryEntry {
+            device: device.0,
+            count: 0,
+            first_seq: from,
+            last_seq: to,
+        };
+        let mut fetched: HashSet<(DeviceId, u64)> = HashSet::new();
+        let mut handed = 0u64;
+        for peer in peers.into_iter().take(MAX_PEERS) {
+            handed = handed.saturating_add(self.fetch_device(peer, &entry, &mut fetched).await);
+            if u64::try_from(fetched.len()).unwrap_or(u64::MAX) >= want {
+                break;
+            }
+        }
+        handed
+    }
+
     /// Fetches `entry.first_seq..=entry.last_seq` of its device from `peer` (in pages) and hands
     /// every frame that is the asked device's, in the asked range, to ingest. Returns how many.
     async fn fetch_device(

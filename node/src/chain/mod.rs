@@ -288,6 +288,15 @@ impl Core {
     }
 }
 
+/// What ingest hands to the validators' swarm ([`Chain::start_swarm`]).
+#[derive(Debug, Clone)]
+pub struct SwarmLinks {
+    /// Frames accepted from this node's broker, to replicate to the other validators.
+    pub replicate: mpsc::Sender<Bytes>,
+    /// Sequence gaps to fetch from peers.
+    pub gap_fill: mpsc::Sender<crate::ingest::GapFill>,
+}
+
 /// The running ledger service.
 pub struct Chain {
     core: Arc<Core>,
@@ -529,30 +538,38 @@ impl Chain {
 
     /// Starts the validators' swarm ([`swarm`]) when `[p2p] enabled`: transaction gossip
     /// (instead of HTTP forwarding), readings replication into `ingest`, readings fetch from
-    /// `store`. Returns the sender ingest hands accepted broker frames to, for replication.
+    /// `store`, and sequence gaps filled from peers. Returns the senders ingest hands accepted
+    /// broker frames (for replication) and its sequence gaps (to fetch from peers) to.
     pub async fn start_swarm(
         &self,
         section: &swarm::P2pSection,
         store: crate::ingest::store::Store,
         ingest: mpsc::Sender<crate::ingest::Inbound>,
         metrics: swarm::SwarmMetrics,
-    ) -> Result<Option<mpsc::Sender<Bytes>>> {
+    ) -> Result<Option<SwarmLinks>> {
         if !section.enabled {
             return Ok(None);
         }
         let (replicate_tx, replicate_rx) = mpsc::channel(16 * 1024);
+        let (gap_tx, gap_rx) = mpsc::channel(1024);
         swarm::start(
             section,
             self.consensus_secret,
             self.core.clone(),
             store,
             ingest,
-            replicate_rx,
+            swarm::FromIngest {
+                replicate: replicate_rx,
+                gaps: gap_rx,
+            },
             metrics,
         )
         .await
         .map_err(ChainError::Swarm)?;
-        Ok(Some(replicate_tx))
+        Ok(Some(SwarmLinks {
+            replicate: replicate_tx,
+            gap_fill: gap_tx,
+        }))
     }
 
     /// Starts the oracle service ([`crate::oracle`]) when `[oracle] enabled`: it signs each

@@ -173,6 +173,14 @@ fn allowed_of(core: &Core) -> HashSet<PeerId> {
         .collect()
 }
 
+/// What ingest feeds the swarm.
+pub(crate) struct FromIngest {
+    /// Frames accepted from this node's broker, to replicate.
+    pub(crate) replicate: mpsc::Receiver<Bytes>,
+    /// Sequence gaps to fetch from peers.
+    pub(crate) gaps: mpsc::Receiver<crate::ingest::GapFill>,
+}
+
 /// Starts the swarm; returns its handle. Transactions admitted with `forward` are gossiped from
 /// now on (instead of the HTTP forwarder), and `ingest` receives peers' readings.
 pub(crate) async fn start(
@@ -181,9 +189,13 @@ pub(crate) async fn start(
     core: Arc<Core>,
     store: Store,
     ingest: mpsc::Sender<Inbound>,
-    replicate_rx: mpsc::Receiver<Bytes>,
+    from_ingest: FromIngest,
     metrics: SwarmMetrics,
 ) -> Result<P2pHandle, String> {
+    let FromIngest {
+        replicate: replicate_rx,
+        gaps: gap_rx,
+    } = from_ingest;
     let config = section.swarm_config()?;
     let (allowed_tx, allowed_rx) = watch::channel(allowed_of(&core));
     let (handle, inbound) = P2p::spawn(
@@ -234,15 +246,31 @@ pub(crate) async fn start(
     // Outbound readings, batched.
     tokio::spawn(replicate(handle.clone(), replicate_rx));
 
-    // Filling from peers, for the audit loop.
-    let _ = core.peer_fill.set(crate::audit::fill::PeerFill {
+    // Filling from peers, for the audit loop and for ingest's sequence gaps.
+    let fill = crate::audit::fill::PeerFill {
         p2p: handle.clone(),
         ingest: ingest.clone(),
-    });
+    };
+    let _ = core.peer_fill.set(fill.clone());
+    tokio::spawn(fill_gaps(fill, gap_rx));
 
     // Inbound gossip.
     tokio::spawn(inbound_loop(core, ingest, inbound, metrics));
     Ok(handle)
+}
+
+/// Fetches the sequence gaps ingest reports from peers, one at a time.
+async fn fill_gaps(
+    fill: crate::audit::fill::PeerFill,
+    mut rx: mpsc::Receiver<crate::ingest::GapFill>,
+) {
+    while let Some(gap) = rx.recv().await {
+        let device = groundtruth_ledger::DeviceId(gap.device.0);
+        let frames = fill.fill_gap(device, gap.from_seq, gap.to_seq).await;
+        if frames > 0 {
+            tracing::info!(target: "node::p2p", device = %gap.device, from = gap.from_seq, to = gap.to_seq, frames, "filled a sequence gap from peers");
+        }
+    }
 }
 
 /// Batches frames accepted from this node's broker into readings messages.

@@ -124,6 +124,14 @@ impl GapTracker {
             .map(|d| d.next)
     }
 
+    /// `device`'s first gap as `(first missing seq, last missing seq)`: from the first
+    /// unsettled seq up to the one below the lowest settled seq above it. `None` without a gap.
+    pub fn first_gap(&self, device: &DeviceId) -> Option<(u64, u64)> {
+        let d = self.devices.get(device)?;
+        let above = d.above.first()?;
+        Some((d.next, above.checked_sub(1)?))
+    }
+
     /// Gaps that are due a resend request at `now`: the first at once, then after `interval`,
     /// doubling per attempt up to [`MAX_RESEND_BACKOFF`]. A gap still open after
     /// [`MAX_RESEND_ATTEMPTS`] requests is also reported once as unfilled.
@@ -162,6 +170,25 @@ impl GapTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_gap_spans_the_missing_seqs_below_the_lowest_settled_one_above() {
+        let dev = DeviceId([9u8; 32]);
+        let mut g = GapTracker::default();
+        assert_eq!(g.first_gap(&dev), None);
+        for seq in [0, 1, 5, 6, 9] {
+            g.settle(dev, seq);
+        }
+        assert_eq!(g.first_gap(&dev), Some((2, 4)));
+        for seq in 2..5 {
+            g.settle(dev, seq);
+        }
+        // The next gap: 7..=8.
+        assert_eq!(g.first_gap(&dev), Some((7, 8)));
+        g.settle(dev, 7);
+        g.settle(dev, 8);
+        assert_eq!(g.first_gap(&dev), None);
+    }
 
     #[test]
     fn memory_per_device_is_bounded() {

@@ -79,6 +79,24 @@ pub struct IngestContext {
     /// validators (`crate::chain::swarm`); frames that came from peers are not sent back.
     /// Full: dropped (peers fill the gap later).
     pub replicate: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    /// Where sequence gaps go to be fetched from peer validators (`crate::chain::swarm`),
+    /// besides the resend request to the device through this node's broker: with several
+    /// brokers the device may be publishing to another validator's broker (its own died, or
+    /// this node was down while it published), and then only the peers hold the missing
+    /// readings. Asked as often as the resend request (backing off with it). Full: dropped
+    /// (asked again at the next request).
+    pub gap_fill: Option<tokio::sync::mpsc::Sender<GapFill>>,
+}
+
+/// A sequence gap to fill from peer validators: `device`'s readings `from_seq..=to_seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GapFill {
+    /// Device with a gap.
+    pub device: DeviceId,
+    /// First missing sequence number.
+    pub from_seq: u64,
+    /// Last missing sequence number of that gap.
+    pub to_seq: u64,
 }
 
 /// Generation given to readings that arrived from a peer validator rather than from an MQTT
@@ -356,6 +374,15 @@ impl Committer<'_> {
         for action in self.gaps.due(now, self.ctx.config.resend_interval) {
             match action {
                 GapAction::Resend { device, from_seq } => {
+                    if let (Some(fill), Some((from, to))) =
+                        (&self.ctx.gap_fill, self.gaps.first_gap(&device))
+                    {
+                        let _ = fill.try_send(GapFill {
+                            device,
+                            from_seq: from,
+                            to_seq: to,
+                        });
+                    }
                     let topic = groundtruth_device_sdk::topics::resend_topic(&device);
                     let Some(client) = self.ctx.clients.first() else {
                         continue;
@@ -540,5 +567,125 @@ fn committer_loop(
             committer.request_resends(now);
             last_gap_check = now;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::registry::{DeviceEntry, Registry};
+    use groundtruth_device_sdk::{topics, DeviceKey, EnergyReading, Reading};
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    /// Energy reading `seq` of `k` (2024, long past), 10 Wh, continuous register.
+    fn frame(k: &DeviceKey, seq: u64) -> Vec<u8> {
+        const T0: u64 = 1_714_521_600;
+        k.sign(Reading {
+            device: k.device_id(),
+            seq,
+            timestamp_ms: (T0 + (seq + 1) * 300) * 1000,
+            body: ReadingBody::Energy(EnergyReading {
+                interval_start_s: T0 + seq * 300,
+                interval_len_s: 300,
+                energy_wh: 10,
+                register_wh: (seq + 1) * 10,
+            }),
+        })
+        .to_frame()
+    }
+
+    /// A gap in what a peer replicated (the device is on the peer's broker, not this node's)
+    /// is handed to the swarm to fetch from peers, with its exact range, as well as asked of
+    /// the device; once filled it is asked no more.
+    #[test]
+    fn a_gap_is_handed_to_the_peer_fill_with_its_range() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let k = DeviceKey::from_seed(&[3; 32]);
+        let device = k.device_id();
+        let registry = SharedRegistry::new(Registry::from_entries(&[DeviceEntry {
+            id: device.to_string(),
+            kind: "energy".into(),
+            capacity: 1_000_000,
+            region: String::new(),
+            owner: String::new(),
+        }])?);
+        let metrics =
+            IngestMetrics::register(&mut prometheus_client::registry::Registry::default());
+        let (client, _eventloop) =
+            rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 64);
+        let (fill_tx, mut fill_rx) = tokio::sync::mpsc::channel(16);
+        let ctx = IngestContext {
+            config: crate::config::IngestSection {
+                resend_interval: Duration::from_millis(50),
+                ..Default::default()
+            },
+            max_payload: 1024,
+            registry,
+            store: store.clone(),
+            metrics,
+            clients: vec![client],
+            generations: vec![Arc::new(AtomicU64::new(0))],
+            evidence: None,
+            replicate: None,
+            gap_fill: Some(fill_tx),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let threads = spawn(ctx, rx)?;
+        let send = |seq: u64| {
+            tx.blocking_send(Inbound {
+                publish: Publish::new(
+                    topics::readings_topic(&device),
+                    QoS::AtMostOnce,
+                    frame(&k, seq),
+                ),
+                connection: 0,
+                generation: REPLICATED_GENERATION,
+            })
+        };
+        // Replicated by a peer: 0, 1, then 4 (2 and 3 are missing).
+        for seq in [0, 1, 4] {
+            send(seq)?;
+        }
+        let until = Instant::now() + Duration::from_secs(20);
+        let got = loop {
+            if let Ok(g) = fill_rx.try_recv() {
+                break g;
+            }
+            if Instant::now() > until {
+                return Err("no gap handed to the peer fill".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(
+            got,
+            GapFill {
+                device,
+                from_seq: 2,
+                to_seq: 3
+            }
+        );
+        // The peers' copies arrive; the gap closes and is not asked again.
+        send(2)?;
+        send(3)?;
+        let until = Instant::now() + Duration::from_secs(20);
+        while !matches!(store.get(&device, 3), Ok(Some(_))) {
+            if Instant::now() > until {
+                return Err("the filled readings were not stored".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        while fill_rx.try_recv().is_ok() {}
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            fill_rx.try_recv().is_err(),
+            "a filled gap was handed to the peer fill again"
+        );
+        drop(tx);
+        for t in threads.threads {
+            let _ = t.join();
+        }
+        Ok(())
     }
 }
