@@ -137,6 +137,27 @@ impl Api {
             .and_then(|s| s["height"].as_u64())
             .unwrap_or(0)
     }
+
+    /// How many device-equivocation slashes of `provider` (account hex) the ledger records
+    /// (`GET /state/validators`).
+    pub fn device_equivocation_slashes(&self, provider: &str) -> Result<usize> {
+        let (code, v) = self.get_json("/state/validators")?;
+        if code != 200 {
+            bail!("GET /state/validators on {}: status {code} {v}", self.addr);
+        }
+        Ok(device_equivocation_slashes(&v, provider))
+    }
+}
+
+/// The device-equivocation slashes of `provider` in a `GET /state/validators` answer.
+fn device_equivocation_slashes(validators: &Value, provider: &str) -> usize {
+    validators["slashes"].as_array().map_or(0, |s| {
+        s.iter()
+            .filter(|r| {
+                r["reason"] == "device_equivocation" && r["offender"]["provider"] == provider
+            })
+            .count()
+    })
 }
 
 fn parse_response(raw: &[u8]) -> Result<Response> {
