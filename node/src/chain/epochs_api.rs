@@ -186,8 +186,14 @@ pub struct EpochView {
     pub flagged: Vec<String>,
     /// Agreed readings, once fixed.
     pub readings: Option<ReadingsView>,
-    /// Verified totals.
+    /// Verified totals, while the ledger holds the epoch's audit records (the last
+    /// `history_epochs` epochs); empty once they are pruned (see `audits_pruned`).
     pub verified: Vec<VerifiedView>,
+    /// The ledger pruned this epoch's audit records (older than its `history_epochs` window):
+    /// `verified` is empty whatever the epoch verified. Its commitment (`totals_root`,
+    /// `proofs_root`) and the batches' proof digests stay, and the devices' production status
+    /// (`/v1/production/…`) keeps what the node marked from them.
+    pub audits_pruned: bool,
     /// Commitment, once recorded.
     pub commitment: Option<CommitmentView>,
     /// Slashes recorded in this epoch.
@@ -239,6 +245,7 @@ pub fn epoch_view(st: &State, epoch: Epoch) -> EpochView {
             AuditSubject::Provider(_) => None,
         })
         .collect();
+    let audits_pruned = st.history_pruned(epoch);
     let commitment = st.epoch_commitment(epoch).map(|c| CommitmentView {
         digest: h(&c.digest(st.chain_id())),
         readings_root: h(&c.readings_root),
@@ -311,6 +318,7 @@ pub fn epoch_view(st: &State, epoch: Epoch) -> EpochView {
             .collect(),
         readings,
         verified,
+        audits_pruned,
         commitment,
         slashes,
         late_readings: None,

@@ -26,7 +26,7 @@
 //! or block the consensus task on I/O other than the one state write per block.
 
 mod app;
-mod epochs_api;
+pub(crate) mod epochs_api;
 mod gossip;
 mod persist;
 pub mod read_model;
@@ -611,36 +611,47 @@ impl Chain {
 
     /// Marks verified production in `production` as each epoch commits: every device the
     /// epoch's audits verified gets its window's buckets raised to `verified`, with the proof
-    /// digest. Idempotent (a status is never lowered), so it simply rescans from the first epoch
-    /// at start.
+    /// digest, and the list is kept for anchoring
+    /// ([`crate::production::Production::mark_verified_epoch`]). Idempotent (a status is never
+    /// lowered), so at start it rescans from the oldest epoch the ledger still holds audits of
+    /// (older ones were handled before, or are gone: the ledger keeps `history_epochs`).
     pub fn follow_verified(&self, production: crate::production::Production) {
         let core = self.core.clone();
         tokio::spawn(async move {
-            let mut next: u64 = 0;
+            let mut next: Option<u64> = None;
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             loop {
                 tick.tick().await;
                 let work = {
                     let l = core.shared.read();
                     let st = &l.state;
+                    let floor = st.history_floor();
+                    let mut at = match next {
+                        None => floor,
+                        Some(n) if n < floor => {
+                            tracing::warn!(target: "node::chain", from = n, to = floor, "the ledger pruned these epochs' audits before the read model marked them verified");
+                            floor
+                        }
+                        Some(n) => n,
+                    };
                     let mut work = Vec::new();
-                    while next < st.epoch() {
-                        if st.epoch_seal(next).is_none() {
+                    while at < st.epoch() {
+                        if st.epoch_seal(at).is_none() {
                             break;
                         }
-                        if st.epoch_commitment(next).is_none() {
+                        if st.epoch_commitment(at).is_none() {
                             // Not committed yet: wait for it before moving past it.
                             break;
                         }
-                        if let Some(window) = st.params().epoch_window(next) {
-                            for a in st.audits_for_epoch(next) {
-                                if let groundtruth_ledger::AuditSubject::Device(id) = a.subject {
-                                    work.push((id, window, next, a.proof_digest));
-                                }
-                            }
+                        if let (Some(window), Some(audited)) = (
+                            st.params().epoch_window(at),
+                            crate::production::anchored::ledger_epoch_audits(st, at),
+                        ) {
+                            work.push((at, window, audited));
                         }
-                        next += 1;
+                        at += 1;
                     }
+                    next = Some(at);
                     work
                 };
                 if work.is_empty() {
@@ -648,14 +659,9 @@ impl Chain {
                 }
                 let p = production.clone();
                 let done = tokio::task::spawn_blocking(move || {
-                    for (id, window, epoch, proof) in work {
-                        let device = groundtruth_device_sdk::DeviceId(id.0);
-                        if let Err(e) = p.upgrade(
-                            &device,
-                            window,
-                            crate::production::StatusUpgrade::Verified { epoch, proof },
-                        ) {
-                            tracing::warn!(target: "node::chain", error = %e, "marking verified production failed");
+                    for (epoch, window, audited) in work {
+                        if let Err(e) = p.mark_verified_epoch(epoch, window, &audited) {
+                            tracing::warn!(target: "node::chain", epoch, error = %e, "marking verified production failed");
                         }
                     }
                 })

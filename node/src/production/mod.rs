@@ -35,7 +35,7 @@
 //! What it must not do: decide whether a reading is valid (ingest does), block ingest on a
 //! failure (the committer logs it; `catch_up` repairs), or hold unbounded memory per request.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use groundtruth_api::time::format_rfc3339;
@@ -635,6 +635,12 @@ pub struct Production {
     devices: sled::Tree,
     /// Certificates and the L1 anchors behind them ([`certificates`]).
     certs: certificates::Trees,
+    /// Each committed epoch's verified devices and proof digests, kept until the epoch is
+    /// anchored ([`anchored`]): the ledger keeps an epoch's audits only `history_epochs`.
+    epoch_audits: sled::Tree,
+    /// Whether an anchored follower runs (set by [`anchored::spawn`]): only then are
+    /// `epoch_audits` recorded.
+    keep_epoch_audits: Arc<AtomicBool>,
     resolver: RegionResolver,
     events: tokio::sync::broadcast::Sender<ProductionEventView>,
     counters: Arc<ProductionCounters>,
@@ -683,6 +689,8 @@ impl Production {
             regions: db.open_tree("production_regions")?,
             devices: db.open_tree("production_devices")?,
             certs: certificates::Trees::open(&db)?,
+            epoch_audits: db.open_tree("production_epoch_audits")?,
+            keep_epoch_audits: Arc::new(AtomicBool::new(false)),
             db,
             resolver,
             events,
