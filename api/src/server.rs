@@ -472,7 +472,8 @@ async fn status(State(state): State<AppState>) -> Response {
 }
 
 /// An account: balance, nonce, its validator and provider records, and the rewards the ledger
-/// paid it (total, epochs paid, the latest 16 payouts).
+/// paid it (total and epochs paid since genesis, the latest 16 payouts among the last
+/// `history_epochs` epochs the ledger keeps).
 #[utoipa::path(
     get,
     path = "/state/account/{address}",

@@ -126,11 +126,14 @@ pub struct EpochRewardView {
 /// storage/GPU rounds it owns) together, as the ledger records them per (epoch, account).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountRewardsView {
-    /// Sum of every payout since genesis (already part of `balance` when paid).
+    /// Sum of every payout since genesis (already part of `balance` when paid), from the
+    /// ledger's running per-account total: exact whatever the ledger pruned.
     pub total: u64,
-    /// Epochs whose end paid the account something.
+    /// Epochs whose end paid the account something, since genesis.
     pub epochs: u64,
-    /// The latest payouts (at most 16), newest first.
+    /// The latest payouts (at most 16), newest first, among the epochs the ledger still keeps
+    /// per-epoch entries of: the last `history_epochs` (a genesis parameter, default 16), so
+    /// older payouts are counted in `total` and `epochs` but no longer listed.
     pub recent: Vec<EpochRewardView>,
 }
 
