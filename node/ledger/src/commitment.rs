@@ -242,6 +242,12 @@ impl Commitment {
         self.store.values.get(&key_hash(key)).map(Vec::as_slice)
     }
 
+    /// How many values and nodes the tree holds (its memory, roughly).
+    #[cfg(test)]
+    pub fn size(&self) -> (usize, usize) {
+        (self.store.values.len(), self.store.nodes.len())
+    }
+
     fn next_version(&self) -> Version {
         self.version.map_or(0, |v| v.saturating_add(1))
     }

@@ -1156,3 +1156,55 @@ fn per_epoch_history_is_pruned_deterministically_and_reward_totals_stay_exact() 
     assert_eq!(st.supply().minted, minted);
     st.check_invariants().unwrap();
 }
+
+/// At scale: 400 audit records (each of a distinct provider, so 400 payouts) every epoch
+/// for three history windows. Once the window is full the tree stops growing but for the one
+/// seal each epoch adds; the reward totals stay one per recipient.
+#[test]
+fn the_state_tree_stays_flat_once_the_history_window_is_full() {
+    const SUBJECTS: u16 = 400;
+    let mut n = TestNet::new_timed(4, 4);
+    n.genesis.params.reward_per_epoch = 1_000_000;
+    let mut st = n.state().unwrap();
+    let h = st.params().history_epochs;
+    let validator = address(&n.operators[0]);
+    let mut sizes = Vec::new();
+    for e in 0..3 * h {
+        for i in 0..SUBJECTS {
+            let mut p = [0x5a; 32];
+            p[..2].copy_from_slice(&i.to_be_bytes());
+            let subject = AuditSubject::Provider(Address(p));
+            let kind = AuditKind::EnergyOutput;
+            let rec = AuditRecord {
+                epoch: e,
+                validator,
+                subject,
+                kind,
+                result: AuditResult::Pass,
+                proof_digest: [1; 32],
+                work_units: 10,
+                height: st.height(),
+                recorded_in_epoch: e,
+            };
+            st.audits.entry(e).or_default().insert((subject, kind), rec);
+        }
+        assert_eq!(n.close_epoch(&mut st).unwrap().epoch_ended, Some(e));
+        sizes.push(st.commitment.size());
+    }
+    let (full, end) = (sizes[2 * h as usize - 1], sizes[3 * h as usize - 1]);
+    eprintln!(
+        "tree (values, nodes) after {h}, {}, {} epochs: {:?} {full:?} {end:?}",
+        2 * h,
+        3 * h,
+        sizes[h as usize - 1]
+    );
+    assert_eq!(end.0, full.0 + h as usize, "only the seals grow");
+    assert!(end.1 <= full.1 + 2 * h as usize, "{full:?} → {end:?}");
+    assert_eq!(st.audits.len() as u64, h);
+    assert_eq!(st.reward_totals.len(), usize::from(SUBJECTS) + 1);
+    assert_eq!(
+        State::from_entries(st.entries()).unwrap().state_root(),
+        st.state_root()
+    );
+    st.check_invariants().unwrap();
+}
