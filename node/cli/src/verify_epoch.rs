@@ -191,6 +191,10 @@ fn check_epoch(epoch: u64, api: &str) -> anyhow::Result<ExitCode> {
     );
     let commitment = &view["commitment"];
     ensure!(!commitment.is_null(), "epoch {epoch} is not committed yet");
+    ensure!(
+        !view["audits_pruned"].as_bool().unwrap_or(false),
+        "epoch {epoch} is older than the ledger's history window (history_epochs): its per-device verified totals were pruned, so its totals root cannot be recomputed here (its commitment stays on the ledger and on L1)"
+    );
     let mut verified_by_ledger: BTreeMap<[u8; 32], (AuditKind, u64)> = BTreeMap::new();
     for v in view["verified"].as_array().into_iter().flatten() {
         let kind = v["kind"]
