@@ -66,7 +66,16 @@ impl L1 {
         let mut genesis = groundtruth_ledger::Genesis::from_toml(&text)
             .map_err(|e| anyhow!("genesis for the L1: {e}"))?;
         let set = devnet::add_l1_addresses(&mut genesis, dirs.len())?;
-        std::fs::write(genesis_path, toml::to_string(&genesis)?)?;
+        // Only the addresses are written into the file: the rest stays as the test gave it.
+        let mut table: toml::Table = text.parse()?;
+        if let Some(toml::Value::Array(entries)) = table.get_mut("validators") {
+            for (entry, v) in entries.iter_mut().zip(&genesis.validators) {
+                if let (toml::Value::Table(t), Some(a)) = (entry, v.l1_address) {
+                    t.insert("l1_address".into(), toml::Value::try_from(a)?);
+                }
+            }
+        }
+        std::fs::write(genesis_path, toml::to_string(&table)?)?;
         let devnet = DevnetL1::start(&set, dirs)?;
         let mut config = groundtruth_oracle::Config::new(devnet.url.clone(), devnet.contract);
         config.confirmations = 1;
