@@ -614,8 +614,21 @@ impl Chain {
     /// digest, and the list is kept for anchoring
     /// ([`crate::production::Production::mark_verified_epoch`]). Idempotent (a status is never
     /// lowered), so at start it rescans from the oldest epoch the ledger still holds audits of
-    /// (older ones were handled before, or are gone: the ledger keeps `history_epochs`).
+    /// (older ones were handled before). An epoch whose audits the ledger pruned before this
+    /// task reached it (a node catching up applies blocks faster than this polls) is read back
+    /// from the proofs the node kept from its blocks
+    /// ([`crate::production::anchored::audits_from_proofs`]).
     pub fn follow_verified(&self, production: crate::production::Production) {
+        /// Epochs looked at per poll.
+        const PER_POLL: u64 = 256;
+        enum Work {
+            Ledger(
+                u64,
+                (u64, u64),
+                Vec<crate::production::anchored::EpochAudit>,
+            ),
+            Proofs(u64, (u64, u64), groundtruth_ledger::EpochReadings),
+        }
         let core = self.core.clone();
         tokio::spawn(async move {
             let mut next: Option<u64> = None;
@@ -625,17 +638,10 @@ impl Chain {
                 let work = {
                     let l = core.shared.read();
                     let st = &l.state;
-                    let floor = st.history_floor();
-                    let mut at = match next {
-                        None => floor,
-                        Some(n) if n < floor => {
-                            tracing::warn!(target: "node::chain", from = n, to = floor, "the ledger pruned these epochs' audits before the read model marked them verified");
-                            floor
-                        }
-                        Some(n) => n,
-                    };
+                    let mut at = next.unwrap_or_else(|| st.history_floor());
+                    let end = st.epoch().min(at.saturating_add(PER_POLL));
                     let mut work = Vec::new();
-                    while at < st.epoch() {
+                    while at < end {
                         if st.epoch_seal(at).is_none() {
                             break;
                         }
@@ -643,11 +649,15 @@ impl Chain {
                             // Not committed yet: wait for it before moving past it.
                             break;
                         }
-                        if let (Some(window), Some(audited)) = (
-                            st.params().epoch_window(at),
-                            crate::production::anchored::ledger_epoch_audits(st, at),
-                        ) {
-                            work.push((at, window, audited));
+                        if let Some(window) = st.params().epoch_window(at) {
+                            match crate::production::anchored::ledger_epoch_audits(st, at) {
+                                Some(audited) => work.push(Work::Ledger(at, window, audited)),
+                                None => {
+                                    if let Some(f) = st.fixed_readings_root(at) {
+                                        work.push(Work::Proofs(at, window, f.clone()));
+                                    }
+                                }
+                            }
                         }
                         at += 1;
                     }
@@ -658,8 +668,23 @@ impl Chain {
                     continue;
                 }
                 let p = production.clone();
+                let core = core.clone();
                 let done = tokio::task::spawn_blocking(move || {
-                    for (epoch, window, audited) in work {
+                    for w in work {
+                        let (epoch, window, audited) = match w {
+                            Work::Ledger(e, w, a) => (e, w, a),
+                            Work::Proofs(e, w, fixed) => {
+                                let audited = crate::production::anchored::audits_from_proofs(
+                                    &fixed,
+                                    |batch, digest| {
+                                        let key = proof_key(e, batch, digest);
+                                        core.shared.proofs.get(key).ok().flatten().map(|v| v.to_vec())
+                                    },
+                                );
+                                tracing::info!(target: "node::chain", epoch = e, devices = audited.len(), "the ledger pruned the epoch's audits before the read model reached it: read back from the kept proofs");
+                                (e, w, audited)
+                            }
+                        };
                         if let Err(e) = p.mark_verified_epoch(epoch, window, &audited) {
                             tracing::warn!(target: "node::chain", epoch, error = %e, "marking verified production failed");
                         }

@@ -19,7 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use groundtruth_device_sdk::DeviceId;
-use groundtruth_ledger::{AuditResult, AuditSubject, State};
+use std::collections::BTreeMap;
+
+use groundtruth_ledger::{Address, AuditResult, AuditSubject, EpochReadings, State};
+use groundtruth_proofs::{ProofEnvelope, Statement};
 
 use super::certificates::{AnchoredEpoch, EpochClock, L1Anchor};
 use super::{Production, ProductionError, Result, StatusUpgrade};
@@ -49,6 +52,46 @@ pub fn ledger_epoch_audits(st: &State, epoch: u64) -> Option<Vec<EpochAudit>> {
             })
             .collect(),
     )
+}
+
+/// The devices an epoch's verified batches proved, with their proof digests, read from the
+/// proof envelopes themselves: `proof_of(batch auditor, digest)` gives the bytes the ledger
+/// verified (the node keeps them from every committed block). What [`ledger_epoch_audits`]
+/// gave before the ledger pruned the epoch, for an epoch the verified follower did not reach
+/// in time (a node catching up applies blocks faster than it polls). A device in several
+/// batches (redundancy) keeps the digest of the batch verified first, as the ledger does.
+/// A batch whose proof is not kept, or does not match its digest, is skipped.
+pub fn audits_from_proofs(
+    fixed: &EpochReadings,
+    mut proof_of: impl FnMut(&Address, &[u8; 32]) -> Option<Vec<u8>>,
+) -> Vec<EpochAudit> {
+    let mut verified: Vec<(u64, usize, Address, [u8; 32])> = fixed
+        .batches
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (b, a))| a.map(|a| (a.height, i, b.auditor, a.proof_digest)))
+        .collect();
+    verified.sort();
+    let mut out: BTreeMap<DeviceId, [u8; 32]> = BTreeMap::new();
+    for (_, _, auditor, digest) in verified {
+        let Some(bytes) = proof_of(&auditor, &digest) else {
+            continue;
+        };
+        if *blake3::hash(&bytes).as_bytes() != digest {
+            continue;
+        }
+        let Ok(ProofEnvelope {
+            statement: Statement::MeteredOutput(s),
+            ..
+        }) = ProofEnvelope::from_bytes(&bytes)
+        else {
+            continue;
+        };
+        for d in &s.devices {
+            out.entry(DeviceId(d.id)).or_insert(digest);
+        }
+    }
+    out.into_iter().collect()
 }
 
 impl Production {
@@ -314,7 +357,7 @@ mod tests {
 
     /// A timed ledger in epoch 1 whose epoch 0 was audited (two energy meters and a GPU,
     /// real proofs) and committed, with a history window of `2·audit_deadline_epochs + 2`.
-    fn audited_epoch0() -> (TestNet, State, Vec<EpochAudit>) {
+    fn audited_epoch0() -> (TestNet, State, Vec<EpochAudit>, Vec<Vec<u8>>) {
         let mut n = TestNet::new_timed(4, 4);
         n.genesis.params.history_epochs = 2 * n.genesis.params.audit_deadline_epochs + 2;
         let mut st = n.state().unwrap();
@@ -338,6 +381,7 @@ mod tests {
             block(&n, &mut st, tx);
         }
         let window = proof_epoch(st.params(), 0).unwrap();
+        let mut proofs = Vec::new();
         for (b, devs) in &batches {
             let proof = prove_metered(&window, devs, SecurityLevel::Default100)
                 .unwrap()
@@ -348,6 +392,7 @@ mod tests {
                 .iter()
                 .find(|k| address(k) == b.auditor)
                 .unwrap();
+            proofs.push(proof.clone());
             let body = TxBody::SubmitAuditProof {
                 epoch: 0,
                 batch: b.auditor,
@@ -359,7 +404,7 @@ mod tests {
         assert!(st.epoch_commitment(0).is_some());
         let audited = ledger_epoch_audits(&st, 0).unwrap();
         assert_eq!(audited.len(), 3);
-        (n, st, audited)
+        (n, st, audited, proofs)
     }
 
     /// The node records an epoch's verified devices when it marks them verified; once the
@@ -368,7 +413,7 @@ mod tests {
     /// ledger alone no longer knows them.
     #[test]
     fn an_epoch_pruned_from_the_ledger_is_still_anchored_with_its_devices() -> TestResult {
-        let (n, mut st, audited) = audited_epoch0();
+        let (n, mut st, audited, proofs) = audited_epoch0();
         let dir = tempfile::tempdir()?;
         let p = Production::open(dir.path(), Arc::new(|_: &DeviceId| None))?;
         // A reading of the first meter inside epoch 0's window.
@@ -417,6 +462,26 @@ mod tests {
         };
         let without = anchored_epoch(&st, 0, anchor, None).unwrap();
         assert!(without.audited.is_empty(), "the ledger alone lost them");
+
+        // The proofs the node kept from the blocks give the same list back (the fallback for
+        // an epoch the verified follower did not reach before the ledger pruned it); a proof
+        // missing or not matching its digest is skipped.
+        let fixed = st.fixed_readings_root(0).unwrap();
+        let by_digest = |_: &Address, d: &[u8; 32]| {
+            proofs
+                .iter()
+                .find(|p| blake3::hash(p).as_bytes() == d)
+                .cloned()
+        };
+        assert_eq!(audits_from_proofs(fixed, by_digest), audited);
+        assert!(audits_from_proofs(fixed, |_, _| None).is_empty());
+        let tampered = audits_from_proofs(fixed, |a, d| {
+            by_digest(a, d).map(|mut p| {
+                p.push(0);
+                p
+            })
+        });
+        assert!(tampered.is_empty());
 
         let a = anchored_epoch(&st, 0, anchor, p.epoch_audits(0)?).unwrap();
         assert_eq!(a.audited, audited);
