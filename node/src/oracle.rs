@@ -648,6 +648,11 @@ impl<L: LedgerSource> Service<L> {
             Ok(Submission::AlreadyAnchored) => {
                 tracing::debug!(target: "node::oracle", epoch, "already anchored")
             }
+            // Another validator's anchor won the race and is still confirming: the next poll
+            // reads it from L1.
+            Err(e) if e.is_already_anchored() => {
+                tracing::debug!(target: "node::oracle", epoch, "anchored by another validator, confirming")
+            }
             Err(e) => tracing::warn!(target: "node::oracle", epoch, error = %e, "anchoring failed"),
         }
     }

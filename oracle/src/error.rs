@@ -105,6 +105,16 @@ impl Error {
         }
     }
 
+    /// Whether L1 refused the epoch because it is anchored already: another validator's
+    /// transaction won the race (it may still be confirming). Not a failure of the network.
+    pub fn is_already_anchored(&self) -> bool {
+        match self {
+            Error::Rejected(GroundtruthOracleErrors::EpochAlreadyAnchored(_)) => true,
+            Error::GaveUp { last, .. } => last.is_already_anchored(),
+            _ => false,
+        }
+    }
+
     /// Turns a contract call error into [`Error::Rejected`] when it carries one of the contract's
     /// own revert reasons.
     pub(crate) fn from_call(e: alloy::contract::Error) -> Self {
@@ -112,5 +122,27 @@ impl Error {
             Some(reason) => Error::Rejected(reason),
             None => Error::Contract(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::GroundtruthOracle::{EpochAlreadyAnchored, GroundtruthOracleErrors as E};
+
+    #[test]
+    fn already_anchored_is_recognised_also_after_retries() {
+        let lost = Error::Rejected(E::EpochAlreadyAnchored(EpochAlreadyAnchored {
+            epoch: 3,
+            nextEpoch: 4,
+        }));
+        assert!(lost.is_already_anchored());
+        let retried = Error::GaveUp {
+            attempts: 3,
+            last: Box::new(lost),
+        };
+        assert!(retried.is_already_anchored());
+        assert!(!Error::Reverted(B256::ZERO).is_already_anchored());
+        assert!(!Error::Gap { epoch: 5, next: 4 }.is_already_anchored());
     }
 }
