@@ -548,6 +548,17 @@ impl TestNet {
         }
     }
 
+    /// Waits until every validator in `which` has committed `blocks` more than the highest of
+    /// them has now: with a quorum among them, they keep finalizing.
+    pub fn wait_advance(&self, which: &[usize], blocks: u64, timeout: Duration) -> Result<()> {
+        let top = which
+            .iter()
+            .map(|i| self.nodes[*i].height())
+            .max()
+            .unwrap_or(0);
+        self.wait_height(which, top + blocks, timeout)
+    }
+
     /// Waits until `check` holds on `GET path` of every validator in `which`; their answers.
     pub fn wait_all(
         &self,
@@ -778,6 +789,13 @@ impl Node {
     /// `GET /status`.
     pub fn status(&self) -> Result<Value> {
         self.api.status()
+    }
+
+    /// Accepted readings the node holds, from its metrics (0 when unreachable).
+    pub fn stored_accepted(&self) -> u64 {
+        self.metrics()
+            .map(|m| m.get("groundtruth_ingest_stored_accepted") as u64)
+            .unwrap_or(0)
     }
 
     /// Committed height (0 when unreachable).

@@ -13,7 +13,7 @@ use groundtruth_device_sdk::{
     topics, DeviceKey, EnergyReading, Publisher, PublisherConfig, ReadingBody,
 };
 use groundtruth_integration::mqtt::{energy_frame, publish_all};
-use groundtruth_integration::{seed_address, Broker, Genesis, Node, TestNet};
+use groundtruth_integration::{seed_address, Broker, Genesis, TestNet};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -78,12 +78,6 @@ fn flush_all(rt: &tokio::runtime::Runtime, devices: &[Device], timeout: Duration
         );
     }
     Ok(())
-}
-
-fn stored_accepted(node: &Node) -> u64 {
-    node.metrics()
-        .map(|m| m.get("groundtruth_ingest_stored_accepted") as u64)
-        .unwrap_or(0)
 }
 
 /// Three validators with their own brokers, nine devices spread over them, the fourth
@@ -179,7 +173,7 @@ fn a_killed_broker_loses_no_reading_and_a_split_equivocation_is_caught() -> Resu
     for d in &mut devices {
         d.make(10)?;
     }
-    let promised = stored_accepted(net.node(VICTIM));
+    let promised = net.node(VICTIM).stored_accepted();
     let killed_at = net.node(VICTIM).height();
     net.node_mut(VICTIM).kill9();
     eprintln!(
@@ -240,13 +234,13 @@ fn a_killed_broker_loses_no_reading_and_a_split_equivocation_is_caught() -> Resu
         }
         flush_all(&rt, &devices, Duration::from_secs(15))?;
         std::thread::sleep(Duration::from_millis(500));
-        if round >= 2 && stored_accepted(net.node(VICTIM)) >= total(&devices) {
+        if round >= 2 && net.node(VICTIM).stored_accepted() >= total(&devices) {
             break;
         }
         ensure!(
             Instant::now() < until,
             "restarted validator {VICTIM} holds {} readings of the devices' {} after 30 s",
-            stored_accepted(net.node(VICTIM)),
+            net.node(VICTIM).stored_accepted(),
             total(&devices)
         );
     }

@@ -702,13 +702,6 @@ fn hostile_input_leaves_the_node_up_bounded_and_honest_readings_flowing() -> Res
     Ok(())
 }
 
-/// Accepted readings a node holds, from its metrics (0 when unreachable).
-fn stored_accepted(node: &Node) -> u64 {
-    node.metrics()
-        .map(|m| m.get("groundtruth_ingest_stored_accepted") as u64)
-        .unwrap_or(0)
-}
-
 /// `kill -9` of the broker-embedding validator or of a random one, at random moments (seeded),
 /// four times, while a device publishes to the embedded broker and the ledger runs. After each
 /// kill the other three keep finalizing; the restarted validator still holds every reading it
@@ -765,7 +758,7 @@ fn validators_killed_at_random_keep_finalizing_and_lose_nothing() -> Result<()> 
             rng.gen_range(0..4)
         };
         let others: Vec<usize> = ALL.into_iter().filter(|i| *i != victim).collect();
-        let promised = stored_accepted(net.node(victim));
+        let promised = net.node(victim).stored_accepted();
         let status = net.node(victim).status()?;
         let h = status["height"].as_u64().context("height")?;
         let root = status["state_root"]
@@ -778,12 +771,7 @@ fn validators_killed_at_random_keep_finalizing_and_lose_nothing() -> Result<()> 
         );
 
         // The other three hold 3/4 of the stake: they keep finalizing.
-        let top = others
-            .iter()
-            .map(|i| net.node(*i).height())
-            .max()
-            .unwrap_or(0);
-        net.wait_height(&others, top + 2, Duration::from_secs(30))?;
+        net.wait_advance(&others, 2, Duration::from_secs(30))?;
 
         // Nothing it had counted as accepted is gone from its store.
         let held = net.node_mut(victim).stop_and_list_accepted()?.len() as u64;
