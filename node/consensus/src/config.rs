@@ -104,30 +104,36 @@ pub const BYZANTINE_ENV: &str = "GROUNDTRUTH_BYZANTINE";
 /// suite exercises the engine's real evidence path; compiled in, inert unless configured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Byzantine {
-    /// At this height, every vote is followed by a conflicting vote (a non-nil vote by a nil
-    /// one) of the same type and round: a double vote.
+    /// At each height of `from..=to`, every vote is followed by a conflicting vote (a non-nil
+    /// vote by a nil one) of the same type and round: a double vote. A range lets a fault test
+    /// stay deterministic on a loaded machine, where a conflicting vote may reach the honest
+    /// engines only after they decided one height (and so too late to be evidence there).
     DoubleVote {
-        /// The height at which to equivocate.
-        height: u64,
+        /// The first height at which to equivocate.
+        from: u64,
+        /// The last height at which to equivocate.
+        to: u64,
     },
 }
 
 impl Byzantine {
-    /// Parses `double-vote@<height>` (the value of [`BYZANTINE_ENV`]).
+    /// Parses `double-vote@<height>` or `double-vote@<from>..<to>` (the value of
+    /// [`BYZANTINE_ENV`]); heights start at 1 and a range holds at most 64 heights.
     pub fn parse(s: &str) -> Result<Self> {
-        let (kind, height) = s.trim().split_once('@').ok_or_else(|| {
+        let bad = || {
             Error::Config(format!(
-                "{BYZANTINE_ENV}={s}: expected double-vote@<height>"
+                "{BYZANTINE_ENV}={s}: expected double-vote@<height ≥ 1> or double-vote@<from>..<to>"
             ))
-        })?;
-        let height: u64 = height
-            .parse()
-            .map_err(|e| Error::Config(format!("{BYZANTINE_ENV}={s}: height: {e}")))?;
+        };
+        let (kind, heights) = s.trim().split_once('@').ok_or_else(bad)?;
+        let (from, to) = heights.split_once("..").unwrap_or((heights, heights));
+        let from: u64 = from.parse().map_err(|_| bad())?;
+        let to: u64 = to.parse().map_err(|_| bad())?;
         match kind {
-            "double-vote" if height > 0 => Ok(Self::DoubleVote { height }),
-            _ => Err(Error::Config(format!(
-                "{BYZANTINE_ENV}={s}: expected double-vote@<height ≥ 1>"
-            ))),
+            "double-vote" if from > 0 && from <= to && to - from < 64 => {
+                Ok(Self::DoubleVote { from, to })
+            }
+            _ => Err(bad()),
         }
     }
 
@@ -213,15 +219,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn byzantine_mode_parses_only_a_double_vote_at_a_positive_height() {
+    fn byzantine_mode_parses_only_a_double_vote_at_positive_heights() {
         assert_eq!(
             Byzantine::parse("double-vote@7").ok(),
-            Some(Byzantine::DoubleVote { height: 7 })
+            Some(Byzantine::DoubleVote { from: 7, to: 7 })
+        );
+        assert_eq!(
+            Byzantine::parse("double-vote@4..9").ok(),
+            Some(Byzantine::DoubleVote { from: 4, to: 9 })
         );
         for bad in [
             "double-vote",
             "double-vote@0",
             "double-vote@x",
+            "double-vote@0..3",
+            "double-vote@5..4",
+            "double-vote@1..100",
+            "double-vote@3..",
             "amnesia@3",
             "",
         ] {

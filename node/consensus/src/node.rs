@@ -255,9 +255,9 @@ pub async fn run(config: ConsensusConfig, mut app: impl Application) -> Result<H
         Some(mode) => {
             warn!(target: "consensus::byzantine", ?mode, "BYZANTINE validator: this node misbehaves on purpose (fault tests only)");
             let byz_config = match mode {
-                Byzantine::DoubleVote { height } => ByzantineConfig::default()
+                Byzantine::DoubleVote { from, to } => ByzantineConfig::default()
                     .with_equivocate_votes(Trigger::AtHeights {
-                        heights: vec![height],
+                        heights: (from..=to).collect(),
                     }),
             };
             EngineBuilder::new(GtContext, engine_config)
