@@ -122,8 +122,20 @@ pub struct ProviderAgentDir {
     pub device_seed: u8,
 }
 
+/// Writes the key of `seed` to `path`; a key already there is kept when it is that key (a
+/// devnet started again on its directory resumes), and refused when it is another one.
 fn write_key(path: &Path, seed: u8) -> std::io::Result<()> {
     let key = groundtruth_device_sdk::DeviceKey::from_seed(&[seed; 32]);
+    if path.exists() {
+        let held = groundtruth_device_sdk::keys::load(path).map_err(std::io::Error::other)?;
+        if held.device_id() == key.device_id() {
+            return Ok(());
+        }
+        return Err(std::io::Error::other(format!(
+            "{} holds another key than the fleet's seed {seed}",
+            path.display()
+        )));
+    }
     groundtruth_device_sdk::keys::save(&key, path).map_err(std::io::Error::other)
 }
 
@@ -214,6 +226,22 @@ mod tests {
         for bad in ["delete:2@3", "delete:0.1", "slow:x", "lie", "overstate:"] {
             assert!(bad.parse::<ProviderBehaviour>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn keys_written_again_are_kept_when_equal_and_refused_when_not() {
+        let dir = std::env::temp_dir().join(format!("gt-provider-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("owner.key");
+        write_key(&path, 7).unwrap();
+        let first = std::fs::read(&path).unwrap();
+        // A devnet started again on its directory: the same key is kept as it is.
+        write_key(&path, 7).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+        // Another seed over it is refused, and the key on disk is unchanged.
+        assert!(write_key(&path, 8).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

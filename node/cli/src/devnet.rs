@@ -311,6 +311,15 @@ mod network {
     pub(super) fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         let n = usize::from(args.validators);
         anyhow::ensure!(n == 4, "the devnet genesis has 4 validators: use --validators 4 (or 1 for a single node without consensus)");
+        // Resuming is not supported yet: the simulated fleet would sign its readings again from
+        // seq 0 under a new genesis time, which the validators rightly take as equivocation.
+        anyhow::ensure!(
+            !args.dir.join("genesis.toml").exists(),
+            "{} holds an earlier devnet; resuming one is not supported yet (its simulated meters \
+             would sign readings again from seq 0, which validators take as equivocation): delete \
+             it, or pass another --dir",
+            args.dir.display()
+        );
         std::fs::create_dir_all(&args.dir)?;
         let interval = u64::from(args.reading_interval_s.max(1));
         let epoch_s = if args.epoch_s == 0 {
@@ -552,6 +561,10 @@ mod network {
         })?;
         drop(children);
         drop(l1);
+        println!(
+            "devnet stopped; its data is kept in {} (delete it before starting a new devnet there)",
+            args.dir.display()
+        );
         Ok(ExitCode::SUCCESS)
     }
 
