@@ -514,7 +514,7 @@ pub fn spawn<L: crate::audit::LedgerView>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::registry::{DeviceEntry, Registry, SharedRegistry};
+    use crate::ingest::registry::{Registry, SharedRegistry};
     use crate::ingest::{Inbound, IngestContext};
     use crate::metrics::{IngestMetrics, ReasonLabel};
     use groundtruth_device_sdk::{topics, DeviceKey, EnergyReading, ReadingBody};
@@ -785,13 +785,7 @@ mod tests {
         let store = Store::open(dir.path())?;
         let k = key(1);
         let d = k.device_id();
-        let registry = SharedRegistry::new(Registry::from_entries(&[DeviceEntry {
-            id: d.to_string(),
-            kind: "energy".into(),
-            capacity: 1_000_000,
-            region: String::new(),
-            owner: String::new(),
-        }])?);
+        let registry = SharedRegistry::new(Registry::one_energy_meter(&d, 1_000_000));
         let metrics =
             IngestMetrics::register(&mut prometheus_client::registry::Registry::default());
         let (tx, threads) = start_ingest(&store, &registry, &metrics)?;

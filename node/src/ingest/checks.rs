@@ -173,19 +173,11 @@ fn reading_bytes(frame: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::registry::DeviceEntry;
     use groundtruth_device_sdk::{DeviceKey, EnergyReading, Reading};
 
     fn setup(capacity: u64) -> (DeviceKey, Registry) {
         let key = DeviceKey::from_seed(&[3u8; 32]);
-        let registry = Registry::from_entries(&[DeviceEntry {
-            id: key.device_id().to_string(),
-            kind: "energy".into(),
-            capacity,
-            region: String::new(),
-            owner: String::new(),
-        }])
-        .expect("valid registry");
+        let registry = Registry::one_energy_meter(&key.device_id(), capacity);
         (key, registry)
     }
 

@@ -573,7 +573,7 @@ fn committer_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::registry::{DeviceEntry, Registry};
+    use crate::ingest::registry::Registry;
     use groundtruth_device_sdk::{topics, DeviceKey, EnergyReading, Reading};
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
@@ -604,13 +604,7 @@ mod tests {
         let store = Store::open(dir.path())?;
         let k = DeviceKey::from_seed(&[3; 32]);
         let device = k.device_id();
-        let registry = SharedRegistry::new(Registry::from_entries(&[DeviceEntry {
-            id: device.to_string(),
-            kind: "energy".into(),
-            capacity: 1_000_000,
-            region: String::new(),
-            owner: String::new(),
-        }])?);
+        let registry = SharedRegistry::new(Registry::one_energy_meter(&device, 1_000_000));
         let metrics =
             IngestMetrics::register(&mut prometheus_client::registry::Registry::default());
         let (client, _eventloop) =

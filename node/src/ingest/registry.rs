@@ -71,6 +71,19 @@ impl Registry {
         Self::from_entries(&genesis.devices).map_err(|m| RegistryError::Invalid(origin, m))
     }
 
+    /// A registry of one energy meter `device` with `capacity` (unit tests).
+    #[cfg(test)]
+    pub(crate) fn one_energy_meter(device: &DeviceId, capacity: u64) -> Self {
+        Self::from_entries(&[DeviceEntry {
+            id: device.to_string(),
+            kind: "energy".into(),
+            capacity,
+            region: String::new(),
+            owner: String::new(),
+        }])
+        .expect("a valid one-meter registry")
+    }
+
     /// Builds the registry, rejecting malformed ids, weak keys, unknown kinds and duplicates.
     pub fn from_entries(entries: &[DeviceEntry]) -> Result<Self, String> {
         let mut devices = HashMap::with_capacity(entries.len());
