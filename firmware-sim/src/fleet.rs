@@ -207,6 +207,8 @@ pub struct Fleet {
     pub devices: Vec<SimDevice>,
     rng: ChaCha20Rng,
     step: u64,
+    /// Intervals the fleet's clock is ahead of its step count: the time it was switched off.
+    clock_offset: u64,
 }
 
 impl Fleet {
@@ -271,6 +273,7 @@ impl Fleet {
             devices,
             rng,
             step: 0,
+            clock_offset: 0,
         }
     }
 
@@ -306,10 +309,29 @@ impl Fleet {
         self.step
     }
 
+    /// The interval the next [`Self::step`] covers: `[start + i·interval, start + (i+1)·interval)`.
+    pub fn next_interval(&self) -> u64 {
+        self.step.saturating_add(self.clock_offset)
+    }
+
+    /// Moves the fleet's clock on to interval `interval`, as a fleet switched off meanwhile: the
+    /// next step covers that interval, and every device continues with its next sequence number
+    /// and its register where it stopped (a meter that is off meters nothing), so validators
+    /// see a time gap and no sequence gap. Returns false (and changes nothing) if `interval`
+    /// is not ahead of [`Self::next_interval`].
+    pub fn jump_clock_to(&mut self, interval: u64) -> bool {
+        if interval <= self.next_interval() {
+            return false;
+        }
+        self.clock_offset = interval - self.step;
+        true
+    }
+
     /// Advances one interval and returns what every device publishes in it, in publish order.
     /// Held (offline) readings are released in the step the device comes back.
     pub fn step(&mut self) -> Vec<Message> {
-        let start = self.config.start_unix_s + self.step * u64::from(self.config.interval_s);
+        let start =
+            self.config.start_unix_s + self.next_interval() * u64::from(self.config.interval_s);
         let interval = self.config.interval_s;
         self.step += 1;
         let mut out = Vec::new();
@@ -533,6 +555,82 @@ pub fn metered_totals<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (device, seq, interval start, energy register, energy) of the energy readings in `msgs`.
+    fn energy_seqs(msgs: &[Message]) -> Vec<(DeviceId, u64, u64, u64, u64)> {
+        msgs.iter()
+            .filter_map(|m| SignedReading::decode_frame(&m.payload).ok())
+            .filter_map(|s| match s.reading.body {
+                ReadingBody::Energy(e) => Some((
+                    s.reading.device,
+                    s.reading.seq,
+                    e.interval_start_s,
+                    e.register_wh,
+                    e.energy_wh,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn clock_jump_keeps_seqs_and_registers_contiguous() {
+        let config = FleetConfig {
+            energy_devices: 4,
+            gpu_devices: 1,
+            storage_devices: 1,
+            unknown_devices: 0,
+            faulty_fraction: 0.0,
+            interval_s: 10,
+            ..FleetConfig::default()
+        };
+        let start = config.start_unix_s;
+        let mut fleet = Fleet::new(config.clone());
+        let before = energy_seqs(&fleet.step());
+        assert!(!fleet.jump_clock_to(1), "not ahead of the next interval");
+        assert!(fleet.jump_clock_to(50));
+        assert_eq!(fleet.next_interval(), 50);
+        let after = energy_seqs(&fleet.step());
+        assert_eq!(fleet.next_interval(), 51);
+        assert_eq!(after.len(), 4);
+        for (device, seq, t, register, energy) in &after {
+            let (_, prev_seq, _, prev_register, _) = before
+                .iter()
+                .find(|b| b.0 == *device)
+                .copied()
+                .expect("same devices");
+            assert_eq!(*seq, prev_seq + 1, "no sequence gap");
+            assert_eq!(*t, start + 50 * 10, "the interval the clock jumped to");
+            assert_eq!(
+                *register,
+                prev_register + energy,
+                "the register continues, as validators check"
+            );
+        }
+        // The same config and jumps give the same frames: a replay reproduces what was sent.
+        let mut replay = Fleet::new(config);
+        let first: Vec<_> = replay.step().into_iter().map(|m| m.payload).collect();
+        replay.jump_clock_to(50);
+        let second: Vec<_> = replay.step().into_iter().map(|m| m.payload).collect();
+        let mut again = Fleet::new(fleet.config.clone());
+        assert_eq!(
+            again
+                .step()
+                .into_iter()
+                .map(|m| m.payload)
+                .collect::<Vec<_>>(),
+            first
+        );
+        again.jump_clock_to(50);
+        assert_eq!(
+            again
+                .step()
+                .into_iter()
+                .map(|m| m.payload)
+                .collect::<Vec<_>>(),
+            second
+        );
+    }
 
     #[test]
     fn deterministic_and_every_fault_shows() {

@@ -176,8 +176,10 @@ impl Publisher {
         Ok(())
     }
 
-    /// Keeps each device's readings (the first frame per seq) for resend requests.
-    fn remember(&self, messages: &[Message]) {
+    /// Keeps each device's readings (the first frame per seq) for resend requests. Called by
+    /// [`Self::publish`]; a restarted simulator calls it with what it published last before it
+    /// stopped (replayed from its seed), so it can still answer for those readings.
+    pub fn remember(&self, messages: &[Message]) {
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         for m in messages {
             let Some((device, seq)) = m.key else { continue };
