@@ -4,7 +4,7 @@
 //! The binary is `$GROUNDTRUTH_ANVIL` when set, else `<workspace>/.tools/bin/anvil`.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,8 @@ pub async fn fund(rpc_url: &str, to: alloy::primitives::Address, wei: u128) -> R
 pub struct Anvil {
     child: Child,
     port: u16,
+    /// Stopped with SIGINT (so it writes its state file) before it is killed.
+    keeps_state: bool,
 }
 
 impl Anvil {
@@ -114,6 +116,21 @@ impl Anvil {
     /// Starts anvil on `port` with `extra` arguments (e.g. `["--block-time", "1"]`, so blocks
     /// keep coming and confirmations accrue) and waits until it accepts connections.
     pub fn spawn_with(port: u16, extra: &[&str]) -> Result<Self> {
+        Self::start(port, extra, false)
+    }
+
+    /// Starts anvil on `port` with its chain kept in `state_file`: loaded from it when it
+    /// exists, written to it every 2 s and when it stops (dropping it stops it with SIGINT and
+    /// waits up to 10 s for the last write). A devnet restarted on the same file finds its
+    /// contract and anchors again.
+    pub fn spawn_with_state(port: u16, state_file: &Path, extra: &[&str]) -> Result<Self> {
+        let state = state_file.display().to_string();
+        let mut args = vec!["--state", state.as_str(), "--state-interval", "2"];
+        args.extend_from_slice(extra);
+        Self::start(port, &args, true)
+    }
+
+    fn start(port: u16, extra: &[&str], keeps_state: bool) -> Result<Self> {
         let bin = binary_path();
         if !bin.is_file() {
             return Err(Error::Anvil(format!(
@@ -136,7 +153,11 @@ impl Anvil {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| Error::Anvil(format!("starting {}: {e}", bin.display())))?;
-        let mut anvil = Anvil { child, port };
+        let mut anvil = Anvil {
+            child,
+            port,
+            keeps_state,
+        };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -169,6 +190,22 @@ impl Anvil {
 
 impl Drop for Anvil {
     fn drop(&mut self) {
+        if self.keeps_state && matches!(self.child.try_wait(), Ok(None)) {
+            // SIGINT makes anvil write its state file and exit.
+            let interrupted = Command::new("kill")
+                .args(["-s", "INT", &self.child.id().to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while interrupted && Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

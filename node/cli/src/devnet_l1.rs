@@ -23,8 +23,14 @@ pub struct DevnetL1 {
 impl DevnetL1 {
     /// Starts anvil, deploys the contract with `set` accepting epochs from 0, funds the
     /// validators' L1 keys and writes key `i` to `dirs[i]/l1.key`.
-    pub fn start(set: &[(Address, u64)], dirs: &[std::path::PathBuf]) -> anyhow::Result<Self> {
-        let l1 = devnet::DevnetL1::start(set, dirs)?;
+    /// The chain is kept in `state_dir`: a devnet started again on it finds its contract and
+    /// every anchor.
+    pub fn start_in(
+        set: &[(Address, u64)],
+        dirs: &[std::path::PathBuf],
+        state_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let l1 = devnet::DevnetL1::start_in(set, dirs, Some(state_dir))?;
         Ok(Self {
             url: l1.url.clone(),
             contract: l1.contract,

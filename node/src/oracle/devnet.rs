@@ -16,6 +16,12 @@ const FUNDING_WEI: u128 = 100_000_000_000_000_000_000;
 /// The name of a validator's L1 key file in its directory.
 pub const L1_KEY_FILE: &str = "l1.key";
 
+/// The kept chain in a devnet's L1 state directory (anvil's state file).
+pub const L1_STATE_FILE: &str = "anvil-state.json";
+
+/// The contract's address in a devnet's L1 state directory.
+pub const L1_CONTRACT_FILE: &str = "contract";
+
 /// Why the local L1 could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum DevnetL1Error {
@@ -31,6 +37,11 @@ pub enum DevnetL1Error {
     /// Too many validators for the devnet seeds.
     #[error("no devnet key for validator {0}")]
     TooMany(usize),
+    /// A kept L1 state directory does not hold a usable chain.
+    #[error(
+        "the devnet's kept L1 chain is unusable ({0}); delete the devnet's directory to start over"
+    )]
+    StateLost(String),
     /// Starting anvil, deploying or funding failed.
     #[error(transparent)]
     Oracle(#[from] groundtruth_oracle::Error),
@@ -97,29 +108,87 @@ impl DevnetL1 {
     /// `set` accepting epochs from 0, funds the validators' L1 keys and writes key `i` to
     /// `dirs[i]/l1.key` ([`L1_KEY_FILE`]).
     pub fn start(set: &[(Address, u64)], dirs: &[PathBuf]) -> Result<Self, DevnetL1Error> {
+        Self::start_in(set, dirs, None)
+    }
+
+    /// As [`Self::start`]; with `state_dir`, the chain is kept there ([`L1_STATE_FILE`], and the
+    /// contract's address in [`L1_CONTRACT_FILE`]): a later start on the same directory loads
+    /// that chain and its contract, with every anchor, instead of deploying a new one.
+    pub fn start_in(
+        set: &[(Address, u64)],
+        dirs: &[PathBuf],
+        state_dir: Option<&Path>,
+    ) -> Result<Self, DevnetL1Error> {
         if !anvil::is_installed() {
             return Err(DevnetL1Error::NotInstalled {
                 path: anvil::binary_path(),
             });
         }
+        let io = |what: String| move |source| DevnetL1Error::Io { what, source };
         let port = anvil::free_port()?;
-        let node = Anvil::spawn_with(port, &["--block-time", "1"])?;
+        let (node, kept) = match state_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+                let state = dir.join(L1_STATE_FILE);
+                let contract_file = dir.join(L1_CONTRACT_FILE);
+                let kept = if state.exists() && contract_file.exists() {
+                    let text = std::fs::read_to_string(&contract_file)
+                        .map_err(io(format!("reading {}", contract_file.display())))?;
+                    Some(text.trim().parse::<Address>().map_err(|_| {
+                        DevnetL1Error::StateLost(format!(
+                            "{} does not hold an address",
+                            contract_file.display()
+                        ))
+                    })?)
+                } else {
+                    None
+                };
+                (
+                    Anvil::spawn_with_state(port, &state, &["--block-time", "1"])?,
+                    kept,
+                )
+            }
+            None => (Anvil::spawn_with(port, &["--block-time", "1"])?, None),
+        };
         let url = node.url();
         let genesis_set = ValidatorSet::new(1, set.to_vec())?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|source| DevnetL1Error::Io {
-                what: "starting a runtime".into(),
-                source,
-            })?;
-        let contract = runtime.block_on(async {
-            let contract = Oracle::deploy(&url, anvil::dev_key(0)?, 0, &genesis_set).await?;
-            for (a, _) in set {
-                anvil::fund(&url, *a, FUNDING_WEI).await?;
+            .map_err(io("starting a runtime".into()))?;
+        let contract = match kept {
+            Some(contract) => {
+                // The kept chain must still hold the contract (a state file from a killed anvil
+                // may be older than the contract file).
+                let reader = Oracle::new(
+                    groundtruth_oracle::Config::new(url.clone(), contract),
+                    anvil::dev_key(0)?,
+                )?;
+                let next = runtime.block_on(reader.next_epoch()).map_err(|e| {
+                    DevnetL1Error::StateLost(format!(
+                        "the contract {contract} does not answer: {e}"
+                    ))
+                })?;
+                tracing::info!(target: "node::oracle", %contract, next_epoch = next, "devnet L1 resumed");
+                contract
             }
-            Ok::<_, groundtruth_oracle::Error>(contract)
-        })?;
+            None => {
+                let contract = runtime.block_on(async {
+                    let contract =
+                        Oracle::deploy(&url, anvil::dev_key(0)?, 0, &genesis_set).await?;
+                    for (a, _) in set {
+                        anvil::fund(&url, *a, FUNDING_WEI).await?;
+                    }
+                    Ok::<_, groundtruth_oracle::Error>(contract)
+                })?;
+                if let Some(dir) = state_dir {
+                    let path = dir.join(L1_CONTRACT_FILE);
+                    std::fs::write(&path, format!("{contract}\n"))
+                        .map_err(io(format!("writing {}", path.display())))?;
+                }
+                contract
+            }
+        };
         for (i, dir) in dirs.iter().enumerate() {
             write_l1_key(&dir.join(L1_KEY_FILE), &validator_l1_key(i)?)?;
         }
