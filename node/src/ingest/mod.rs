@@ -333,8 +333,10 @@ impl Committer<'_> {
             Verdict::Duplicate | Verdict::Refuse(_) => {}
             Verdict::Equivocation => {
                 if let Some((_, existing)) = &stored {
-                    self.ctx.store.put_evidence(&device, seq, existing, frame)?;
-                    if let Some(evidence) = &self.ctx.evidence {
+                    // Submitted once per pair: the same twin arriving again (replicated from a
+                    // peer, resent) was already handed to the ledger.
+                    let new = self.ctx.store.put_evidence(&device, seq, existing, frame)?;
+                    if let (true, Some(evidence)) = (new, &self.ctx.evidence) {
                         let _ = evidence.try_send((existing.to_vec(), frame.to_vec()));
                     }
                 }

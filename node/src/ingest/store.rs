@@ -152,13 +152,15 @@ impl Store {
     }
 
     /// Stores equivocation evidence: two different signed frames for one (device, seq).
+    /// Returns whether it is new (the same pair arriving again, by replication or a resend, is
+    /// not evidence to submit again).
     pub fn put_evidence(
         &self,
         device: &DeviceId,
         seq: u64,
         first: &[u8],
         second: &[u8],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut k = Vec::with_capacity(48);
         k.extend_from_slice(&key(device, seq));
         let tail = second.len().saturating_sub(64);
@@ -169,8 +171,7 @@ impl Store {
         v.extend_from_slice(&first_len.to_be_bytes());
         v.extend_from_slice(first);
         v.extend_from_slice(second);
-        self.evidence.insert(k, v)?;
-        Ok(())
+        Ok(self.evidence.insert(k, v)?.is_none())
     }
 
     /// Makes everything written so far durable (fsync). Returns bytes flushed.
@@ -440,14 +441,17 @@ mod tests {
         let d = DeviceId([1u8; 32]);
         store.put(&d, 7, Status::Accepted, b"frame-a").expect("put");
         store.put(&d, 8, Status::Rejected, b"frame-b").expect("put");
-        store
-            .put_evidence(
-                &d,
-                7,
-                b"frame-a",
-                b"frame-c-with-a-long-enough-tail-for-a-signature-slice-of-eight-bytes-0123456789",
-            )
-            .expect("evidence");
+        let second =
+            b"frame-c-with-a-long-enough-tail-for-a-signature-slice-of-eight-bytes-0123456789";
+        assert!(store
+            .put_evidence(&d, 7, b"frame-a", second)
+            .expect("evidence"));
+        assert!(
+            !store
+                .put_evidence(&d, 7, b"frame-a", second)
+                .expect("evidence"),
+            "the same pair again is not new"
+        );
         store.flush().expect("flush");
         drop(store);
         let store = Store::open(dir.path()).expect("reopen");
