@@ -6,6 +6,7 @@ mod brokers;
 mod browser;
 mod byzantine;
 mod crash;
+mod devnet;
 mod faults;
 mod ingest;
 mod ledger;

@@ -4,8 +4,10 @@
 //! simulated fleet, with live counts. `--validators 1` runs a single node in-process without
 //! consensus.
 
+mod resume;
+
 use crate::sim::FleetArgs;
-use groundtruth_firmware_sim::{Fleet, PublishStats, Publisher};
+use groundtruth_firmware_sim::{PublishStats, Publisher};
 use groundtruth_node::config::NodeConfig;
 use groundtruth_node::node::Telemetry;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -78,11 +80,16 @@ fn fleet_config(
     Ok(c)
 }
 
+/// Now, Unix seconds.
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Now, Unix seconds, rounded down to a multiple of `step`.
 fn aligned_now(step: u64) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = now_s();
     now - now % step.max(1)
 }
 
@@ -102,9 +109,27 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
 fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.dir)?;
     let interval = u64::from(args.reading_interval_s.max(1));
-    let mut fleet = Fleet::new(fleet_config(&args, aligned_now(interval))?);
+    let resume::FleetStart {
+        mut fleet,
+        mut progress,
+        resumed,
+        recent,
+    } = resume::open(
+        &args.dir,
+        fleet_config(&args, aligned_now(interval))?,
+        args.speedup == 1.0,
+        now_s(),
+    )?;
     let genesis = args.dir.join("genesis.toml");
-    std::fs::write(&genesis, fleet.genesis_toml())?;
+    resume::keep_genesis(&genesis, &fleet.genesis_toml(), resumed)?;
+    if resumed {
+        println!(
+            "devnet: resuming the devnet in {} at interval {} ({} published before)",
+            args.dir.display(),
+            fleet.next_interval(),
+            fleet.steps_taken()
+        );
+    }
     let mut config = NodeConfig::default();
     config.node.data_dir = args.dir.join("node0");
     config.node.genesis = genesis;
@@ -134,6 +159,7 @@ fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             &broker_auth::simulator(args.broker_listen, gateway_secret),
             stats.clone(),
         )?;
+        publisher.remember(&recent);
         println!(
             "devnet: broker mqtt://{}  metrics http://{}/metrics  fleet {} energy, {} gpu, {} storage, {} unregistered",
             args.broker_listen, args.metrics_listen, args.fleet.energy, args.fleet.gpu, args.fleet.storage, args.fleet.unknown
@@ -154,6 +180,7 @@ fn run_single(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             let tick = tokio::time::Instant::now();
             let msgs = fleet.step();
             publisher.publish(&msgs).await?;
+            progress.published(&fleet, &args.dir)?;
             step += 1;
             let accepted: u64 = ["energy", "gpu", "storage"]
                 .iter()
@@ -259,7 +286,7 @@ mod network {
     use super::DevnetArgs;
     use groundtruth_api::ApiClient;
     use groundtruth_device_sdk::{keys, DeviceKey};
-    use groundtruth_firmware_sim::{Fleet, PublishStats, Publisher};
+    use groundtruth_firmware_sim::{PublishStats, Publisher};
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, ExitCode, Stdio};
     use std::sync::atomic::Ordering;
@@ -311,15 +338,6 @@ mod network {
     pub(super) fn run(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         let n = usize::from(args.validators);
         anyhow::ensure!(n == 4, "the devnet genesis has 4 validators: use --validators 4 (or 1 for a single node without consensus)");
-        // Resuming is not supported yet: the simulated fleet would sign its readings again from
-        // seq 0 under a new genesis time, which the validators rightly take as equivocation.
-        anyhow::ensure!(
-            !args.dir.join("genesis.toml").exists(),
-            "{} holds an earlier devnet; resuming one is not supported yet (its simulated meters \
-             would sign readings again from seq 0, which validators take as equivocation): delete \
-             it, or pass another --dir",
-            args.dir.display()
-        );
         std::fs::create_dir_all(&args.dir)?;
         let interval = u64::from(args.reading_interval_s.max(1));
         let epoch_s = if args.epoch_s == 0 {
@@ -330,9 +348,22 @@ mod network {
         };
         // Epoch 0 starts where the fleet's first interval does, a little ahead so that anvil
         // and the validators are up before it; each interval is published when it ends.
-        let start =
-            super::aligned_now(interval) + super::STARTUP_SLACK_S.div_ceil(interval) * interval;
-        let mut fleet = Fleet::new(super::fleet_config(&args, start)?);
+        // A devnet kept in the directory continues from where it stopped, on its genesis.
+        let super::resume::FleetStart {
+            mut fleet,
+            mut progress,
+            resumed,
+            recent,
+        } = super::resume::open(
+            &args.dir,
+            super::fleet_config(
+                &args,
+                super::aligned_now(interval) + super::STARTUP_SLACK_S.div_ceil(interval) * interval,
+            )?,
+            args.speedup == 1.0,
+            super::now_s(),
+        )?;
+        let start = fleet.config.start_unix_s;
         let ledger_genesis = std::fs::read_to_string(&args.genesis).map_err(|e| {
             anyhow::anyhow!(
                 "reading {}: {e} (run from the repository root)",
@@ -357,7 +388,15 @@ mod network {
             fleet.genesis_toml()
         ))?;
         let l1_set = crate::devnet_l1::add_l1_addresses(&mut parsed, n)?;
-        std::fs::write(&genesis, toml::to_string(&parsed)?)?;
+        super::resume::keep_genesis(&genesis, &toml::to_string(&parsed)?, resumed)?;
+        if resumed {
+            println!(
+                "devnet: resuming the devnet in {} (its ledger, readings and L1 chain) at interval {} ({} published before)",
+                args.dir.display(),
+                fleet.next_interval(),
+                fleet.steps_taken()
+            );
+        }
 
         // Devnet provider keys (seeds 100 and 101 own the genesis providers), for `groundtruth tx`.
         let keys_dir = args.dir.join("keys");
@@ -393,7 +432,8 @@ mod network {
         for d in &vdirs {
             std::fs::create_dir_all(d)?;
         }
-        let l1 = crate::devnet_l1::DevnetL1::start(&l1_set, &vdirs)?;
+        let l1 =
+            crate::devnet_l1::DevnetL1::start_in(&l1_set, &vdirs, &abs(&args.dir.join("l1"))?)?;
         let mut children = Children(Vec::new());
         for i in 0..n {
             let vdir = args.dir.join(format!("v{i}"));
@@ -449,7 +489,7 @@ mod network {
             let config = format!("{config}{}", l1.oracle_section(i, &vdirs[i], &apis));
             let config_path = vdir.join("node.toml");
             std::fs::write(&config_path, config)?;
-            let log = std::fs::File::create(vdir.join("node.log"))?;
+            let log = append_log(&vdir.join("node.log"))?;
             children.0.push(
                 Command::new(&exe)
                     .args(["node", "--config"])
@@ -466,7 +506,7 @@ mod network {
             wait_listening(api, Duration::from_secs(30))?;
         }
         if !args.no_providers {
-            for (name, child) in start_providers(&args, &genesis, &apis, n)? {
+            for (name, child) in start_providers(&args, &genesis, &apis, n, !resumed)? {
                 println!(
                     "  provider agent {name} (log {}/providers/{name}/provider.log)",
                     args.dir.display()
@@ -503,18 +543,20 @@ mod network {
             .worker_threads(2)
             .enable_all()
             .build()?;
+        let dir = args.dir.clone();
         runtime.block_on(async move {
             let stats = Arc::new(PublishStats::default());
             let publisher = Publisher::connect(
                 &super::broker_auth::simulator(args.broker_listen, gateway_secret),
                 stats.clone(),
             )?;
+            publisher.remember(&recent);
             let step_time = Duration::from_secs_f64(
                 f64::from(args.reading_interval_s.max(1)) / args.speedup.max(0.001),
             );
             // Real time: interval k ([start + k·I, start + (k+1)·I)) is published when it ends.
             if args.speedup == 1.0 {
-                let first_end = start + interval;
+                let first_end = start + (fleet.next_interval() + 1) * interval;
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0.0, |d| d.as_secs_f64());
@@ -533,6 +575,7 @@ mod network {
                 }
                 let tick = tokio::time::Instant::now();
                 publisher.publish(&fleet.step()).await?;
+                progress.published(&fleet, &dir)?;
                 step += 1;
                 if last_print.elapsed() >= Duration::from_secs(2) {
                     last_print = Instant::now();
@@ -546,7 +589,8 @@ mod network {
                     .await
                     .unwrap_or_default();
                     reported = newest.or(reported);
-                    println!("interval {step:>5}  published {published:>7}  {line}");
+                    let interval_no = fleet.next_interval();
+                    println!("interval {interval_no:>5}  published {published:>7}  {line}");
                     for l in epochs {
                         println!("{l}");
                     }
@@ -562,7 +606,7 @@ mod network {
         drop(children);
         drop(l1);
         println!(
-            "devnet stopped; its data is kept in {} (delete it before starting a new devnet there)",
+            "devnet stopped; its data is kept in {} (the same command resumes it; delete it to start over)",
             args.dir.display()
         );
         Ok(ExitCode::SUCCESS)
@@ -585,6 +629,11 @@ mod network {
             .filter_map(serde_json::Value::as_u64)
             .filter(|e| seen.is_none_or(|s| *e > s))
             .collect();
+        // The first report of a resumed devnet: its last few epochs, not its whole history.
+        let committed = match seen {
+            None => committed[committed.len().saturating_sub(3)..].to_vec(),
+            Some(_) => committed,
+        };
         let mut lines = Vec::new();
         let mut newest = None;
         for e in committed {
@@ -708,6 +757,7 @@ mod network {
         genesis: &Path,
         apis: &[String],
         n: usize,
+        fund_owners: bool,
     ) -> anyhow::Result<Vec<(String, Child)>> {
         use groundtruth_firmware_sim::providers::{
             write_provider_fleet, ProviderBehaviour, ProviderFleetConfig,
@@ -747,13 +797,14 @@ mod network {
         let exe = std::env::current_exe()?;
         let mut out = Vec::new();
         for a in agents {
-            if let (Ok(f), Some(c)) = (&funder, client(&apis[0])) {
+            // A resumed devnet funded them when it was new.
+            if let (true, Ok(f), Some(c)) = (fund_owners, &funder, client(&apis[0])) {
                 let to = DeviceKey::from_seed(&[a.owner_seed; 32]).device_id();
                 if let Err(e) = fund(&c, f, to.0, 5_000) {
                     eprintln!("  funding {}'s owner failed: {e}", a.name);
                 }
             }
-            let log = std::fs::File::create(dir.join(&a.name).join("provider.log"))?;
+            let log = append_log(&dir.join(&a.name).join("provider.log"))?;
             let child = Command::new(&exe)
                 .args(["provider", "--config"])
                 .arg(&a.config)
@@ -821,6 +872,14 @@ mod network {
             parts.push(format!("v{i}: {accepted:.0}✓ {rejected:.0}✗ h{h}"));
         }
         parts.join("  ")
+    }
+
+    /// A child's log file, appended to (a resumed devnet keeps the earlier runs' lines).
+    fn append_log(path: &Path) -> anyhow::Result<std::fs::File> {
+        Ok(std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?)
     }
 
     fn abs(p: &Path) -> anyhow::Result<PathBuf> {
