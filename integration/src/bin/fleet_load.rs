@@ -129,12 +129,16 @@ impl Run {
         let now = unix_now();
         let genesis = spec.add_devices_to(Genesis::devnet()?.timed(epoch_s, now))?;
         eprintln!("starting 4 validators and {devices} meters ({interval_s} s intervals)…");
+        // Validators run as `groundtruth devnet` runs them: glibc arenas capped at 2 unless
+        // MALLOC_ARENA_MAX is set here (`MALLOC_ARENA_MAX=16` is glibc's default on 2 cores).
+        let arenas = std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".into());
         let net = TestNet::builder()
             .validators(VALIDATORS)
             .consensus(true)
             .broker(Broker::EmbeddedIn(0))
             .genesis(genesis)
             .fleet(spec)
+            .env("MALLOC_ARENA_MAX", &arenas)
             .build()?;
         // The first interval starts now (after the network is up), so nothing is backdated.
         let start = unix_now() + 2;
