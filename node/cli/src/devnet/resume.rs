@@ -173,7 +173,9 @@ pub fn open(
 /// Writes `genesis` to `path` for a new devnet; for a resumed one, checks that the kept file is
 /// the same genesis (the same options and ledger genesis), and leaves it as it is.
 pub fn keep_genesis(path: &Path, genesis: &str, resumed: bool) -> anyhow::Result<()> {
-    if !resumed {
+    // A start that failed before writing it (anvil missing, say) left progress but no genesis:
+    // nothing ran on it yet.
+    if !resumed || !path.exists() {
         std::fs::write(path, genesis)?;
         return Ok(());
     }
@@ -303,6 +305,8 @@ mod tests {
     fn kept_genesis_must_match_the_options() {
         let d = tempfile::tempdir().expect("temp dir");
         let path = d.path().join("genesis.toml");
+        keep_genesis(&path, "a = 1\n", true).expect("a start that failed early writes it");
+        std::fs::remove_file(&path).expect("removed");
         keep_genesis(&path, "a = 1\n", false).expect("written");
         keep_genesis(&path, "a = 1\n", true).expect("same genesis resumes");
         let e = keep_genesis(&path, "a = 2\n", true).expect_err("other options");
