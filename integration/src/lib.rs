@@ -26,7 +26,7 @@ pub use l1::{l1_unavailable, AnchoredLog, L1};
 pub use ledger_tx::{address_of, operator_key};
 pub use net::{Broker, Node, TestNet, TestNetBuilder};
 pub use netns::Netns;
-pub use proc::Proc;
+pub use proc::{interrupt, Proc};
 pub use providers::{
     provider_listen_addrs, spawn_provider, ProviderAgent, ProviderKindSpec, ProviderSpec,
 };

@@ -156,3 +156,22 @@ impl Drop for Proc {
         self.kill9();
     }
 }
+
+/// Sends `child` SIGINT, what Ctrl-C sends (the devnet and the benches stop their own children
+/// on it; SIGKILL would leave them running), and waits up to `timeout` for it to exit. Its exit
+/// status, or `None` if it still runs.
+pub fn interrupt(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let _ = Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status();
+    let until = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

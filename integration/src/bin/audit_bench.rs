@@ -134,18 +134,10 @@ fn proven_batches(log: &str) -> Vec<(u64, u64)> {
 /// Stops the devnet as Ctrl-C does (SIGINT), so that it stops its validators and anvil
 /// (SIGKILL would leave them running); kills it if it has not exited within 40 s.
 fn stop(devnet: &mut std::process::Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &devnet.id().to_string()])
-        .status();
-    let until = Instant::now() + Duration::from_secs(40);
-    while Instant::now() < until {
-        if let Ok(Some(_)) = devnet.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    if groundtruth_integration::interrupt(devnet, Duration::from_secs(40)).is_none() {
+        let _ = devnet.kill();
+        let _ = devnet.wait();
     }
-    let _ = devnet.kill();
-    let _ = devnet.wait();
 }
 
 fn main() -> Result<()> {

@@ -7,7 +7,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use groundtruth_integration::{
-    devnet_genesis_path, free_addr, groundtruth_bin, l1_unavailable, Api, Metrics,
+    devnet_genesis_path, free_addr, groundtruth_bin, interrupt, l1_unavailable, Api, Metrics,
 };
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -76,21 +76,15 @@ impl Devnet {
 
     /// Ctrl-C, and waits for it to stop its children and exit.
     fn interrupt(&mut self) -> Result<()> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-s", "INT", &pid]).status()?;
-        let until = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < until {
-            if let Some(status) = self.child.try_wait()? {
-                ensure!(
-                    status.success(),
-                    "devnet exited with {status}: {}",
-                    self.tail()
-                );
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!("devnet still running 60 s after SIGINT: {}", self.tail())
+        let Some(status) = interrupt(&mut self.child, Duration::from_secs(60)) else {
+            bail!("devnet still running 60 s after SIGINT: {}", self.tail());
+        };
+        ensure!(
+            status.success(),
+            "devnet exited with {status}: {}",
+            self.tail()
+        );
+        Ok(())
     }
 
     fn tail(&self) -> String {
